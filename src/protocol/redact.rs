@@ -1,0 +1,134 @@
+//! Keeping secrets out of transcripts, logs and snapshots.
+//!
+//! Both the mock's transcript and the client's `--trace` pass every frame through here. Secrets
+//! are replaced by `"********"`, the placeholder the server itself uses for Secret fields.
+
+use serde_json::Value;
+
+/// What a redacted secret is replaced with.
+pub const REDACTED: &str = "********";
+
+/// Object keys whose values are secrets wherever they appear.
+const SECRET_KEYS: &[&str] = &[
+    "password",
+    "old_password",
+    "new_password",
+    "api_key",
+    "token",
+    "otp_token",
+    "reconnect_token",
+    "auth_token",
+    "raw_key",
+    "client_key",
+    "stored_key",
+    "server_key",
+    "privatekey",
+    "private_key",
+    "passphrase",
+    "secret",
+];
+
+/// Is this object key a secret?
+pub fn is_secret_key(key: &str) -> bool {
+    SECRET_KEYS.contains(&key.to_ascii_lowercase().as_str())
+}
+
+/// Redact every secret-named key, at any depth.
+pub fn redact_keys(value: &mut Value) {
+    match value {
+        Value::Object(m) => {
+            for (k, v) in m.iter_mut() {
+                if is_secret_key(k) && !v.is_null() {
+                    *v = REDACTED.into();
+                } else {
+                    redact_keys(v);
+                }
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(redact_keys),
+        _ => {}
+    }
+}
+
+/// Redact the params of a call to `method`: positional secrets of the old login methods, and
+/// secret-named keys everywhere.
+pub fn redact_params(method: &str, params: &mut [Value]) {
+    let positional: &[usize] = match method {
+        "auth.login" => &[1, 2],
+        "auth.login_with_api_key" | "auth.login_with_token" => &[0],
+        _ => &[],
+    };
+    for &i in positional {
+        if let Some(v) = params.get_mut(i) {
+            if !v.is_null() {
+                *v = REDACTED.into();
+            }
+        }
+    }
+    params.iter_mut().for_each(redact_keys);
+}
+
+/// Redact the result of a call to `method`: issued tokens and keys, and secret-named keys.
+pub fn redact_result(method: &str, result: &mut Value) {
+    match method {
+        "auth.generate_token" => *result = REDACTED.into(),
+        "api_key.create" | "api_key.update" => {
+            if let Some(m) = result.as_object_mut() {
+                if let Some(k) = m.get_mut("key") {
+                    *k = REDACTED.into();
+                }
+            }
+        }
+        _ => {}
+    }
+    redact_keys(result);
+}
+
+/// Redact a whole JSON-RPC request frame (client to server). Other frames pass through
+/// [`redact_keys`].
+pub fn redact_request_frame(frame: &mut Value) {
+    let method = frame
+        .get("method")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    match (method, frame.get_mut("params")) {
+        (Some(m), Some(Value::Array(params))) => redact_params(&m, params),
+        _ => redact_keys(frame),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn login_secrets_are_redacted() {
+        let mut f = json!({"jsonrpc":"2.0","id":1,"method":"auth.login_ex","params":[
+            {"mechanism":"API_KEY_PLAIN","username":"root","api_key":"1-abc"}]});
+        redact_request_frame(&mut f);
+        assert_eq!(f["params"][0]["api_key"], REDACTED);
+        assert_eq!(f["params"][0]["username"], "root");
+
+        let mut p = vec![json!("root"), json!("pw"), Value::Null];
+        redact_params("auth.login", &mut p);
+        assert_eq!(p, vec![json!("root"), json!(REDACTED), Value::Null]);
+
+        let mut k = vec![json!("1-abc")];
+        redact_params("auth.login_with_api_key", &mut k);
+        assert_eq!(k, vec![json!(REDACTED)]);
+    }
+
+    #[test]
+    fn issued_secrets_are_redacted() {
+        let mut r = json!({"id": 3, "name": "ci", "key": "3-xyz"});
+        redact_result("api_key.create", &mut r);
+        assert_eq!(r["key"], REDACTED);
+        let mut t = json!("tok");
+        redact_result("auth.generate_token", &mut t);
+        assert_eq!(t, json!(REDACTED));
+        let mut nested = json!({"user": {"Password": "x", "name": "n"}});
+        redact_result("user.query", &mut nested);
+        assert_eq!(nested, json!({"user": {"Password": REDACTED, "name": "n"}}));
+    }
+}
