@@ -2,5 +2,7 @@
 //!
 //! The library holds everything; the `midscript` binary is a thin front end.
 //! - [`protocol`]: wire types shared by the client and the mock.
+//! - [`mock`]: the built-in mock middleware (a simulated TrueNAS server).
 
+pub mod mock;
 pub mod protocol;
