@@ -61,7 +61,7 @@ impl ArgInfo {
             Some(obj) if depth < MAX_FIELD_DEPTH => schema::properties(obj)
                 .into_iter()
                 .map(|(k, prop)| {
-                    let req = schema::is_required_property(obj, k, prop);
+                    let req = schema::property_required(obj, k, prop) != Some(false);
                     ArgInfo::from_schema(k.to_owned(), prop, req, depth + 1)
                 })
                 .collect(),
@@ -82,34 +82,47 @@ impl ArgInfo {
     }
 }
 
-/// Take `map[key]` out (leaving `null`) if `lift` accepts it, so that a value is kept only once.
-/// Values that are empty or of an unexpected type stay in the map, which is what lets
-/// [`MethodInfo::to_value`] restore the original exactly (`null` stays `null`, `[]` stays `[]`).
-fn take_if<T>(
-    map: &mut Map<String, Value>,
-    key: &str,
-    lift: impl Fn(&Value) -> Option<T>,
-) -> Option<T> {
-    let slot = map.get_mut(key)?;
-    let lifted = lift(slot)?;
-    *slot = Value::Null;
-    Some(lifted)
+/// Move `map[key]` out (leaving `null`) if `lift` accepts it, so that a value is kept only once
+/// and never copied. Values that are empty or of an unexpected type stay in the map, which is what
+/// lets [`MethodInfo::to_value`] restore the original exactly (`null` stays `null`, `[]` stays
+/// `[]`).
+fn take_if(map: &mut Map<String, Value>, key: &str, lift: fn(&Value) -> bool) -> Option<Value> {
+    let slot = map.get_mut(key).filter(|v| lift(v))?;
+    Some(slot.take())
 }
 
-fn as_text(v: &Value) -> Option<String> {
-    v.as_str().map(str::to_owned)
+fn is_text(v: &Value) -> bool {
+    v.is_string()
 }
 
-fn as_list(v: &Value) -> Option<Vec<Value>> {
-    v.as_array().filter(|a| !a.is_empty()).cloned()
+fn is_list(v: &Value) -> bool {
+    v.as_array().is_some_and(|a| !a.is_empty())
 }
 
-fn as_names(v: &Value) -> Option<Vec<String>> {
-    v.as_array()
-        .filter(|a| !a.is_empty())?
-        .iter()
-        .map(|r| r.as_str().map(str::to_owned))
-        .collect()
+fn is_names(v: &Value) -> bool {
+    is_list(v) && v.as_array().is_some_and(|a| a.iter().all(Value::is_string))
+}
+
+/// The strings in `v` (a string, or the strings of an array).
+fn strings(v: Value) -> Vec<String> {
+    match v {
+        Value::String(s) => vec![s],
+        Value::Array(items) => items
+            .into_iter()
+            .filter_map(|r| match r {
+                Value::String(s) => Some(s),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn list(v: Option<Value>) -> Vec<Value> {
+    match v {
+        Some(Value::Array(items)) => items,
+        _ => Vec::new(),
+    }
 }
 
 impl MethodInfo {
@@ -120,17 +133,16 @@ impl MethodInfo {
             Value::Object(m) => m,
             _ => Map::new(),
         };
-        let description = take_if(&mut map, "description", as_text);
-        let cli_description = take_if(&mut map, "cli_description", as_text);
+        let text = |v: Option<Value>| v.and_then(|v| strings(v).pop());
+        let description = text(take_if(&mut map, "description", is_text));
+        let cli_description = text(take_if(&mut map, "cli_description", is_text));
         // Roles that are not all strings stay in `raw`; the field keeps the strings among them.
-        let roles = take_if(&mut map, "roles", as_names).unwrap_or_else(|| {
-            map.get("roles")
-                .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(as_text).collect())
-                .unwrap_or_default()
-        });
-        let accepts = take_if(&mut map, "accepts", as_list).unwrap_or_default();
-        let returns = take_if(&mut map, "returns", as_list).unwrap_or_default();
+        let roles = match take_if(&mut map, "roles", is_names) {
+            Some(v) => strings(v),
+            None => map.get("roles").cloned().map(strings).unwrap_or_default(),
+        };
+        let accepts = list(take_if(&mut map, "accepts", is_list));
+        let returns = list(take_if(&mut map, "returns", is_list));
         let flag = |k: &str| map.get(k).and_then(Value::as_bool).unwrap_or(false);
         MethodInfo {
             name: name.into(),

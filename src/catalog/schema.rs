@@ -89,14 +89,23 @@ pub(crate) fn properties(s: &Value) -> Vec<(&str, &Value)> {
     out
 }
 
-/// Whether property `name` of object schema `parent` is required: `_required_: true` on the
-/// property, or the name in the parent's standard `required` list (the dump never disagrees).
-pub(crate) fn is_required_property(parent: &Value, name: &str, prop: &Value) -> bool {
-    prop.get("_required_").and_then(Value::as_bool) == Some(true)
-        || parent
-            .get("required")
-            .and_then(Value::as_array)
-            .is_some_and(|r| r.iter().any(|n| n.as_str() == Some(name)))
+/// Whether property `name` of object schema `parent` is required.
+///
+/// - `Some(true)`: listed in the parent's standard `required` list;
+/// - `Some(false)`: not marked required at all;
+/// - `None`: marked `_required_: true` but the parent has no `required` list. Pydantic always
+///   writes that list when a field is required, so this is a legacy (pre-pydantic) schema, whose
+///   export also marks fields of update (PATCH) schemas such as `ssh.update` that the server does
+///   not require. The docs show these as required (what the schema says); the validator does not
+///   enforce them.
+pub(crate) fn property_required(parent: &Value, name: &str, prop: &Value) -> Option<bool> {
+    if let Some(list) = parent.get("required").and_then(Value::as_array) {
+        return Some(list.iter().any(|n| n.as_str() == Some(name)));
+    }
+    match prop.get("_required_").and_then(Value::as_bool) {
+        Some(true) => None,
+        _ => Some(false),
+    }
 }
 
 /// Whether a positional argument is required (`_required_: true`; missing means optional, so that

@@ -525,3 +525,93 @@ fn too_many() {
         one("", "Too many arguments (expected 2, found 3)")
     );
 }
+
+#[test]
+fn additional_properties_schema() {
+    assert_eq!(
+        errors(
+            "virt.instance.create",
+            json!([{"name": "vm1", "image": "debian", "environment": {"A": "1", "B": 2}}])
+        ),
+        one(
+            "virt_instance_create.environment.B",
+            "Input should be a valid string"
+        )
+    );
+}
+
+#[test]
+fn list_min_items_and_item_paths() {
+    assert_eq!(
+        errors("reporting.get_data", json!([[]])),
+        one(
+            "graphs",
+            "List should have at least 1 item after validation, not 0"
+        )
+    );
+    assert_eq!(
+        errors(
+            "reporting.get_data",
+            json!([[{"name": "cpu"}, {"name": "gpu"}]])
+        ),
+        one(
+            "graphs.1.name",
+            "Input should be 'cpu', 'cputemp', 'disk', 'interface', 'load', 'processes', \
+             'memory', 'uptime', 'arcactualrate', 'arcrate', 'arcsize', 'arcresult', 'disktemp', \
+             'upscharge', 'upsruntime', 'upsvoltage', 'upscurrent', 'upsfrequency', 'upsload' or \
+             'upstemperature'"
+        )
+    );
+}
+
+#[test]
+fn type_lists() {
+    // Legacy query options use `"type": ["string", "null"]`.
+    assert_eq!(
+        errors("zfs.snapshot.query", json!([[], {"extend": null}])),
+        []
+    );
+    assert_eq!(
+        errors("zfs.snapshot.query", json!([[], {"extend": "x"}])),
+        []
+    );
+    assert_eq!(
+        errors("zfs.snapshot.query", json!([[], {"extend": 5}])),
+        one("query-options.extend", "Input should be a valid string")
+    );
+}
+
+/// The server's own defaults must pass: a cheap guard against false errors across the dump.
+#[test]
+fn every_methods_defaults_are_accepted() {
+    let mut checked = 0;
+    for m in Catalog::bundled().iter() {
+        let args = m.args();
+        // The longest prefix of arguments that all have defaults.
+        let params: Vec<Value> = args.iter().map_while(|a| a.default.clone()).collect();
+        if args[params.len()..].iter().any(|a| a.required) {
+            continue;
+        }
+        checked += 1;
+        assert_eq!(validate_params(m, &params), Ok(()), "{}", m.name);
+    }
+    assert!(checked > 300, "only {checked} methods checked");
+}
+
+#[test]
+fn legacy_update_schemas_do_not_require_fields() {
+    // ssh.update's legacy schema marks every field `_required_` but has no `required` list;
+    // the server (a legacy `update=True` dict) accepts a partial update.
+    assert_eq!(errors("ssh.update", json!([{"tcpport": 22}])), []);
+    let tcpport = method("ssh.update").args()[0]
+        .fields
+        .iter()
+        .find(|f| f.name == "tcpport")
+        .cloned()
+        .expect("tcpport");
+    assert!(tcpport.required, "the docs still show what the schema says");
+    assert_eq!(
+        errors("ssh.update", json!([{"tcpport": "22"}])),
+        one("ssh_update.tcpport", "Input should be a valid integer")
+    );
+}

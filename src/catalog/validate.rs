@@ -14,7 +14,7 @@
 //!   uses the same engine and searches, unanchored, as `Regex::is_match` does), `minimum`,
 //!   `maximum`, `exclusiveMinimum`, `exclusiveMaximum`, `minItems`, `maxItems`;
 //! - `const` and `enum` ("Input should be 'A', 'B' or 'C'");
-//! - objects: required properties (`_required_` or `required`) → "Field required", unknown keys
+//! - objects: required properties (the `required` list) → "Field required", unknown keys
 //!   with `additionalProperties: false` → "Extra inputs are not permitted", an
 //!   `additionalProperties` schema is applied to the extra keys;
 //! - array items (TrueNAS's `"items": [schema]`), located by index: `arg.field.0.name`;
@@ -30,6 +30,9 @@
 //!   `""` (`accept.py` adds it under the empty name).
 //!
 //! Accepted without checking (never a false error):
+//! - a missing property marked `_required_` in an object without a `required` list: a legacy
+//!   schema, which marks fields of update schemas (`ssh.update`) too (see
+//!   `schema::property_required`);
 //! - `format` (`uri`, `email`, `ipvanyaddress`, `date-time`, …): the pydantic types behind them
 //!   are not reproduced;
 //! - `uniqueItems` (a pydantic `set` de-duplicates rather than rejects);
@@ -319,7 +322,7 @@ fn check_object(s: &Value, v: &Value, path: &str, errors: &mut Vec<ValidationEnt
     for (name, prop) in &props {
         match obj.get(*name) {
             Some(x) => check(prop, x, &join(path, name), errors),
-            None if schema::is_required_property(s, name, prop) => {
+            None if schema::property_required(s, name, prop) == Some(true) => {
                 push(errors, &join(path, name), "Field required");
             }
             None => {}
