@@ -1,0 +1,385 @@
+//! Logging in (`protocol.md` §2): password (+ OTP), API key (SCRAM-SHA-512 where the server
+//! offers it, else plain), and token; with the rule that an API key never goes in plain text
+//! over an insecure transport, where the server would revoke it (§1.5).
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use ring::{digest, hmac, pbkdf2};
+use serde_json::{json, Value};
+
+use super::error::{AuthError, Error, Result};
+use super::transport::Endpoint;
+use super::Client;
+use crate::protocol::codes;
+
+/// A secret string: never printed by `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wrap a secret.
+    pub fn new(s: impl Into<String>) -> Secret {
+        Secret(s.into())
+    }
+
+    /// The secret itself; use only to send it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(********)")
+    }
+}
+
+/// Supplies a one-time password when the server answers `OTP_REQUIRED`.
+pub type OtpPrompt = std::sync::Arc<dyn Fn() -> Option<String> + Send + Sync>;
+
+/// How to log in.
+#[derive(Clone)]
+pub enum Credentials {
+    /// Username and password; `otp` answers `OTP_REQUIRED` (two-factor accounts).
+    Password {
+        /// The account.
+        username: String,
+        /// Its password.
+        password: Secret,
+        /// A one-time password given up front.
+        otp: Option<Secret>,
+        /// Asked for a one-time password when none was given and the server wants one.
+        otp_prompt: Option<OtpPrompt>,
+    },
+    /// An API key `<id>-<material>`. With the owner's `username`, the login uses `auth.login_ex`
+    /// (SCRAM on 26+, so the key never crosses the wire); without it,
+    /// `auth.login_with_api_key`, which looks the owner up.
+    ApiKey {
+        /// The key owner, when known.
+        username: Option<String>,
+        /// The key.
+        key: Secret,
+    },
+    /// An authentication token (`auth.generate_token`).
+    Token(Secret),
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credentials::Password { username, .. } => write!(f, "Password({username})"),
+            Credentials::ApiKey { username, .. } => write!(f, "ApiKey({username:?})"),
+            Credentials::Token(_) => f.write_str("Token"),
+        }
+    }
+}
+
+/// Which mechanism logged in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mechanism {
+    /// `PASSWORD_PLAIN` (possibly followed by `OTP_TOKEN`), or `auth.login`.
+    Password,
+    /// `API_KEY_PLAIN` or `auth.login_with_api_key`.
+    ApiKeyPlain,
+    /// SCRAM-SHA-512 (26+).
+    Scram,
+    /// `TOKEN_PLAIN` or `auth.login_with_token`.
+    Token,
+}
+
+/// What a successful login told us.
+#[derive(Debug, Clone)]
+pub struct LoginInfo {
+    /// The mechanism used.
+    pub mechanism: Mechanism,
+    /// `auth.me` as returned with SUCCESS, when the server sent it.
+    pub user_info: Option<Value>,
+}
+
+/// Refuse to send an API key where the server would revoke it (`protocol.md` §1.5): over
+/// plain `ws://` to a host other than this machine. Checked before connecting.
+pub fn check_key_safety(endpoint: &Endpoint, credentials: Option<&Credentials>) -> Result<()> {
+    if matches!(credentials, Some(Credentials::ApiKey { .. })) && !endpoint.is_secure_transport() {
+        return Err(AuthError::InsecureApiKey { host: endpoint.host.clone() }.into());
+    }
+    Ok(())
+}
+
+fn is_method_missing(e: &Error) -> bool {
+    e.server().is_some_and(|s| s.code == Some(codes::METHOD_NOT_FOUND))
+}
+
+fn response_type(v: &Value) -> &str {
+    v.get("response_type").and_then(Value::as_str).unwrap_or("")
+}
+
+fn outcome(v: &Value, mechanism: Mechanism) -> Result<LoginInfo> {
+    match response_type(v) {
+        "SUCCESS" => Ok(LoginInfo { mechanism, user_info: v.get("user_info").filter(|u| !u.is_null()).cloned() }),
+        "AUTH_ERR" => Err(AuthError::Rejected.into()),
+        "EXPIRED" => Err(AuthError::Expired.into()),
+        "DENIED" => Err(AuthError::Denied.into()),
+        "REDIRECT" => Err(AuthError::Redirect {
+            urls: v.get("urls").and_then(Value::as_array).map(|a| a.iter().filter_map(|u| u.as_str().map(str::to_owned)).collect()).unwrap_or_default(),
+        }
+        .into()),
+        "OTP_REQUIRED" => Err(AuthError::OtpRequired.into()),
+        other => Err(AuthError::Unexpected(format!("response_type {other:?}")).into()),
+    }
+}
+
+fn bool_outcome(v: &Value, mechanism: Mechanism) -> Result<LoginInfo> {
+    match v {
+        Value::Bool(true) => Ok(LoginInfo { mechanism, user_info: None }),
+        Value::Bool(false) => Err(AuthError::Rejected.into()),
+        other => Err(AuthError::Unexpected(other.to_string()).into()),
+    }
+}
+
+impl Client {
+    /// Log in with `credentials`.
+    pub async fn login(&self, credentials: &Credentials) -> Result<LoginInfo> {
+        let endpoint = Endpoint::parse(&self.conn.url)?;
+        check_key_safety(&endpoint, Some(credentials))?;
+        let info = match credentials {
+            Credentials::Password { username, password, otp, otp_prompt } => {
+                self.login_password(username, password, otp.as_ref(), otp_prompt.as_ref()).await?
+            }
+            Credentials::ApiKey { username: Some(user), key } => self.login_api_key(user, key).await?,
+            Credentials::ApiKey { username: None, key } => {
+                let ok = self.call("auth.login_with_api_key", vec![json!(key.expose())]).await?;
+                bool_outcome(&ok, Mechanism::ApiKeyPlain)?
+            }
+            Credentials::Token(token) => {
+                let data = json!({"mechanism": "TOKEN_PLAIN", "token": token.expose()});
+                match self.call("auth.login_ex", vec![data]).await {
+                    Ok(v) => outcome(&v, Mechanism::Token)?,
+                    Err(e) if is_method_missing(&e) => {
+                        let ok = self.call("auth.login_with_token", vec![json!(token.expose())]).await?;
+                        bool_outcome(&ok, Mechanism::Token)?
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        };
+        self.conn.set_authenticated(true);
+        Ok(info)
+    }
+
+    async fn login_password(
+        &self,
+        username: &str,
+        password: &Secret,
+        otp: Option<&Secret>,
+        prompt: Option<&OtpPrompt>,
+    ) -> Result<LoginInfo> {
+        let data = json!({"mechanism": "PASSWORD_PLAIN", "username": username, "password": password.expose()});
+        let reply = match self.call("auth.login_ex", vec![data]).await {
+            Ok(v) => v,
+            Err(e) if is_method_missing(&e) => {
+                let otp = otp.map(|o| json!(o.expose())).unwrap_or(Value::Null);
+                let ok = self.call("auth.login", vec![json!(username), json!(password.expose()), otp]).await?;
+                return bool_outcome(&ok, Mechanism::Password);
+            }
+            Err(e) => return Err(e),
+        };
+        if response_type(&reply) != "OTP_REQUIRED" {
+            return outcome(&reply, Mechanism::Password);
+        }
+        let code = match otp {
+            Some(o) => o.expose().to_owned(),
+            None => prompt.and_then(|p| p()).ok_or(AuthError::OtpRequired)?,
+        };
+        let reply = self.call("auth.login_ex_continue", vec![json!({"mechanism": "OTP_TOKEN", "otp_token": code})]).await?;
+        match response_type(&reply) {
+            "OTP_REQUIRED" => Err(AuthError::OtpRejected.into()),
+            _ => outcome(&reply, Mechanism::Password),
+        }
+    }
+
+    async fn login_api_key(&self, username: &str, key: &Secret) -> Result<LoginInfo> {
+        let (key_id, material) = key.expose().split_once('-').ok_or(AuthError::MalformedApiKey)?;
+        let key_id: i64 = key_id.parse().map_err(|_| AuthError::MalformedApiKey)?;
+        if self.offers_scram().await {
+            return self.login_scram(username, key_id, material).await;
+        }
+        let data = json!({"mechanism": "API_KEY_PLAIN", "username": username, "api_key": key.expose()});
+        match self.call("auth.login_ex", vec![data]).await {
+            Ok(v) => outcome(&v, Mechanism::ApiKeyPlain),
+            Err(e) if is_method_missing(&e) => {
+                let ok = self.call("auth.login_with_api_key", vec![json!(key.expose())]).await?;
+                bool_outcome(&ok, Mechanism::ApiKeyPlain)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Does the server offer SCRAM? `auth.mechanism_choices` fails while unauthenticated on
+    /// 25.04.2–25.10.2 (`protocol.md` §8.3); that, like its absence, means no.
+    async fn offers_scram(&self) -> bool {
+        match self.call("auth.mechanism_choices", vec![]).await {
+            Ok(Value::Array(choices)) => choices.iter().any(|c| c.as_str() == Some("SCRAM")),
+            _ => false,
+        }
+    }
+
+    /// SCRAM-SHA-512 as TrueNAS runs it (`protocol.md` §2.3): RFC 5802 with the key id in the
+    /// username (`user:id`) and PBKDF2 over the key material. No channel binding (`c=biws`):
+    /// the server treats binding as optional.
+    async fn login_scram(&self, username: &str, key_id: i64, material: &str) -> Result<LoginInfo> {
+        if username.contains([',', '=']) {
+            return Err(AuthError::Scram("the username may not contain ',' or '='".into()).into());
+        }
+        let nonce = {
+            let mut bytes = [0u8; 24];
+            ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
+                .map_err(|_| AuthError::Scram("no randomness available".into()))?;
+            B64.encode(bytes)
+        };
+        let client_first_bare = format!("n={username}:{key_id},r={nonce}");
+        let first = json!({"mechanism": "SCRAM", "scram_type": "CLIENT_FIRST_MESSAGE", "rfc_str": format!("n,,{client_first_bare}")});
+        let reply = self.call("auth.login_ex", vec![first]).await?;
+        if response_type(&reply) != "SCRAM_RESPONSE" {
+            return outcome(&reply, Mechanism::Scram);
+        }
+        let server_first = reply.get("rfc_str").and_then(Value::as_str).ok_or_else(|| AuthError::Scram("no rfc_str in the server's first message".into()))?;
+        let exchange = ScramExchange::new(&client_first_bare, server_first, &nonce, material)?;
+        let last = json!({"mechanism": "SCRAM", "scram_type": "CLIENT_FINAL_MESSAGE", "rfc_str": exchange.client_final});
+        let reply = self.call("auth.login_ex", vec![last]).await?;
+        match response_type(&reply) {
+            "SCRAM_RESPONSE" => {
+                let server_final = reply.get("rfc_str").and_then(Value::as_str).unwrap_or_default();
+                if !exchange.verify_server_final(server_final) {
+                    let _ = self.call("auth.logout", vec![]).await;
+                    return Err(AuthError::ScramServerSignature.into());
+                }
+                Ok(LoginInfo { mechanism: Mechanism::Scram, user_info: reply.get("user_info").filter(|u| !u.is_null()).cloned() })
+            }
+            _ => outcome(&reply, Mechanism::Scram),
+        }
+    }
+}
+
+/// The client side of one SCRAM-SHA-512 exchange (RFC 5802 with SHA-512).
+pub(crate) struct ScramExchange {
+    /// The `c=…,r=…,p=…` message.
+    pub(crate) client_final: String,
+    server_signature: Vec<u8>,
+}
+
+/// Iteration counts the official client accepts (`protocol.md` §2.3 step 3).
+const SCRAM_ITERATIONS: std::ops::RangeInclusive<u32> = 50_000..=5_000_000;
+
+impl ScramExchange {
+    pub(crate) fn new(client_first_bare: &str, server_first: &str, client_nonce: &str, material: &str) -> Result<ScramExchange> {
+        let bad = |m: &str| Error::from(AuthError::Scram(m.to_owned()));
+        let mut nonce = None;
+        let mut salt = None;
+        let mut iterations = None;
+        for part in server_first.split(',') {
+            match part.split_once('=') {
+                Some(("r", v)) => nonce = Some(v),
+                Some(("s", v)) => salt = Some(B64.decode(v).map_err(|_| bad("the salt is not base64"))?),
+                Some(("i", v)) => iterations = Some(v.parse::<u32>().map_err(|_| bad("the iteration count is not a number"))?),
+                _ => {}
+            }
+        }
+        let (nonce, salt, iterations) = match (nonce, salt, iterations) {
+            (Some(n), Some(s), Some(i)) => (n, s, i),
+            _ => return Err(bad("the server's first message lacks r=, s= or i=")),
+        };
+        if !nonce.starts_with(client_nonce) || nonce.len() == client_nonce.len() {
+            return Err(bad("the server's nonce does not extend ours"));
+        }
+        if !SCRAM_ITERATIONS.contains(&iterations) {
+            return Err(bad(&format!("iteration count {iterations} is outside 50000..=5000000")));
+        }
+        let mut salted = [0u8; 64];
+        let rounds = std::num::NonZeroU32::new(iterations).ok_or_else(|| bad("zero iterations"))?;
+        pbkdf2::derive(pbkdf2::PBKDF2_HMAC_SHA512, rounds, &salt, material.as_bytes(), &mut salted);
+        let salted_key = hmac::Key::new(hmac::HMAC_SHA512, &salted);
+        let client_key = hmac::sign(&salted_key, b"Client Key");
+        let stored_key = digest::digest(&digest::SHA512, client_key.as_ref());
+        let without_proof = format!("c=biws,r={nonce}");
+        let auth_message = format!("{client_first_bare},{server_first},{without_proof}");
+        let client_signature = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA512, stored_key.as_ref()), auth_message.as_bytes());
+        let proof: Vec<u8> = client_key.as_ref().iter().zip(client_signature.as_ref()).map(|(a, b)| a ^ b).collect();
+        let server_key = hmac::sign(&salted_key, b"Server Key");
+        let server_signature = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA512, server_key.as_ref()), auth_message.as_bytes());
+        Ok(ScramExchange {
+            client_final: format!("{without_proof},p={}", B64.encode(proof)),
+            server_signature: server_signature.as_ref().to_vec(),
+        })
+    }
+
+    /// Check the server's `v=` signature (constant-time).
+    pub(crate) fn verify_server_final(&self, server_final: &str) -> bool {
+        let Some(v) = server_final.split(',').find_map(|p| p.strip_prefix("v=")) else { return false };
+        let Ok(sig) = B64.decode(v) else { return false };
+        sig.len() == self.server_signature.len()
+            && sig.iter().zip(&self.server_signature).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_do_not_debug_print() {
+        let c = Credentials::ApiKey { username: Some("root".into()), key: Secret::new("1-abc") };
+        assert!(!format!("{c:?}").contains("abc"));
+        assert_eq!(format!("{:?}", Secret::new("pw")), "Secret(********)");
+    }
+
+    #[test]
+    fn key_safety_rule() {
+        let key = Credentials::ApiKey { username: None, key: Secret::new("1-x") };
+        let remote_plain = Endpoint::parse("ws://192.168.1.10/api/current").unwrap();
+        let err = check_key_safety(&remote_plain, Some(&key)).unwrap_err();
+        assert!(err.to_string().contains("revokes"), "{err}");
+        for ok in ["wss://192.168.1.10/api/current", "ws://127.0.0.1:9/api/current", "ws://localhost/api/current"] {
+            assert!(check_key_safety(&Endpoint::parse(ok).unwrap(), Some(&key)).is_ok(), "{ok}");
+        }
+        let pw = Credentials::Password { username: "u".into(), password: Secret::new("p"), otp: None, otp_prompt: None };
+        assert!(check_key_safety(&remote_plain, Some(&pw)).is_ok());
+    }
+
+    #[test]
+    fn scram_rejects_bad_server_messages() {
+        let bare = "n=u:1,r=abc";
+        for (server_first, want) in [
+            ("r=xyz1,s=c2FsdA==,i=50000", "does not extend"),
+            ("r=abc,s=c2FsdA==,i=50000", "does not extend"),
+            ("r=abcd,s=c2FsdA==,i=4096", "outside"),
+            ("r=abcd,i=50000", "lacks"),
+            ("r=abcd,s=!!,i=50000", "base64"),
+        ] {
+            let err = ScramExchange::new(bare, server_first, "abc", "key").err().expect(server_first).to_string();
+            assert!(err.contains(want), "{server_first}: {err}");
+        }
+    }
+
+    /// RFC 5802 arithmetic, checked against an independent server-side computation.
+    #[test]
+    fn scram_proof_verifies_server_side() {
+        let bare = "n=root:1,r=cnonce";
+        let server_first = "r=cnoncesnonce,s=c2FsdHNhbHQ=,i=50000";
+        let ex = ScramExchange::new(bare, server_first, "cnonce", "material").unwrap();
+        // Server: StoredKey = H(ClientKey); ClientKey = proof XOR HMAC(StoredKey, AuthMessage).
+        let mut salted = [0u8; 64];
+        pbkdf2::derive(pbkdf2::PBKDF2_HMAC_SHA512, 50_000.try_into().unwrap(), b"saltsalt", b"material", &mut salted);
+        let client_key = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA512, &salted), b"Client Key");
+        let stored = digest::digest(&digest::SHA512, client_key.as_ref());
+        let auth = format!("{bare},{server_first},c=biws,r=cnoncesnonce");
+        let sig = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA512, stored.as_ref()), auth.as_bytes());
+        let proof = B64.decode(ex.client_final.rsplit_once(",p=").unwrap().1).unwrap();
+        let recovered: Vec<u8> = proof.iter().zip(sig.as_ref()).map(|(a, b)| a ^ b).collect();
+        assert_eq!(digest::digest(&digest::SHA512, &recovered).as_ref(), stored.as_ref());
+        let server_key = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA512, &salted), b"Server Key");
+        let v = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA512, server_key.as_ref()), auth.as_bytes());
+        assert!(ex.verify_server_final(&format!("v={}", B64.encode(v.as_ref()))));
+        assert!(!ex.verify_server_final("v=AAAA"));
+        assert!(!ex.verify_server_final("e=other-error"));
+    }
+}

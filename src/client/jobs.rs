@@ -1,0 +1,236 @@
+//! Waiting for middleware jobs (`protocol.md` §4), in legacy job mode, which every version
+//! speaks: the call answers at once with a job id, and the outcome arrives as `core.get_jobs`
+//! events.
+//!
+//! - The connection subscribes to `core.get_jobs` *before* the first job call, and every job
+//!   event is recorded by id from then on, so events that beat the job-id reply are not lost
+//!   (§4.6: the official client buffers per id for the same race).
+//! - Every event carries the full job object, so only the latest one per id is kept.
+//! - Transient jobs send no events at all (§4.4), so a job that stays quiet is polled with
+//!   `core.get_jobs [["id","=",N]]`.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::sync::watch;
+
+use super::error::{Error, Result, ServerError};
+use super::Client;
+
+/// Job objects remembered per connection (a full admin sees every job on the box).
+const REMEMBERED_JOBS: usize = 1024;
+/// How long a job may stay silent before it is polled, at first and at most.
+const FIRST_POLL: Duration = Duration::from_millis(750);
+const MAX_POLL: Duration = Duration::from_secs(5);
+
+/// The latest job objects by id, and who waits for which.
+#[derive(Default)]
+pub(crate) struct JobTable {
+    latest: HashMap<i64, Value>,
+    order: VecDeque<i64>,
+    watchers: HashMap<i64, watch::Sender<Value>>,
+    /// The `core.get_jobs` subscription ended; waiters rely on polling.
+    events_lost: bool,
+}
+
+impl JobTable {
+    /// Record a job object from an event or a poll.
+    pub(crate) fn record(&mut self, job: Value) {
+        let Some(id) = job.get("id").and_then(Value::as_i64) else { return };
+        if let Some(w) = self.watchers.get(&id) {
+            w.send_replace(job.clone());
+        }
+        if self.latest.insert(id, job).is_none() {
+            self.order.push_back(id);
+            while self.order.len() > REMEMBERED_JOBS {
+                if let Some(old) = self.order.pop_front() {
+                    self.latest.remove(&old);
+                }
+            }
+        }
+    }
+
+    fn watch(&mut self, id: i64) -> watch::Receiver<Value> {
+        let current = self.latest.get(&id).cloned().unwrap_or(Value::Null);
+        let w = self.watchers.entry(id).or_insert_with(|| watch::channel(current.clone()).0);
+        w.send_replace(current);
+        w.subscribe()
+    }
+
+    fn unwatch(&mut self, id: i64) {
+        self.watchers.remove(&id);
+    }
+
+    pub(crate) fn subscription_lost(&mut self) {
+        self.events_lost = true;
+    }
+
+    pub(crate) fn connection_lost(&mut self) {
+        self.watchers.clear();
+    }
+}
+
+/// A job's progress, as reported to a progress callback.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobProgress {
+    /// The job id.
+    pub job_id: i64,
+    /// WAITING, RUNNING, SUCCESS, FAILED or ABORTED.
+    pub state: String,
+    /// 0..=100, when the job reports it.
+    pub percent: Option<f64>,
+    /// The job's current description of what it does.
+    pub description: Option<String>,
+}
+
+impl JobProgress {
+    fn from_job(job: &Value) -> Option<JobProgress> {
+        Some(JobProgress {
+            job_id: job.get("id")?.as_i64()?,
+            state: job.get("state").and_then(Value::as_str).unwrap_or("WAITING").to_owned(),
+            percent: job.pointer("/progress/percent").and_then(Value::as_f64),
+            description: job
+                .pointer("/progress/description")
+                .and_then(Value::as_str)
+                .filter(|d| !d.is_empty())
+                .map(str::to_owned),
+        })
+    }
+}
+
+/// A job that was started; wait for it with [`JobHandle::wait`] or abort it.
+#[derive(Debug, Clone)]
+pub struct JobHandle {
+    client: Client,
+    /// The job id.
+    pub id: i64,
+    /// The method that started it.
+    pub method: String,
+}
+
+fn terminal(job: &Value) -> bool {
+    matches!(job.get("state").and_then(Value::as_str), Some("SUCCESS" | "FAILED" | "ABORTED"))
+}
+
+impl JobHandle {
+    /// Wait until the job ends; report progress changes to `progress`. Jobs can run for hours,
+    /// so there is no timeout: cancel by dropping the future (and [`JobHandle::abort`] to stop
+    /// the job on the server).
+    pub async fn wait(&self, mut progress: impl FnMut(&JobProgress) + Send) -> Result<Value> {
+        let mut rx = self.client.conn.lock_router().jobs.watch(self.id);
+        let guard = Unwatch { client: &self.client, id: self.id };
+        let mut last: Option<JobProgress> = None;
+        let mut quiet = FIRST_POLL;
+        let mut misses = 0;
+        loop {
+            let job = rx.borrow_and_update().clone();
+            if let Some(p) = JobProgress::from_job(&job) {
+                if last.as_ref() != Some(&p) {
+                    progress(&p);
+                    last = Some(p);
+                }
+            }
+            if terminal(&job) {
+                drop(guard);
+                return self.outcome(&job);
+            }
+            tokio::select! {
+                changed = rx.changed() => {
+                    if changed.is_err() {
+                        return Err(self.client.conn_error());
+                    }
+                    quiet = FIRST_POLL;
+                }
+                _ = tokio::time::sleep(quiet) => {
+                    quiet = (quiet * 2).min(MAX_POLL);
+                    match self.poll().await? {
+                        Some(job) => {
+                            misses = 0;
+                            self.client.conn.lock_router().jobs.record(job);
+                        }
+                        None => {
+                            misses += 1;
+                            if misses >= 3 {
+                                return Err(Error::Protocol(format!("job {} ({}) is unknown to the server", self.id, self.method)));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Ask the server for the job object.
+    async fn poll(&self) -> Result<Option<Value>> {
+        let filters = json!([["id", "=", self.id]]);
+        let options = json!({"extra": {"raw_result": true}});
+        let found = self.client.call("core.get_jobs", vec![filters, options]).await?;
+        Ok(found.as_array().and_then(|a| a.first()).cloned())
+    }
+
+    fn outcome(&self, job: &Value) -> Result<Value> {
+        match job.get("state").and_then(Value::as_str) {
+            Some("SUCCESS") => Ok(job.get("result").cloned().unwrap_or(Value::Null)),
+            Some("ABORTED") => Err(Error::JobAborted { method: self.method.clone(), job_id: self.id }),
+            _ => Err(Error::Server(ServerError::from_failed_job(&self.method, job))),
+        }
+    }
+
+    /// Abort the job (`core.job_abort`). The job ends ABORTED if it supports aborting.
+    pub async fn abort(&self) -> Result<()> {
+        self.client.call("core.job_abort", vec![json!(self.id)]).await.map(|_| ())
+    }
+}
+
+struct Unwatch<'a> {
+    client: &'a Client,
+    id: i64,
+}
+
+impl Drop for Unwatch<'_> {
+    fn drop(&mut self) {
+        self.client.conn.lock_router().jobs.unwatch(self.id);
+    }
+}
+
+impl Client {
+    /// Make sure this connection receives `core.get_jobs` events (once per connection).
+    async fn ensure_job_events(&self) -> Result<()> {
+        let _gate = self.conn.jobs_gate.lock().await;
+        let is_new = self.conn.lock_router().add_internal("core.get_jobs");
+        if !is_new {
+            return Ok(());
+        }
+        match self.call("core.subscribe", vec![json!("core.get_jobs")]).await {
+            Ok(Value::String(id)) => {
+                self.conn.lock_router().set_server_id("core.get_jobs", id);
+                Ok(())
+            }
+            Ok(other) => {
+                self.conn.lock_router().remove("core.get_jobs");
+                Err(Error::Protocol(format!("core.subscribe returned {other} instead of an id")))
+            }
+            Err(e) => {
+                self.conn.lock_router().remove("core.get_jobs");
+                Err(e)
+            }
+        }
+    }
+
+    /// Start a job method and return its handle without waiting.
+    pub async fn start_job(&self, method: &str, params: Vec<Value>) -> Result<JobHandle> {
+        self.ensure_job_events().await?;
+        let reply = self.call(method, params).await?;
+        let id = reply.as_i64().ok_or_else(|| {
+            Error::Protocol(format!("{method} returned {reply} instead of a job id: it is not a job method"))
+        })?;
+        Ok(JobHandle { client: self.clone(), id, method: method.to_owned() })
+    }
+
+    /// Run a job method to its end: the result on SUCCESS, a [`ServerError`] on FAILED
+    /// (validation failures included), [`Error::JobAborted`] on ABORTED.
+    pub async fn job(&self, method: &str, params: Vec<Value>, progress: impl FnMut(&JobProgress) + Send) -> Result<Value> {
+        self.start_job(method, params).await?.wait(progress).await
+    }
+}

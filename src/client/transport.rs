@@ -1,0 +1,392 @@
+//! WebSocket and TLS: opening the connection, with the trust modes TrueNAS users need.
+//!
+//! TrueNAS ships a self-signed certificate, so besides the system roots a user can pin the
+//! certificate's SHA-256 fingerprint (in the form `openssl x509 -fingerprint -sha256` prints,
+//! which is also what `midscript mock` prints) or, knowingly, skip verification.
+
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
+
+use super::error::Error;
+
+/// The socket type the client runs on.
+pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// A SHA-256 certificate fingerprint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Fingerprint(pub [u8; 32]);
+
+impl Fingerprint {
+    /// The fingerprint of a DER certificate.
+    pub fn of_der(der: &[u8]) -> Fingerprint {
+        let digest = ring::digest::digest(&ring::digest::SHA256, der);
+        let mut out = [0u8; 32];
+        out.copy_from_slice(digest.as_ref());
+        Fingerprint(out)
+    }
+}
+
+impl std::fmt::Display for Fingerprint {
+    /// Uppercase hex pairs joined by colons, as `openssl x509 -fingerprint -sha256` prints.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, b) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(":")?;
+            }
+            write!(f, "{b:02X}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::str::FromStr for Fingerprint {
+    type Err = String;
+
+    /// Accepts what openssl prints (`sha256 Fingerprint=AB:CD:…`, `SHA256 Fingerprint=…`), bare
+    /// colon-separated pairs, or 64 hex digits; any case.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        let s = s.rsplit_once('=').map_or(s, |(_, v)| v).trim();
+        let s = s.strip_prefix("SHA256:").unwrap_or(s);
+        let hex: String = s.chars().filter(|c| *c != ':').collect();
+        if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(format!(
+                "{s:?} is not a SHA-256 fingerprint (expected 32 hex pairs such as AB:CD:…, as `openssl x509 -fingerprint -sha256` prints)"
+            ));
+        }
+        let mut out = [0u8; 32];
+        for (i, byte) in out.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|e| e.to_string())?;
+        }
+        Ok(Fingerprint(out))
+    }
+}
+
+/// How the server's certificate is checked on `wss://`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Trust {
+    /// The operating system's trust store (the default).
+    #[default]
+    System,
+    /// Exactly this certificate (its SHA-256 fingerprint), whoever issued it. The server must
+    /// still prove it holds the certificate's key.
+    Pinned(Fingerprint),
+    /// No check at all. For throwaway test boxes only.
+    Insecure,
+}
+
+/// Records the fingerprint of the certificate the server presented, whatever the verdict, so an
+/// error can show it (and trust-on-first-use can offer it).
+#[derive(Debug)]
+struct Verifier {
+    trust: Trust,
+    system: Option<Arc<dyn ServerCertVerifier>>,
+    provider: Arc<CryptoProvider>,
+    seen: Arc<Mutex<Option<Fingerprint>>>,
+}
+
+impl ServerCertVerifier for Verifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let fp = Fingerprint::of_der(end_entity.as_ref());
+        if let Ok(mut seen) = self.seen.lock() {
+            *seen = Some(fp);
+        }
+        match &self.trust {
+            Trust::Insecure => Ok(ServerCertVerified::assertion()),
+            Trust::Pinned(want) if *want == fp => Ok(ServerCertVerified::assertion()),
+            Trust::Pinned(_) => Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::ApplicationVerificationFailure,
+            )),
+            Trust::System => match &self.system {
+                Some(v) => v.verify_server_cert(end_entity, intermediates, server_name, ocsp, now),
+                None => Err(rustls::Error::General("no system trust store".into())),
+            },
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// Where a URL points, parsed once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// The URL as given.
+    pub url: String,
+    /// `wss` or `ws`.
+    pub tls: bool,
+    /// Host name or address (without brackets).
+    pub host: String,
+    /// The path, e.g. `/api/current`.
+    pub path: String,
+}
+
+impl Endpoint {
+    /// Parse and check a `ws://` or `wss://` URL.
+    pub fn parse(url: &str) -> Result<Endpoint, Error> {
+        let bad = |reason: &str| Error::InvalidUrl { url: url.to_owned(), reason: reason.to_owned() };
+        let (scheme, rest) = url.split_once("://").ok_or_else(|| bad("expected ws://HOST/… or wss://HOST/…"))?;
+        let tls = match scheme.to_ascii_lowercase().as_str() {
+            "wss" => true,
+            "ws" => false,
+            "https" | "http" => {
+                return Err(bad("use wss:// (or ws://) for the middleware WebSocket, e.g. wss://HOST/api/current"));
+            }
+            _ => return Err(bad("the scheme must be ws or wss")),
+        };
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, ""),
+        };
+        let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+        let host = if let Some(stripped) = authority.strip_prefix('[') {
+            stripped.split_once(']').map(|(h, _)| h).ok_or_else(|| bad("unclosed [ in the host"))?
+        } else {
+            authority.rsplit_once(':').map_or(authority, |(h, _)| h)
+        };
+        if host.is_empty() {
+            return Err(bad("no host"));
+        }
+        if path.is_empty() || path == "/" {
+            return Err(bad("no path: the JSON-RPC endpoint is /api/current (or /websocket on 24.10)"));
+        }
+        Ok(Endpoint { url: url.to_owned(), tls, host: host.to_owned(), path: path.to_owned() })
+    }
+
+    /// Is the host this machine (where the server treats the transport as secure)?
+    pub fn is_loopback(&self) -> bool {
+        if self.host.eq_ignore_ascii_case("localhost") {
+            return true;
+        }
+        self.host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    }
+
+    /// Would the server consider this transport secure (`protocol.md` §1.1): TLS, or loopback?
+    pub fn is_secure_transport(&self) -> bool {
+        self.tls || self.is_loopback()
+    }
+
+    /// Is this the legacy DDP endpoint (`/websocket`)?
+    pub fn is_legacy(&self) -> bool {
+        self.path.trim_end_matches('/').ends_with("/websocket")
+    }
+}
+
+/// Options for opening the socket.
+#[derive(Debug, Clone)]
+pub struct TransportOptions {
+    /// Certificate trust.
+    pub trust: Trust,
+    /// Give up connecting (TCP + TLS + upgrade) after this long.
+    pub connect_timeout: Duration,
+    /// The largest message accepted from the server. `core.get_methods` is several MB.
+    pub max_message_size: usize,
+}
+
+impl Default for TransportOptions {
+    fn default() -> Self {
+        TransportOptions {
+            trust: Trust::System,
+            connect_timeout: Duration::from_secs(10),
+            max_message_size: 64 << 20,
+        }
+    }
+}
+
+/// An open socket and what was learned while opening it.
+pub struct Opened {
+    /// The WebSocket.
+    pub socket: Socket,
+    /// The fingerprint of the server's certificate (`wss://` only).
+    pub fingerprint: Option<Fingerprint>,
+}
+
+fn crypto_provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn tls_config(trust: &Trust, seen: Arc<Mutex<Option<Fingerprint>>>) -> Result<Arc<ClientConfig>, Error> {
+    let provider = crypto_provider();
+    let tls_err = |e: rustls::Error| Error::Tls { message: e.to_string(), fingerprint: None };
+    let system: Option<Arc<dyn ServerCertVerifier>> = match trust {
+        Trust::System => Some(Arc::new(
+            rustls_platform_verifier::Verifier::new(provider.clone()).map_err(tls_err)?,
+        )),
+        _ => None,
+    };
+    let verifier = Verifier { trust: trust.clone(), system, provider: provider.clone(), seen };
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(tls_err)?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// Open the WebSocket (TCP, TLS as trusted, HTTP upgrade), turning every failure into an
+/// [`Error`] a person can act on.
+pub async fn open(endpoint: &Endpoint, options: &TransportOptions) -> Result<Opened, Error> {
+    let seen = Arc::new(Mutex::new(None));
+    let connector = if endpoint.tls {
+        Connector::Rustls(tls_config(&options.trust, seen.clone())?)
+    } else {
+        Connector::Plain
+    };
+    let request = endpoint
+        .url
+        .as_str()
+        .into_client_request()
+        .map_err(|e| Error::InvalidUrl { url: endpoint.url.clone(), reason: e.to_string() })?;
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(options.max_message_size))
+        .max_frame_size(Some(options.max_message_size))
+        .max_write_buffer_size(8 << 20);
+    let attempt = tokio_tungstenite::connect_async_tls_with_config(request, Some(config), true, Some(connector));
+    let outcome = tokio::time::timeout(options.connect_timeout, attempt).await;
+    let fingerprint = seen.lock().ok().and_then(|s| *s);
+    match outcome {
+        Err(_) => Err(Error::Connect {
+            url: endpoint.url.clone(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no answer within {}s", options.connect_timeout.as_secs()),
+            ),
+        }),
+        Ok(Ok((socket, _response))) => Ok(Opened { socket, fingerprint }),
+        Ok(Err(e)) => Err(classify(endpoint, &options.trust, fingerprint, e)),
+    }
+}
+
+fn classify(
+    endpoint: &Endpoint,
+    trust: &Trust,
+    fingerprint: Option<Fingerprint>,
+    e: tokio_tungstenite::tungstenite::Error,
+) -> Error {
+    use tokio_tungstenite::tungstenite::Error as WsError;
+    let url = endpoint.url.clone();
+    match e {
+        WsError::Http(response) => {
+            let status = response.status().as_u16();
+            let message = match status {
+                404 if endpoint.path.starts_with("/api") => format!(
+                    "HTTP 404: this server has no {} endpoint. TrueNAS 24.10 only serves the legacy /websocket endpoint",
+                    endpoint.path
+                ),
+                404 => format!("HTTP 404: no WebSocket endpoint at {}", endpoint.path),
+                403 => "HTTP 403: the server refused this client; its address is not on the UI allowlist".to_owned(),
+                301 | 302 | 307 | 308 => format!(
+                    "HTTP {status}: the server redirects plain HTTP to HTTPS; use wss://{}{}",
+                    endpoint.host, endpoint.path
+                ),
+                _ => format!("HTTP {status} instead of a WebSocket upgrade"),
+            };
+            Error::Handshake { url, status, message }
+        }
+        WsError::Tls(tls) => tls_error(tls.to_string(), trust, fingerprint),
+        WsError::Io(io) => {
+            // rustls reports certificate problems as io errors wrapping rustls::Error.
+            if let Some(inner) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+                return tls_error(inner.to_string(), trust, fingerprint);
+            }
+            Error::Connect { url, source: io }
+        }
+        WsError::Url(u) => Error::InvalidUrl { url, reason: u.to_string() },
+        other => Error::WebSocket(other.to_string()),
+    }
+}
+
+fn tls_error(detail: String, trust: &Trust, fingerprint: Option<Fingerprint>) -> Error {
+    let shown = fingerprint.map(|f| f.to_string());
+    let message = match (trust, &shown) {
+        (Trust::Pinned(want), Some(got)) => format!(
+            "the server's certificate does not match the pinned fingerprint.\n  expected {want}\n  got      {got}\nIf the certificate was replaced on purpose, pin the new one; otherwise someone may be intercepting the connection"
+        ),
+        (Trust::System, Some(got)) => format!(
+            "the server's certificate is not trusted by this system ({detail}).\nIts SHA-256 fingerprint is {got}.\nCompare it with the one in the TrueNAS UI (System > Certificates), then pass --fingerprint {got}"
+        ),
+        _ => format!("handshake failed: {detail}"),
+    };
+    Error::Tls { message, fingerprint: shown }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprints_parse_in_openssl_forms() {
+        let hex = "ab".repeat(32);
+        let colon = vec!["AB"; 32].join(":");
+        let want: Fingerprint = hex.parse().unwrap();
+        assert_eq!(want.to_string(), colon);
+        assert_eq!(colon.parse::<Fingerprint>().unwrap(), want);
+        assert_eq!(format!("sha256 Fingerprint={colon}").parse::<Fingerprint>().unwrap(), want);
+        assert_eq!(format!("SHA256 Fingerprint={}", colon.to_lowercase()).parse::<Fingerprint>().unwrap(), want);
+        let err = "AB:CD".parse::<Fingerprint>().unwrap_err();
+        assert!(err.contains("not a SHA-256 fingerprint"), "{err}");
+    }
+
+    #[test]
+    fn endpoints_parse_and_classify() {
+        let e = Endpoint::parse("wss://nas.local/api/current").unwrap();
+        assert!(e.tls && !e.is_loopback() && e.is_secure_transport() && !e.is_legacy());
+        let e = Endpoint::parse("ws://127.0.0.1:6000/api/current").unwrap();
+        assert!(!e.tls && e.is_loopback() && e.is_secure_transport());
+        let e = Endpoint::parse("ws://[::1]:80/websocket").unwrap();
+        assert_eq!(e.host, "::1");
+        assert!(e.is_loopback() && e.is_legacy());
+        let e = Endpoint::parse("ws://10.0.0.5/api/current").unwrap();
+        assert!(!e.is_secure_transport());
+        for bad in ["nas/api/current", "https://nas/api/current", "wss:///api/current", "wss://nas", "ftp://nas/x"] {
+            assert!(Endpoint::parse(bad).is_err(), "{bad}");
+        }
+    }
+}
