@@ -15,6 +15,7 @@ use super::ServerVersion;
 use super::error::MockError;
 use super::jobs::{self, JobCtx};
 use super::state::{Conn, Shared, lock};
+use crate::catalog::{Catalog, validate_params};
 use crate::protocol::{ValidationEntry, errno};
 
 /// Everything a handler knows about its call.
@@ -170,11 +171,6 @@ impl MethodDef {
         self.rate_limited = false;
         self
     }
-
-    /// Is it a job?
-    pub fn is_job(&self) -> bool {
-        matches!(self.kind, Kind::Job(_))
-    }
 }
 
 /// Wrap an `async fn(Ctx, Vec<Value>)` as a [`Handler`].
@@ -211,7 +207,7 @@ pub(crate) fn table() -> &'static HashMap<&'static str, MethodDef> {
 pub(crate) async fn dispatch(ctx: Ctx, params: Vec<Value>) -> Result<Value, MockError> {
     let version = ctx.version();
     let Some(def) = table().get(ctx.method.as_str()).copied() else {
-        return Err(unknown_method(&ctx));
+        return not_implemented(&ctx, &params).await;
     };
     let logged_in = ctx.conn.logged_in();
     let anonymous_ok = def.access.anonymous(version);
@@ -222,6 +218,7 @@ pub(crate) async fn dispatch(ctx: Ctx, params: Vec<Value>) -> Result<Value, Mock
     if !logged_in && anonymous_ok && def.rate_limited {
         rate_limit(&ctx).await?;
     }
+    authorize(&ctx)?;
     match def.kind {
         Kind::Call(h) => {
             schema_check(&ctx, &def, &params)?;
@@ -236,19 +233,82 @@ pub(crate) fn not_authenticated() -> MockError {
     MockError::call(errno::ENOTAUTHENTICATED, "Not authenticated")
 }
 
-/// A name the mock does not implement: -32601, as the real server answers for unknown names.
-/// Names the real server knows but the mock lacks are answered the same way.
-fn unknown_method(_ctx: &Ctx) -> MockError {
-    MockError::MethodNotFound
+/// A method outside the mock's table. Unknown to the bundled 25.04 catalog too: -32601. Known
+/// there (the real server has it): the same gates as a real call (login, rate limit, roles,
+/// argument schema → -32602), then -32001 ENOSYS "… is not implemented by the midscript mock"
+/// (the mock's own answer; the real server would run the method).
+async fn not_implemented(ctx: &Ctx, params: &[Value]) -> Result<Value, MockError> {
+    let Some(info) = Catalog::bundled().get(&ctx.method) else {
+        return Err(MockError::MethodNotFound);
+    };
+    let logged_in = ctx.conn.logged_in();
+    if !logged_in && !info.no_auth_required {
+        return Err(not_authenticated());
+    }
+    if !logged_in {
+        rate_limit(ctx).await?;
+    }
+    authorize(ctx)?;
+    if !info.job {
+        catalog_validation(&ctx.method, params)?;
+    }
+    Err(MockError::call(
+        ENOSYS,
+        format!(
+            "Method {:?} is not implemented by the midscript mock",
+            ctx.method
+        ),
+    ))
 }
 
-/// Argument-schema check of a non-job method (-32602 with pydantic-like entries).
-///
-/// NOTE: this is where `crate::catalog::validate_params` / `too_many_arguments` plug in once the
-/// catalog lands; until then handlers validate the arguments they use themselves, and no
-/// schema-derived -32602 is produced.
-fn schema_check(_ctx: &Ctx, _def: &MethodDef, _params: &[Value]) -> Result<(), MockError> {
-    Ok(())
+/// Function not implemented.
+const ENOSYS: i64 = 38;
+
+/// Methods whose 25.04 schema in the catalog does not fit every imitated version (SCRAM and
+/// `reconnect_token` in `auth.login_ex`, `legacy_jobs` in `core.set_options`, …): the mock's
+/// handlers check their arguments themselves.
+const VERSION_SPECIFIC_SCHEMAS: &[&str] = &[
+    "auth.login_ex",
+    "auth.login_ex_continue",
+    "auth.generate_token",
+    "core.set_options",
+];
+
+/// -32602 entries from the bundled catalog's schema of `method` (pydantic-like messages).
+pub(crate) fn catalog_validation(method: &str, params: &[Value]) -> Result<(), MockError> {
+    if VERSION_SPECIFIC_SCHEMAS.contains(&method) {
+        return Ok(());
+    }
+    match Catalog::bundled().get(method) {
+        Some(info) => validate_params(info, params).map_err(MockError::Validation),
+        None => Ok(()),
+    }
+}
+
+/// Roles: a full admin may call anything; other users (READONLY_ADMIN in the mock) only methods
+/// whose catalog roles include READONLY_ADMIN or that need no role (-32001 EACCES "Not
+/// authorized", §2.4).
+fn authorize(ctx: &Ctx) -> Result<(), MockError> {
+    let Some(user) = lock(&ctx.conn.session).user.clone() else {
+        return Ok(());
+    };
+    if user.full_admin {
+        return Ok(());
+    }
+    let allowed = Catalog::bundled()
+        .get(&ctx.method)
+        .is_none_or(|m| m.roles.is_empty() || m.roles.iter().any(|r| r == "READONLY_ADMIN"));
+    if allowed {
+        Ok(())
+    } else {
+        Err(MockError::call(errno::EACCES, "Not authorized"))
+    }
+}
+
+/// Argument-schema check of a non-job method (-32602 with pydantic-like entries from the
+/// catalog). Job methods are checked inside the job instead (Corrections 1).
+fn schema_check(ctx: &Ctx, _def: &MethodDef, params: &[Value]) -> Result<(), MockError> {
+    catalog_validation(&ctx.method, params)
 }
 
 /// Count an anonymous call; over the limit, stall and fail with EBUSY (§2.5).
@@ -349,7 +409,7 @@ pub(crate) mod args {
     pub fn at_most(p: &[Value], max: usize) -> Result<(), MockError> {
         if p.len() > max {
             return Err(MockError::Validation(vec![ValidationEntry {
-                attribute: None,
+                attribute: Some(String::new()),
                 message: format!("Too many arguments (expected {max}, found {})", p.len()),
                 errno: errno::EINVAL,
             }]));

@@ -371,6 +371,15 @@ async fn run(
     }
     shared.jobs.with(id, |j| j.state = JobState::Running);
     emit(&shared, id, EventKind::Changed);
+    let method = shared
+        .jobs
+        .with(id, |j| j.method.clone())
+        .unwrap_or_default();
+    // Corrections 1: on /api/current the argument schema is checked inside the job.
+    if let Err(e) = super::dispatch::catalog_validation(&method, &params) {
+        finish(&shared, id, Outcome::Failed(e));
+        return;
+    }
     let body = (spec.body)(jctx, params);
     let outcome = tokio::select! {
         r = body => match r {

@@ -3,10 +3,11 @@
 use serde_json::{Map, Value, json};
 
 use super::ServerVersion;
-use super::dispatch::{Access, Ctx, MethodDef, args, handler, table};
+use super::dispatch::{Access, Ctx, MethodDef, args, handler};
 use super::error::MockError;
 use super::query;
 use super::state::lock;
+use crate::catalog::Catalog;
 use crate::protocol::{CollectionUpdate, EventKind, errno};
 
 pub(crate) fn methods() -> Vec<MethodDef> {
@@ -30,11 +31,10 @@ async fn ping(_ctx: Ctx, p: Vec<Value>) -> Result<Value, MockError> {
     Ok("pong".into())
 }
 
-/// `core.get_methods [service=null, target="WS"]` (`protocol.md` §6.1): entries keyed by name,
-/// filtered by auth (anonymous connections see only no-auth methods).
-///
-/// NOTE: until `crate::catalog` lands, the entries are synthesized from the mock's own method
-/// table (flags only, `accepts`/`returns` empty) instead of the bundled 25.04 dump.
+/// `core.get_methods [service=null, target="WS"]` (`protocol.md` §6.1): the bundled catalog's
+/// raw 25.04 entries keyed by name, filtered by auth (anonymous connections see only no-auth
+/// methods) and by `service`. `target` is accepted and ignored. The same 25.04 dump is served
+/// for every imitated version.
 async fn get_methods(ctx: Ctx, p: Vec<Value>) -> Result<Value, MockError> {
     args::at_most(&p, 2)?;
     let service = match p.first() {
@@ -49,32 +49,16 @@ async fn get_methods(ctx: Ctx, p: Vec<Value>) -> Result<Value, MockError> {
         }
     };
     let anonymous = !ctx.conn.logged_in();
-    let version = ctx.version();
-    let mut names: Vec<&&str> = table().keys().collect();
-    names.sort();
-    let mut out = Map::new();
-    for name in names {
-        let def = &table()[*name];
-        let no_auth = def.access.anonymous(version);
-        if anonymous && !no_auth {
-            continue;
-        }
-        if let Some(svc) = &service
-            && name.rsplit_once('.').map(|(s, _)| s) != Some(svc.as_str())
-        {
-            continue;
-        }
-        out.insert(
-            (*name).to_owned(),
-            json!({
-                "description": null, "cli_description": null, "examples": {"__all__": [], "cli": []},
-                "item_method": false, "no_auth_required": no_auth, "filterable": def.filterable,
-                "filterable_schema": null, "pass_application": false, "require_websocket": false,
-                "job": def.is_job(), "downloadable": false, "uploadable": false,
-                "check_pipes": false, "roles": [], "accepts": [], "returns": [],
-            }),
-        );
-    }
+    let out: Map<String, Value> = Catalog::bundled()
+        .iter()
+        .filter(|m| !anonymous || m.no_auth_required)
+        .filter(|m| {
+            service
+                .as_deref()
+                .is_none_or(|svc| m.name.rsplit_once('.').map(|(s, _)| s) == Some(svc))
+        })
+        .map(|m| (m.name.clone(), m.raw.clone()))
+        .collect();
     Ok(Value::Object(out))
 }
 

@@ -1161,3 +1161,49 @@ fn versions_and_config() {
     assert_ne!(d.users[0].password, MockConfig::default().users[0].password);
     assert!(d.api_keys[0].key.starts_with("1-"));
 }
+
+#[tokio::test]
+async fn catalog_backed_gates() {
+    let s = server_with(|c| {
+        c.users.push(MockUser {
+            id: 2,
+            username: "viewer".into(),
+            password: "pw".into(),
+            otp_code: None,
+            full_admin: false,
+            api_access: true,
+        })
+    })
+    .await;
+    let mut c = Raw::connect(&s).await;
+    // A real method the mock lacks: login first, then ENOSYS after the schema check.
+    assert_eq!(errno_of(&c.error("pool.query", json!([])).await), 207);
+    c.login().await;
+    let e = c.error("pool.query", json!([])).await;
+    assert_eq!(e["data"]["errname"], "ENOSYS");
+    let e = c.error("pool.query", json!(["not-a-list"])).await;
+    assert_eq!(e["code"], -32602);
+    // Schema errors of implemented non-job methods come from the catalog.
+    let e = c.error("app.container_ids", json!([1])).await;
+    assert_eq!(
+        e["data"]["extra"],
+        json!([["app_name", "Input should be a valid string", 22]])
+    );
+    let m = c.call("core.get_methods", json!([])).await;
+    assert_eq!(m.as_object().unwrap().len(), 771);
+    let apps = c.call("core.get_methods", json!(["app"])).await;
+    assert!(apps.get("app.create").is_some() && apps.get("user.query").is_none());
+    // A non-admin may read but not write.
+    let mut v = Raw::connect(&s).await;
+    let r = v
+        .call(
+            "auth.login_ex",
+            json!([{"mechanism": "PASSWORD_PLAIN", "username": "viewer", "password": "pw"}]),
+        )
+        .await;
+    assert_eq!(r["response_type"], "SUCCESS");
+    v.call("app.query", json!([])).await;
+    let e = v.error("app.create", json!([{"app_name": "x"}])).await;
+    assert_eq!(e["data"]["reason"], "[EACCES] Not authorized");
+    s.shutdown().await;
+}
