@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -147,7 +147,9 @@ impl Head {
     }
 }
 
+/// Read the request line and headers (at most 16 KiB in all).
 async fn read_head<S: AsyncRead + Unpin>(r: &mut BufReader<S>) -> Option<Head> {
+    let mut r = r.take(16 * 1024);
     let mut line = String::new();
     r.read_line(&mut line).await.ok()?;
     let mut parts = line.split_whitespace();
