@@ -649,17 +649,7 @@ fn validate_payload(
 /// Pydantic checks of `app_create` (run inside the job, Corrections 1).
 fn validate_create_args(p: &[Value]) -> Result<Map<String, Value>, MockError> {
     args::at_most(p, 1)?;
-    let data = match p.first() {
-        None => return Err(args::required("app_create")),
-        Some(Value::Object(m)) => m.clone(),
-        Some(_) => {
-            return Err(MockError::invalid(
-                Some("app_create"),
-                "Input should be a valid dictionary",
-                errno::EINVAL,
-            ));
-        }
-    };
+    let data = args::dict(p, 0, "app_create")?;
     let mut errs = Vec::new();
     let mut push = |attr: &str, msg: String| {
         errs.push(crate::protocol::ValidationEntry {

@@ -389,32 +389,13 @@ fn mechanisms(v: ServerVersion) -> Vec<&'static str> {
 
 /// Reads a required string field of `login_data`.
 fn field(data: &Map<String, Value>, key: &str) -> Result<String, MockError> {
-    let attr = format!("login_data.{key}");
-    match data.get(key) {
-        None => Err(args::required(&attr)),
-        Some(Value::String(s)) => Ok(s.clone()),
-        Some(_) => Err(MockError::invalid(
-            Some(&attr),
-            "Input should be a valid string",
-            errno::EINVAL,
-        )),
-    }
+    args::field_str(data, key, &format!("login_data.{key}"))
 }
 
 /// `auth.login_ex [login_data]` (§2.2).
 async fn login_ex(ctx: Ctx, p: Vec<Value>) -> Result<Value, MockError> {
     args::at_most(&p, 1)?;
-    let data = match p.first() {
-        None => return Err(args::required("login_data")),
-        Some(Value::Object(m)) => m.clone(),
-        Some(_) => {
-            return Err(MockError::invalid(
-                Some("login_data"),
-                "Input should be a valid dictionary",
-                errno::EINVAL,
-            ));
-        }
-    };
+    let data = args::dict(&p, 0, "login_data")?;
     let Some(mechanism) = data.get("mechanism").and_then(Value::as_str) else {
         return Err(MockError::invalid(
             Some("login_data"),

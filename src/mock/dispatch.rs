@@ -400,6 +400,32 @@ pub(crate) mod args {
         }
     }
 
+    /// A required object argument.
+    pub fn dict(p: &[Value], i: usize, attr: &str) -> Result<Map<String, Value>, MockError> {
+        match p.get(i) {
+            None => Err(required(attr)),
+            Some(Value::Object(m)) => Ok(m.clone()),
+            Some(_) => Err(MockError::invalid(
+                Some(attr),
+                "Input should be a valid dictionary",
+                errno::EINVAL,
+            )),
+        }
+    }
+
+    /// A required string field `key` of an object, reported at `attr`.
+    pub fn field_str(m: &Map<String, Value>, key: &str, attr: &str) -> Result<String, MockError> {
+        match m.get(key) {
+            None => Err(required(attr)),
+            Some(Value::String(s)) => Ok(s.clone()),
+            Some(_) => Err(MockError::invalid(
+                Some(attr),
+                "Input should be a valid string",
+                errno::EINVAL,
+            )),
+        }
+    }
+
     /// "Field required".
     pub fn required(attr: &str) -> MockError {
         MockError::invalid(Some(attr), "Field required", errno::EINVAL)

@@ -94,13 +94,8 @@ fn validate(source: Source, raw: Option<&str>) -> Result<SourceArgs, MockError> 
     let bad = |attr: &str, msg: &str| MockError::invalid(Some(attr), msg, errno::EINVAL);
     match source {
         Source::LogFollow => {
-            let string = |k: &str| match arg.get(k) {
-                None => Err(bad(k, "Field required")),
-                Some(Value::String(s)) => Ok(s.clone()),
-                Some(_) => Err(bad(k, "Input should be a valid string")),
-            };
-            let app_name = string("app_name")?;
-            let container_id = string("container_id")?;
+            let app_name = args::field_str(&arg, "app_name", "app_name")?;
+            let container_id = args::field_str(&arg, "container_id", "container_id")?;
             let tail_lines = match arg.get("tail_lines") {
                 None => Some(500),
                 Some(Value::Null) => None,
