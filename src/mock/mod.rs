@@ -8,7 +8,7 @@
 //! (`apps-and-peers.md` Part 1).
 //!
 //! The mock shares only [`crate::protocol`] with the client. Layout:
-//! - [`transport`](self) (`transport.rs`): listener, TLS, HTTP routing, WebSocket framing, size
+//! - `transport.rs`: listener, TLS, HTTP routing, WebSocket framing, size
 //!   limits and close codes;
 //! - `rpc.rs`: the JSON-RPC envelope (kept apart from dispatch so a legacy DDP framing can reuse
 //!   the dispatcher later);
