@@ -279,9 +279,9 @@ pub enum Error {
         /// How long we waited.
         after: Duration,
     },
-    /// The server reported a failure.
+    /// The server reported a failure (boxed: it carries the whole error object).
     #[error(transparent)]
-    Server(#[from] ServerError),
+    Server(Box<ServerError>),
     /// A job ended ABORTED.
     #[error("{method} (job {job_id}) was aborted")]
     JobAborted {
@@ -299,7 +299,7 @@ pub enum Error {
         /// The subscribed name.
         name: String,
         /// The server's error.
-        error: ErrorData,
+        error: Box<ErrorData>,
     },
     /// Events were dropped because they were not consumed fast enough.
     #[error(
@@ -317,6 +317,12 @@ pub enum Error {
     /// The operation was cancelled by the caller.
     #[error("cancelled")]
     Cancelled,
+}
+
+impl From<ServerError> for Error {
+    fn from(e: ServerError) -> Error {
+        Error::Server(Box::new(e))
+    }
 }
 
 impl Error {

@@ -53,10 +53,10 @@ impl Router {
     pub(crate) fn dispatch(&mut self, note: Notification) {
         match note {
             Notification::CollectionUpdate(update) => {
-                if update.collection == "core.get_jobs" {
-                    if let Some(job) = &update.fields {
-                        self.jobs.record(job.clone());
-                    }
+                if update.collection == "core.get_jobs"
+                    && let Some(job) = &update.fields
+                {
+                    self.jobs.record(job.clone());
                 }
                 // A `*` subscription receives every event as well (`protocol.md` §5.1).
                 let wildcard = self.entries.get("*").filter(|_| update.collection != "*");
@@ -79,7 +79,7 @@ impl Router {
                         for l in &entry.listeners {
                             let _ = l.tx.try_send(Err(Error::SubscriptionEnded {
                                 name: collection.clone(),
-                                error: error.clone(),
+                                error: Box::new(error.clone()),
                             }));
                         }
                     }
@@ -239,12 +239,12 @@ impl Subscription {
             .lock_router()
             .remove_listener(&self.name, self.id);
         self.id = 0;
-        if let Some(sid) = server_id {
-            if self.client.conn.is_open() {
-                self.client
-                    .call("core.unsubscribe", vec![Value::String(sid)])
-                    .await?;
-            }
+        if let Some(sid) = server_id
+            && self.client.conn.is_open()
+        {
+            self.client
+                .call("core.unsubscribe", vec![Value::String(sid)])
+                .await?;
         }
         Ok(())
     }

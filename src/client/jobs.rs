@@ -140,11 +140,11 @@ impl JobHandle {
         let mut misses = 0;
         loop {
             let job = rx.borrow_and_update().clone();
-            if let Some(p) = JobProgress::from_job(&job) {
-                if last.as_ref() != Some(&p) {
-                    progress(&p);
-                    last = Some(p);
-                }
+            if let Some(p) = JobProgress::from_job(&job)
+                && last.as_ref() != Some(&p)
+            {
+                progress(&p);
+                last = Some(p);
             }
             if terminal(&job) {
                 drop(guard);
@@ -194,10 +194,7 @@ impl JobHandle {
                 method: self.method.clone(),
                 job_id: self.id,
             }),
-            _ => Err(Error::Server(ServerError::from_failed_job(
-                &self.method,
-                job,
-            ))),
+            _ => Err(Error::from(ServerError::from_failed_job(&self.method, job))),
         }
     }
 

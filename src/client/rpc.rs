@@ -44,6 +44,9 @@ const MAX_AUTHENTICATED_CHARS: usize = 65536;
 const MAX_EXEMPT_CHARS: usize = 2 * 1024 * 1024;
 const SIZE_EXEMPT_METHODS: &[&str] = &["filesystem.file_receive", "failover.datastore.sql"];
 
+/// How long [`Connection::close`] waits for the server to answer the close frame.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
 type Reply = std::result::Result<Value, ErrorObject>;
 
 struct Pending {
@@ -88,6 +91,8 @@ pub(crate) struct Connection {
     slots: Arc<Semaphore>,
     authenticated: AtomicBool,
     ended: Mutex<Option<Ended>>,
+    /// Woken when the connection ends.
+    ended_signal: tokio::sync::Notify,
     pub(crate) router: Mutex<Router>,
     /// Serialises the one-time `core.get_jobs` subscription.
     pub(crate) jobs_gate: tokio::sync::Mutex<()>,
@@ -113,6 +118,7 @@ impl Connection {
             slots: Arc::new(Semaphore::new(options.max_in_flight.max(1))),
             authenticated: AtomicBool::new(false),
             ended: Mutex::new(None),
+            ended_signal: tokio::sync::Notify::new(),
             router: Mutex::new(Router::default()),
             jobs_gate: tokio::sync::Mutex::new(()),
             tracer,
@@ -189,7 +195,7 @@ impl Connection {
         }
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(Ok(value))) => Ok(value),
-            Ok(Ok(Err(e))) => Err(Error::Server(ServerError::from_object(method, e))),
+            Ok(Ok(Err(e))) => Err(Error::from(ServerError::from_object(method, e))),
             Ok(Err(_)) => Err(self
                 .ended_error()
                 .unwrap_or_else(|| Error::closed(None, "", &self.url))),
@@ -317,15 +323,25 @@ impl Connection {
         let err = || Error::closed(code, &reason, &self.url);
         self.lock_router().close_all(err);
         self.slots.close();
+        self.ended_signal.notify_waiters();
     }
 
-    /// Close the connection politely.
+    /// Close the connection politely: send a normal close and wait (briefly) for the server to
+    /// answer it, so nothing is left half-open.
     pub(crate) async fn close(&self) {
+        let ended = self.ended_signal.notified();
+        tokio::pin!(ended);
+        ended.as_mut().enable();
+        if !self.is_open() {
+            return;
+        }
         let frame = CloseFrame {
             code: CloseCode::Normal,
             reason: "".into(),
         };
-        let _ = self.out.send(Message::Close(Some(frame))).await;
+        if self.out.send(Message::Close(Some(frame))).await.is_ok() {
+            let _ = tokio::time::timeout(CLOSE_GRACE, ended).await;
+        }
     }
 }
 

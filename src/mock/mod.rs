@@ -216,6 +216,9 @@ pub struct MockConfig {
     pub crash_apps: Vec<String>,
     /// Host name reported by `system.info` and put into the certificate.
     pub hostname: String,
+    /// Keep a transcript of every frame (tests); off by default, so a long-running mock does
+    /// not grow without bound.
+    pub record_transcript: bool,
 }
 
 impl Default for MockConfig {
@@ -243,6 +246,7 @@ impl Default for MockConfig {
             scram_iterations: 500_000,
             crash_apps: Vec::new(),
             hostname: "truenas".into(),
+            record_transcript: false,
         }
     }
 }
@@ -291,6 +295,7 @@ impl MockConfig {
             scram_iterations: 50_000,
             crash_apps: Vec::new(),
             hostname: "truenas".into(),
+            record_transcript: true,
         }
     }
 }

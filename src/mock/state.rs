@@ -193,7 +193,7 @@ impl Shared {
             conns: Mutex::new(BTreeMap::new()),
             alerts: Mutex::new(Vec::new()),
             next_conn: AtomicU64::new(1),
-            transcript: TranscriptLog::default(),
+            transcript: TranscriptLog::new(config.record_transcript),
             boot_id,
             started: tokio::time::Instant::now(),
             started_ms,

@@ -1,0 +1,196 @@
+//! The command line: argument definitions, dispatch, and exit codes.
+
+mod call;
+mod connection;
+mod mock;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+pub use connection::ConnArgs;
+
+use crate::client::Error;
+use crate::output::{self, Format, ProgressStyle};
+
+/// Exit statuses, as documented in `--help` and the README.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Exit {
+    /// Success.
+    Ok = 0,
+    /// The server reported an error (method error, failed or aborted job, timeout).
+    MethodError = 1,
+    /// Bad usage: unknown option, bad argument, bad URL.
+    Usage = 2,
+    /// Could not connect: network, TLS, handshake, connection closed.
+    Connection = 3,
+    /// Authentication failed, or was refused before trying.
+    Auth = 4,
+    /// Interrupted (Ctrl-C).
+    Interrupted = 130,
+}
+
+impl From<Exit> for ExitCode {
+    fn from(e: Exit) -> ExitCode {
+        ExitCode::from(e as u8)
+    }
+}
+
+/// A command's failure: bad usage, or what the client reported.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// The command line (or its stdin) is wrong.
+    #[error("{0}")]
+    Usage(String),
+    /// The client failed.
+    #[error(transparent)]
+    Client(#[from] Error),
+}
+
+impl CliError {
+    /// The exit status for this failure.
+    pub fn exit(&self) -> Exit {
+        match self {
+            CliError::Usage(_) => Exit::Usage,
+            CliError::Client(e) => exit_for(e),
+        }
+    }
+
+    /// The message for stderr.
+    pub fn describe(&self, verbose: bool) -> String {
+        match self {
+            CliError::Usage(m) => m.clone(),
+            CliError::Client(e) => output::describe_error(e, verbose),
+        }
+    }
+}
+
+/// The exit status for a client error.
+pub fn exit_for(err: &Error) -> Exit {
+    match err {
+        Error::InvalidUrl { .. } => Exit::Usage,
+        Error::Auth(_) => Exit::Auth,
+        Error::Server(s) if s.is_not_authenticated() => Exit::Auth,
+        Error::Cancelled => Exit::Interrupted,
+        e if e.is_connection() => Exit::Connection,
+        _ => Exit::MethodError,
+    }
+}
+
+const EXIT_CODES: &str = "\
+Exit status:
+  0    success
+  1    the server reported an error (method error, failed or aborted job, timeout)
+  2    usage error (bad option, argument or URL)
+  3    connection error (network, TLS, handshake, connection closed)
+  4    authentication failed (a failed login never exits 0)
+  130  interrupted";
+
+/// Script, explore and deploy to TrueNAS through its middleware API.
+#[derive(Debug, Parser)]
+#[command(name = "midscript", version, about, after_help = EXIT_CODES, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub conn: ConnArgs,
+
+    /// How to print results.
+    #[arg(long, short = 'o', value_enum, default_value_t = Format::Auto, global = true)]
+    pub output: Format,
+
+    /// Print a string result bare, without JSON quotes.
+    #[arg(long, global = true)]
+    pub raw: bool,
+
+    /// More detail on errors (the server traceback) and on what happens.
+    #[arg(long, short = 'v', global = true)]
+    pub verbose: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Call a method, as `midclt call` does: each ARG is JSON when it parses, else a string.
+    Call {
+        /// The method, e.g. system.info.
+        method: String,
+        /// Positional arguments; a single `-` reads them as one JSON array from stdin.
+        args: Vec<String>,
+        /// Wait for the job the method starts, showing its progress.
+        #[arg(long, short = 'j')]
+        job: bool,
+        /// How to show job progress.
+        #[arg(long, value_enum, default_value_t = ProgressStyle::Auto)]
+        progress: ProgressStyle,
+    },
+    /// Run a job method and wait for it (same as `call --job`).
+    Job {
+        /// The method, e.g. app.start.
+        method: String,
+        /// Positional arguments; a single `-` reads them as one JSON array from stdin.
+        args: Vec<String>,
+        /// How to show job progress.
+        #[arg(long, value_enum, default_value_t = ProgressStyle::Auto)]
+        progress: ProgressStyle,
+    },
+    /// Check that the server answers (`core.ping`); prints `pong`.
+    Ping,
+    /// Print events as JSON lines, one per event (logs in first, unlike midclt).
+    Subscribe {
+        /// The event, e.g. app.query or `reporting.realtime:{"interval":2}`.
+        event: String,
+        /// Stop after this many events.
+        #[arg(long, short = 'n')]
+        count: Option<u64>,
+        /// Stop (exit 1) when no event came for this many seconds.
+        #[arg(long)]
+        timeout: Option<f64>,
+    },
+    /// Run the built-in mock middleware: a simulated TrueNAS on this machine.
+    Mock(mock::MockArgs),
+}
+
+/// Run a parsed command line.
+pub async fn run(cli: Cli) -> ExitCode {
+    let verbose = cli.verbose;
+    let result = match cli.command {
+        Command::Mock(args) => return mock::run(args).await,
+        Command::Call {
+            method,
+            args,
+            job,
+            progress,
+        } => {
+            call::call(
+                &cli.conn, &method, &args, job, progress, cli.output, cli.raw,
+            )
+            .await
+        }
+        Command::Job {
+            method,
+            args,
+            progress,
+        } => {
+            call::call(
+                &cli.conn, &method, &args, true, progress, cli.output, cli.raw,
+            )
+            .await
+        }
+        Command::Ping => call::ping(&cli.conn).await,
+        Command::Subscribe {
+            event,
+            count,
+            timeout,
+        } => call::subscribe(&cli.conn, &event, count, timeout).await,
+    };
+    match result {
+        Ok(exit) => exit.into(),
+        Err(err) => {
+            eprintln!("midscript: error: {}", err.describe(verbose));
+            err.exit().into()
+        }
+    }
+}
