@@ -171,6 +171,18 @@ impl ProgressPrinter {
 pub fn describe_error(err: &Error, verbose: bool) -> String {
     let mut out = err.to_string();
     if let Some(server) = err.server() {
+        if server.errname.as_deref() == Some("EBUSY")
+            && server
+                .reason
+                .as_deref()
+                .is_some_and(|r| r.contains("Rate Limit"))
+        {
+            out.push_str(
+                "\nThe server allows 20 anonymous calls per method per minute from one address \
+                 (each login spends one or two). It accepts them again when its 60 s window ends. \
+                 For many calls, keep one connection: a script (midscript run) or the REPL.",
+            );
+        }
         if let (Some(extra), true) = (&server.extra, server.validation().is_empty())
             && !extra.is_null()
             && verbose
@@ -209,6 +221,23 @@ mod tests {
             render(&json!({"t": {"$date": 0}}), Format::Compact, false),
             r#"{"t":{"$date":0}}"#
         );
+    }
+
+    #[test]
+    fn rate_limit_errors_explain_the_window() {
+        let e: crate::client::Error = crate::client::ServerError::from_object(
+            "auth.login_ex",
+            serde_json::from_value(json!({"code": -32001, "message": "Method call error", "data": {
+                "error": 16, "errname": "EBUSY", "reason": "[EBUSY] Rate Limit Exceeded", "trace": null, "extra": null}}))
+            .unwrap(),
+        )
+        .into();
+        let text = describe_error(&e, false);
+        assert!(
+            text.starts_with("auth.login_ex: [EBUSY] Rate Limit Exceeded\n"),
+            "{text}"
+        );
+        assert!(text.contains("60 s window"), "{text}");
     }
 
     #[test]

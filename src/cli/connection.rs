@@ -13,58 +13,47 @@ use crate::mock::{MockConfig, MockServer};
 #[derive(Debug, Clone, Default, Args)]
 pub struct ConnArgs {
     /// Server URL, e.g. wss://nas.local/api/current [env: MIDSCRIPT_URL, TRUENAS_URL]
-    #[arg(long, global = true, value_name = "URL")]
+    #[arg(long, value_name = "URL")]
     pub url: Option<String>,
 
     /// Server host name or address; means wss://HOST/api/current.
-    #[arg(long, global = true, value_name = "HOST", conflicts_with = "url")]
+    #[arg(long, value_name = "HOST", conflicts_with = "url")]
     pub host: Option<String>,
 
     /// Run against a built-in mock NAS in this process instead of a server.
-    #[arg(long, global = true, conflicts_with_all = ["url", "host"])]
+    #[arg(long, conflicts_with_all = ["url", "host"])]
     pub mock: bool,
 
     /// Username (for a password login, or the owner of an API key, which enables SCRAM on 26+).
-    #[arg(long, short = 'U', global = true, value_name = "NAME")]
+    #[arg(long, short = 'U', value_name = "NAME")]
     pub username: Option<String>,
 
     /// Password (visible to other users in the process list: prefer a key file).
-    #[arg(
-        long,
-        short = 'P',
-        global = true,
-        value_name = "PASSWORD",
-        hide_default_value = true
-    )]
+    #[arg(long, short = 'P', value_name = "PASSWORD", hide_default_value = true)]
     pub password: Option<String>,
 
     /// API key `<id>-<key>` [env: MIDSCRIPT_API_KEY, TRUENAS_API_KEY]
-    #[arg(long, short = 'K', global = true, value_name = "KEY")]
+    #[arg(long, short = 'K', value_name = "KEY")]
     pub api_key: Option<String>,
 
     /// Read the API key from this file.
-    #[arg(long, global = true, value_name = "FILE", conflicts_with = "api_key")]
+    #[arg(long, value_name = "FILE", conflicts_with = "api_key")]
     pub api_key_file: Option<PathBuf>,
 
     /// One-time password for two-factor accounts.
-    #[arg(long, global = true, value_name = "CODE")]
+    #[arg(long, value_name = "CODE")]
     pub otp: Option<String>,
 
     /// Seconds to wait for each reply.
-    #[arg(long, short = 't', global = true, value_name = "SECONDS")]
+    #[arg(long, short = 't', value_name = "SECONDS")]
     pub timeout: Option<f64>,
 
     /// Do not check the server's certificate at all.
-    #[arg(long, short = 'k', global = true)]
+    #[arg(long, short = 'k')]
     pub insecure: bool,
 
     /// Trust exactly the certificate with this SHA-256 fingerprint (as openssl prints it).
-    #[arg(
-        long,
-        global = true,
-        value_name = "SHA256",
-        conflicts_with = "insecure"
-    )]
+    #[arg(long, value_name = "SHA256", conflicts_with = "insecure")]
     pub fingerprint: Option<String>,
 }
 
@@ -92,6 +81,39 @@ fn env_any(names: &[&str]) -> Option<String> {
 }
 
 impl ConnArgs {
+    /// These options, with any left unset taken from `outer` (the ones given before the
+    /// command name): `midscript --mock call x` and `midscript call --mock x` mean the same.
+    pub fn or(self, outer: &ConnArgs) -> ConnArgs {
+        ConnArgs {
+            url: self.url.or_else(|| outer.url.clone()),
+            host: self.host.or_else(|| outer.host.clone()),
+            mock: self.mock || outer.mock,
+            username: self.username.or_else(|| outer.username.clone()),
+            password: self.password.or_else(|| outer.password.clone()),
+            api_key: self.api_key.or_else(|| outer.api_key.clone()),
+            api_key_file: self.api_key_file.or_else(|| outer.api_key_file.clone()),
+            otp: self.otp.or_else(|| outer.otp.clone()),
+            timeout: self.timeout.or(outer.timeout),
+            insecure: self.insecure || outer.insecure,
+            fingerprint: self.fingerprint.or_else(|| outer.fingerprint.clone()),
+        }
+    }
+
+    /// Is any option set? (They mean nothing to `midscript mock`.)
+    pub fn is_empty(&self) -> bool {
+        self.url.is_none()
+            && self.host.is_none()
+            && !self.mock
+            && self.username.is_none()
+            && self.password.is_none()
+            && self.api_key.is_none()
+            && self.api_key_file.is_none()
+            && self.otp.is_none()
+            && self.timeout.is_none()
+            && !self.insecure
+            && self.fingerprint.is_none()
+    }
+
     fn api_key(&self) -> Result<Option<Secret>, CliError> {
         if let Some(k) = &self.api_key {
             return Ok(Some(Secret::new(k.trim())));

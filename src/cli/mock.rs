@@ -33,7 +33,7 @@ pub struct MockArgs {
     api_keys: Vec<String>,
     /// The TrueNAS version to simulate: 25.04, 25.10 or 26.0.
     #[arg(long = "server-version", default_value = "25.10")]
-    version: ServerVersion,
+    server_version: ServerVersion,
     /// Fixed ids, clock and job speed (for tests).
     #[arg(long)]
     deterministic: bool,
@@ -49,7 +49,7 @@ fn config_from(args: &MockArgs) -> Result<MockConfig, String> {
         MockConfig::default()
     };
     config.tls = !args.plain;
-    config.version = args.version;
+    config.version = args.server_version;
     config.crash_apps.extend(args.crash_apps.iter().cloned());
     if !args.users.is_empty() {
         config.users = args

@@ -115,6 +115,8 @@ pub struct Cli {
 pub enum Command {
     /// Call a method, as `midclt call` does: each ARG is JSON when it parses, else a string.
     Call {
+        #[command(flatten)]
+        conn: ConnArgs,
         /// The method, e.g. system.info.
         method: String,
         /// Positional arguments; a single `-` reads them as one JSON array from stdin.
@@ -128,6 +130,8 @@ pub enum Command {
     },
     /// Run a job method and wait for it (same as `call --job`).
     Job {
+        #[command(flatten)]
+        conn: ConnArgs,
         /// The method, e.g. app.start.
         method: String,
         /// Positional arguments; a single `-` reads them as one JSON array from stdin.
@@ -137,17 +141,23 @@ pub enum Command {
         progress: ProgressStyle,
     },
     /// Check that the server answers (`core.ping`); prints `pong`.
-    Ping,
+    Ping {
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
     /// Print events as JSON lines, one per event (logs in first, unlike midclt).
+    #[command(mut_arg("timeout", |a| a.long("call-timeout").short(None)))]
     Subscribe {
+        #[command(flatten)]
+        conn: ConnArgs,
         /// The event, e.g. app.query or `reporting.realtime:{"interval":2}`.
         event: String,
         /// Stop after this many events.
         #[arg(long, short = 'n')]
         count: Option<u64>,
-        /// Stop (exit 1) when no event came for this many seconds.
-        #[arg(long)]
-        timeout: Option<f64>,
+        /// Stop (exit 1) when no event came for this many seconds (midclt's `subscribe -t`).
+        #[arg(long = "timeout", short = 't', value_name = "SECONDS")]
+        wait: Option<f64>,
     },
     /// Run the built-in mock middleware: a simulated TrueNAS on this machine.
     Mock(mock::MockArgs),
@@ -156,35 +166,57 @@ pub enum Command {
 /// Run a parsed command line.
 pub async fn run(cli: Cli) -> ExitCode {
     let verbose = cli.verbose;
+    let outer = &cli.conn;
     let result = match cli.command {
-        Command::Mock(args) => return mock::run(args).await,
+        Command::Mock(args) => {
+            if !outer.is_empty() {
+                eprintln!("midscript: error: connection options do not apply to `midscript mock`");
+                return Exit::Usage.into();
+            }
+            return mock::run(args).await;
+        }
         Command::Call {
+            conn,
             method,
             args,
             job,
             progress,
         } => {
             call::call(
-                &cli.conn, &method, &args, job, progress, cli.output, cli.raw,
+                &conn.or(outer),
+                &method,
+                &args,
+                job,
+                progress,
+                cli.output,
+                cli.raw,
             )
             .await
         }
         Command::Job {
+            conn,
             method,
             args,
             progress,
         } => {
             call::call(
-                &cli.conn, &method, &args, true, progress, cli.output, cli.raw,
+                &conn.or(outer),
+                &method,
+                &args,
+                true,
+                progress,
+                cli.output,
+                cli.raw,
             )
             .await
         }
-        Command::Ping => call::ping(&cli.conn).await,
+        Command::Ping { conn } => call::ping(&conn.or(outer)).await,
         Command::Subscribe {
+            conn,
             event,
             count,
-            timeout,
-        } => call::subscribe(&cli.conn, &event, count, timeout).await,
+            wait,
+        } => call::subscribe(&conn.or(outer), &event, count, wait).await,
     };
     match result {
         Ok(exit) => exit.into(),
@@ -192,5 +224,63 @@ pub async fn run(cli: Cli) -> ExitCode {
             eprintln!("midscript: error: {}", err.describe(verbose));
             err.exit().into()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn connection_options_work_before_and_after_the_command() {
+        let before = Cli::try_parse_from(["midscript", "--mock", "-t", "5", "ping"]).unwrap();
+        let after = Cli::try_parse_from(["midscript", "ping", "--mock", "-t", "5"]).unwrap();
+        for cli in [before, after] {
+            let Command::Ping { conn } = cli.command else {
+                panic!()
+            };
+            let merged = conn.or(&cli.conn);
+            assert!(merged.mock);
+            assert_eq!(merged.timeout, Some(5.0));
+        }
+        let mixed = Cli::try_parse_from([
+            "midscript",
+            "--url",
+            "ws://a/api/current",
+            "call",
+            "--url",
+            "ws://b/api/current",
+            "x",
+        ])
+        .unwrap();
+        let Command::Call { conn, .. } = mixed.command else {
+            panic!()
+        };
+        assert_eq!(
+            conn.or(&mixed.conn).url.as_deref(),
+            Some("ws://b/api/current")
+        );
+    }
+
+    #[test]
+    fn the_mock_takes_its_own_api_keys() {
+        let cli = Cli::try_parse_from([
+            "midscript",
+            "mock",
+            "--api-key",
+            "1-a",
+            "--api-key",
+            "2-b",
+            "--server-version",
+            "26.0",
+        ])
+        .unwrap();
+        assert!(matches!(cli.command, Command::Mock(_)));
     }
 }
