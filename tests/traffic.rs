@@ -586,3 +586,55 @@ async fn unknown_paths_get_http_404() {
         "{err:?}"
     );
 }
+
+#[tokio::test]
+async fn a_transient_job_without_events_is_polled_to_its_end() {
+    // pool.scrub.scrub is transient on the server: it sends no core.get_jobs events.
+    let server = mock(|_| {}).await;
+    let client = connect(&server, Some(password(&server))).await.unwrap();
+    let outcome = tokio::time::timeout(
+        Duration::from_secs(20),
+        client.job("pool.scrub.scrub", vec![json!("tank")], |_| {}),
+    )
+    .await
+    .expect("a transient job must not hang");
+    outcome.unwrap();
+    let t = transcript(&server);
+    assert!(
+        t.contains(
+            r#""method":"core.get_jobs","params":[[["id","=",1]],{"extra":{"raw_result":true}}]"#
+        ),
+        "{t}"
+    );
+    assert!(
+        !t.contains(r#""collection":"core.get_jobs""#),
+        "a transient job sends no events:\n{t}"
+    );
+    client.close().await;
+}
+
+#[tokio::test]
+async fn keepalive_detects_a_peer_that_stopped_answering() {
+    use tokio::net::TcpListener;
+    // A server that completes the handshake and then never reads again (so never answers pings).
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let silent = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        drop(ws);
+    });
+    let mut options = ConnectOptions::new(format!("ws://{addr}/api/current"));
+    options.rpc.keepalive = Some(Duration::from_millis(100));
+    options.rpc.call_timeout = Duration::from_secs(20);
+    let client = Client::connect(options).await.unwrap();
+    let err = tokio::time::timeout(Duration::from_secs(10), client.call("core.ping", vec![]))
+        .await
+        .expect("the dead peer is detected well before the call timeout")
+        .unwrap_err();
+    assert!(matches!(err, Error::Closed { code: None, .. }), "{err:?}");
+    assert!(err.to_string().contains("keepalive"), "{err}");
+    assert!(!client.is_open());
+    silent.abort();
+}

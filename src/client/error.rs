@@ -366,7 +366,8 @@ impl Error {
             ),
             Some(1011) => format!("the server failed while handling a message and closed the connection (1011): {reason}"),
             Some(c) => format!("the server closed the connection ({c}{})", if reason.is_empty() { String::new() } else { format!(": {reason}") }),
-            None => "the connection was lost".to_owned(),
+            None if reason.is_empty() => "the connection was lost".to_owned(),
+            None => format!("the connection was lost: {reason}"),
         };
         Error::Closed {
             code,
