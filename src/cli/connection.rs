@@ -1,12 +1,18 @@
 //! Connection options shared by every command, and opening a session from them.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
 
-use super::CliError;
-use crate::client::{Client, ConnectOptions, Credentials, Fingerprint, Secret, Trust};
+use super::dirs::{Dirs, warn_if_exposed};
+use super::prompt::{Prompter, Terminal};
+use super::{CliError, profile, trace, trust};
+use crate::client::{
+    Client, ConnectOptions, Credentials, Endpoint, Fingerprint, OtpPrompt, Secret, Trust,
+    check_key_safety,
+};
 use crate::mock::{MockConfig, MockServer};
 
 /// How to reach and log in to the server. Flags win over the environment.
@@ -55,6 +61,14 @@ pub struct ConnArgs {
     /// Trust exactly the certificate with this SHA-256 fingerprint (as openssl prints it).
     #[arg(long, value_name = "SHA256", conflicts_with = "insecure")]
     pub fingerprint: Option<String>,
+
+    /// Use this profile of the config file [env: MIDSCRIPT_PROFILE]
+    #[arg(long, value_name = "NAME")]
+    pub profile: Option<String>,
+
+    /// Write what is sent and received to FILE, secrets redacted.
+    #[arg(long, value_name = "FILE")]
+    pub trace: Option<PathBuf>,
 }
 
 /// An open, logged-in client, and the in-process mock behind it when `--mock` was given.
@@ -74,7 +88,13 @@ impl Session {
     }
 }
 
-fn env_any(names: &[&str]) -> Option<String> {
+/// Environment variables naming the server, in order of preference.
+pub(super) const URL_VARS: &[&str] = &["MIDSCRIPT_URL", "TRUENAS_URL"];
+/// Environment variables holding an API key, in order of preference.
+pub(super) const KEY_VARS: &[&str] = &["MIDSCRIPT_API_KEY", "TRUENAS_API_KEY"];
+
+/// The first of `names` set to a non-empty value.
+pub(super) fn env_any(names: &[&str]) -> Option<String> {
     names
         .iter()
         .find_map(|n| std::env::var(n).ok().filter(|v| !v.is_empty()))
@@ -96,6 +116,8 @@ impl ConnArgs {
             timeout: self.timeout.or(outer.timeout),
             insecure: self.insecure || outer.insecure,
             fingerprint: self.fingerprint.or_else(|| outer.fingerprint.clone()),
+            profile: self.profile.or_else(|| outer.profile.clone()),
+            trace: self.trace.or_else(|| outer.trace.clone()),
         }
     }
 
@@ -112,6 +134,8 @@ impl ConnArgs {
             && self.timeout.is_none()
             && !self.insecure
             && self.fingerprint.is_none()
+            && self.profile.is_none()
+            && self.trace.is_none()
     }
 
     fn api_key(&self) -> Result<Option<Secret>, CliError> {
@@ -125,6 +149,7 @@ impl ConnArgs {
                     path.display()
                 ))
             })?;
+            warn_if_exposed(path, "an API key");
             let key = text.trim();
             if key.is_empty() {
                 return Err(CliError::Usage(format!(
@@ -134,25 +159,43 @@ impl ConnArgs {
             }
             return Ok(Some(Secret::new(key)));
         }
-        Ok(env_any(&["MIDSCRIPT_API_KEY", "TRUENAS_API_KEY"]).map(Secret::new))
+        Ok(env_any(KEY_VARS).map(Secret::new))
     }
 
-    fn credentials(&self) -> Result<Option<Credentials>, CliError> {
+    /// How to log in; a missing password is asked for (after trust is settled) on a terminal.
+    fn login(&self, prompter: &Arc<dyn Prompter>) -> Result<Option<Login>, CliError> {
         if let Some(key) = self.api_key()? {
-            return Ok(Some(Credentials::ApiKey {
+            return Ok(Some(Login::Ready(Credentials::ApiKey {
                 username: self.username.clone(),
                 key,
-            }));
+            })));
         }
+        let otp_prompt: Option<OtpPrompt> = match (&self.otp, prompter.interactive()) {
+            (None, true) => {
+                let p = prompter.clone();
+                Some(Arc::new(move || {
+                    p.secret("One-time password (2FA): ")
+                        .filter(|s| !s.trim().is_empty())
+                }))
+            }
+            _ => None,
+        };
+        let otp = self.otp.clone().map(Secret::new);
         match (&self.username, &self.password) {
-            (Some(u), Some(p)) => Ok(Some(Credentials::Password {
+            (Some(u), Some(p)) => Ok(Some(Login::Ready(Credentials::Password {
                 username: u.clone(),
                 password: Secret::new(p.clone()),
-                otp: self.otp.clone().map(Secret::new),
-                otp_prompt: None,
+                otp,
+                otp_prompt,
+            }))),
+            (Some(u), None) if prompter.interactive() => Ok(Some(Login::AskPassword {
+                username: u.clone(),
+                otp,
+                otp_prompt,
             })),
             (Some(u), None) => Err(CliError::Usage(format!(
-                "a password login as {u} needs -P/--password (or use an API key: -K/--api-key-file)"
+                "a password login as {u} needs -P/--password, and there is no terminal to ask for it \
+                 (or use an API key: -K/--api-key-file)"
             ))),
             (None, Some(_)) => Err(CliError::Usage("-P/--password needs -U/--username".into())),
             (None, None) => Ok(None),
@@ -179,13 +222,40 @@ impl ConnArgs {
         if let Some(h) = &self.host {
             return Ok(format!("wss://{h}/api/current"));
         }
-        env_any(&["MIDSCRIPT_URL", "TRUENAS_URL"])
+        env_any(URL_VARS)
             .ok_or_else(|| CliError::Usage("no server given: pass --host HOST, --url URL (or set MIDSCRIPT_URL), or --mock to try the built-in mock".into()))
     }
 
-    /// Connect and log in as these arguments say.
+    /// Is a server given, by these flags or the environment? Ask after
+    /// [`ConnArgs::with_profile`] to count the profile's.
+    pub(super) fn names_a_server(&self) -> bool {
+        self.mock || self.url.is_some() || self.host.is_some() || env_any(URL_VARS).is_some()
+    }
+
+    /// These arguments with the chosen profile (`--profile`, `MIDSCRIPT_PROFILE`) filled in.
+    pub(super) fn with_profile(&self) -> Result<ConnArgs, CliError> {
+        profile::apply(self, Dirs::from_env().config_file().as_deref())
+            .map_err(|e| CliError::Usage(e.to_string()))
+    }
+
+    /// Connect and log in as these arguments say (and the chosen profile), settling trust in
+    /// the server's certificate first and asking at the terminal for what is missing.
     pub async fn connect(&self) -> Result<Session, CliError> {
-        let mut credentials = self.credentials()?;
+        self.connect_with(Arc::new(Terminal)).await
+    }
+
+    /// [`ConnArgs::connect`], with questions going to `prompter`.
+    pub async fn connect_with(&self, prompter: Arc<dyn Prompter>) -> Result<Session, CliError> {
+        self.with_profile()?.open(&Dirs::from_env(), prompter).await
+    }
+
+    /// [`ConnArgs::connect`] for arguments that [`ConnArgs::with_profile`] already completed.
+    pub(super) async fn connect_resolved(&self) -> Result<Session, CliError> {
+        self.open(&Dirs::from_env(), Arc::new(Terminal)).await
+    }
+
+    async fn open(&self, dirs: &Dirs, prompter: Arc<dyn Prompter>) -> Result<Session, CliError> {
+        let mut credentials = self.login(&prompter)?;
         let mut mock = None;
         let (url, trust) = if self.mock {
             let server = MockServer::start(MockConfig::default())
@@ -193,10 +263,10 @@ impl ConnArgs {
                 .map_err(|e| CliError::Usage(format!("cannot start the built-in mock: {e}")))?;
             if credentials.is_none() {
                 let key = &server.config().api_keys[0];
-                credentials = Some(Credentials::ApiKey {
+                credentials = Some(Login::Ready(Credentials::ApiKey {
                     username: Some(key.owner.clone()),
                     key: Secret::new(key.key.clone()),
-                });
+                }));
             }
             let trust = server
                 .fingerprint()
@@ -210,7 +280,6 @@ impl ConnArgs {
         };
         let mut options = ConnectOptions::new(url);
         options.trust = trust;
-        options.credentials = credentials;
         if let Some(t) = self.timeout {
             if !(t.is_finite() && t > 0.0) {
                 return Err(CliError::Usage(format!(
@@ -219,7 +288,60 @@ impl ConnArgs {
             }
             options.rpc.call_timeout = Duration::from_secs_f64(t);
         }
-        let client = Client::connect(options).await?;
+        if let Some(path) = &self.trace {
+            options.tracer = Some(trace::to_file(path)?);
+        }
+        if let Some(Login::Ready(c)) = &credentials {
+            // Refused before connecting, not after (`protocol.md` §1.5).
+            check_key_safety(&Endpoint::parse(&options.url)?, Some(c))?;
+        }
+        let client = trust::open(options, dirs.known_hosts().as_deref(), prompter.as_ref()).await?;
+        if let Some(login) = credentials {
+            let result = match login.credentials(prompter.as_ref(), client.url()) {
+                Ok(c) => client.login(&c).await.map_err(CliError::from),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = result {
+                client.close().await;
+                return Err(e);
+            }
+        }
         Ok(Session { client, mock })
+    }
+}
+
+/// How the session will log in, once trust in the server is settled.
+enum Login {
+    /// Everything is known.
+    Ready(Credentials),
+    /// The password is asked for at the terminal.
+    AskPassword {
+        username: String,
+        otp: Option<Secret>,
+        otp_prompt: Option<OtpPrompt>,
+    },
+}
+
+impl Login {
+    fn credentials(self, prompter: &dyn Prompter, url: &str) -> Result<Credentials, CliError> {
+        match self {
+            Login::Ready(c) => Ok(c),
+            Login::AskPassword {
+                username,
+                otp,
+                otp_prompt,
+            } => {
+                let host = Endpoint::parse(url).map_or_else(|_| url.to_owned(), |e| e.host);
+                let password = prompter
+                    .secret(&format!("Password for {username}@{host}: "))
+                    .ok_or_else(|| CliError::Usage("no password was entered".into()))?;
+                Ok(Credentials::Password {
+                    username,
+                    password: Secret::new(password),
+                    otp,
+                    otp_prompt,
+                })
+            }
+        }
     }
 }

@@ -2,13 +2,19 @@
 
 mod call;
 mod connection;
+pub mod dirs;
+mod methods;
 mod mock;
+pub mod profile;
+pub mod prompt;
+mod trace;
+pub mod trust;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-pub use connection::ConnArgs;
+pub use connection::{ConnArgs, Session};
 
 use crate::client::Error;
 use crate::output::{self, Format, ProgressStyle};
@@ -159,6 +165,31 @@ pub enum Command {
         #[arg(long = "timeout", short = 't', value_name = "SECONDS")]
         wait: Option<f64>,
     },
+    /// List methods (name, `[job]` mark, summary) from the server's catalog, cached per version.
+    Methods {
+        #[command(flatten)]
+        conn: ConnArgs,
+        /// Only names containing this, or matching it as a glob with `*` (`app.*`, `*.query`).
+        pattern: Option<String>,
+        /// Use the bundled TrueNAS 25.04 catalog instead of asking a server.
+        #[arg(long)]
+        offline: bool,
+    },
+    /// Show a method's documentation: arguments with types and defaults, result, job, roles.
+    Doc {
+        #[command(flatten)]
+        conn: ConnArgs,
+        /// The method, e.g. user.update.
+        method: String,
+        /// Use the bundled TrueNAS 25.04 catalog instead of asking a server.
+        #[arg(long)]
+        offline: bool,
+    },
+    /// Print a shell completion script, e.g. `midscript completions bash > /etc/bash_completion.d/midscript`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
     /// Run the built-in mock middleware: a simulated TrueNAS on this machine.
     Mock(mock::MockArgs),
 }
@@ -217,6 +248,26 @@ pub async fn run(cli: Cli) -> ExitCode {
             count,
             wait,
         } => call::subscribe(&conn.or(outer), &event, count, wait).await,
+        Command::Methods {
+            conn,
+            pattern,
+            offline,
+        } => methods::methods(&conn.or(outer), pattern.as_deref(), offline, cli.output).await,
+        Command::Doc {
+            conn,
+            method,
+            offline,
+        } => methods::doc(&conn.or(outer), &method, offline, cli.output).await,
+        Command::Completions { shell } => {
+            use clap::CommandFactory as _;
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "midscript",
+                &mut std::io::stdout(),
+            );
+            Ok(Exit::Ok)
+        }
     };
     match result {
         Ok(exit) => exit.into(),
