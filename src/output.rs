@@ -23,6 +23,18 @@ pub enum Format {
     Yaml,
 }
 
+/// Print `text` on stdout. A closed pipe (`midscript methods | head`) is not an error: what
+/// is left is dropped quietly instead of panicking as `println!` would.
+pub fn emit(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+}
+
+/// [`emit`] `text` and a newline.
+pub fn emit_line(text: &str) {
+    emit(&format!("{text}\n"));
+}
+
 /// Render a result for stdout.
 pub fn render(value: &Value, format: Format, raw: bool) -> String {
     if raw && let Value::String(s) = value {

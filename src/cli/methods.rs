@@ -178,13 +178,13 @@ pub async fn methods(
         return Ok(Exit::MethodError);
     }
     match format {
-        Format::Auto | Format::Table => print!("{}", listing(found)),
+        Format::Auto | Format::Table => output::emit(&listing(found)),
         _ => {
             let list: Vec<Value> = found
                 .iter()
                 .map(|m| json!({"name": m.name, "job": m.job, "summary": m.summary()}))
                 .collect();
-            println!("{}", output::render(&Value::Array(list), format, false));
+            output::emit_line(&output::render(&Value::Array(list), format, false));
         }
     }
     Ok(Exit::Ok)
@@ -237,8 +237,8 @@ pub async fn doc(
         )));
     };
     match format {
-        Format::Auto | Format::Table => print!("{}", render_doc(m)),
-        _ => println!("{}", output::render(&m.to_value(), format, false)),
+        Format::Auto | Format::Table => output::emit(&render_doc(m)),
+        _ => output::emit_line(&output::render(&m.to_value(), format, false)),
     }
     Ok(Exit::Ok)
 }

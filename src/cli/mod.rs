@@ -260,12 +260,9 @@ pub async fn run(cli: Cli) -> ExitCode {
         } => methods::doc(&conn.or(outer), &method, offline, cli.output).await,
         Command::Completions { shell } => {
             use clap::CommandFactory as _;
-            clap_complete::generate(
-                shell,
-                &mut Cli::command(),
-                "midscript",
-                &mut std::io::stdout(),
-            );
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "midscript", &mut script);
+            output::emit(&String::from_utf8_lossy(&script));
             Ok(Exit::Ok)
         }
     };

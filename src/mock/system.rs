@@ -32,7 +32,7 @@ async fn ping(_ctx: Ctx, p: Vec<Value>) -> Result<Value, MockError> {
 }
 
 /// `core.get_methods [service=null, target="WS"]` (`protocol.md` §6.1): the bundled catalog's
-/// raw 25.04 entries keyed by name, filtered by auth (anonymous connections see only no-auth
+/// full 25.04 entries keyed by name, filtered by auth (anonymous connections see only no-auth
 /// methods) and by `service`. `target` is accepted and ignored. The same 25.04 dump is served
 /// for every imitated version.
 async fn get_methods(ctx: Ctx, p: Vec<Value>) -> Result<Value, MockError> {
@@ -57,7 +57,7 @@ async fn get_methods(ctx: Ctx, p: Vec<Value>) -> Result<Value, MockError> {
                 .as_deref()
                 .is_none_or(|svc| m.name.rsplit_once('.').map(|(s, _)| s) == Some(svc))
         })
-        .map(|m| (m.name.clone(), m.raw.clone()))
+        .map(|m| (m.name.clone(), m.to_value()))
         .collect();
     Ok(Value::Object(out))
 }

@@ -1191,6 +1191,9 @@ async fn catalog_backed_gates() {
     );
     let m = c.call("core.get_methods", json!([])).await;
     assert_eq!(m.as_object().unwrap().len(), 771);
+    // Whole entries, as a server sends them: descriptions, schemas and roles included.
+    assert!(m["app.create"]["description"].is_string() && m["app.create"]["accepts"].is_array());
+    assert_eq!(m["app.create"]["roles"], json!(["APPS_WRITE"]));
     let apps = c.call("core.get_methods", json!(["app"])).await;
     assert!(apps.get("app.create").is_some() && apps.get("user.query").is_none());
     // A non-admin may read but not write.
