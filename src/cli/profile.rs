@@ -284,7 +284,8 @@ fn merge(
         }
         (Some(g), Some(o)) if g != o => {
             eprintln!(
-                "midscript: note: the server {g} overrides profile {name:?}'s; its credentials and fingerprint are not used"
+                "midscript: note: using {g} instead of profile {name:?}'s {o}: \
+                 the profile's credentials and fingerprint are left out"
             );
             return a;
         }
