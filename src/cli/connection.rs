@@ -11,7 +11,6 @@ use super::prompt::{Prompter, Terminal};
 use super::{CliError, profile, trace, trust};
 use crate::client::{
     Client, ConnectOptions, Credentials, Endpoint, Fingerprint, OtpPrompt, Secret, Trust,
-    check_key_safety,
 };
 use crate::mock::{MockConfig, MockServer};
 
@@ -291,12 +290,19 @@ impl ConnArgs {
         if let Some(path) = &self.trace {
             options.tracer = Some(trace::to_file(path)?);
         }
-        if let Some(Login::Ready(c)) = &credentials {
-            // Refused before connecting, not after (`protocol.md` §1.5).
-            check_key_safety(&Endpoint::parse(&options.url)?, Some(c))?;
-        }
+        let ask = match credentials {
+            // The client logs in once the handshake has settled trust (and refuses, before
+            // connecting, to send an API key where the server would revoke it).
+            Some(Login::Ready(c)) => {
+                options.credentials = Some(c);
+                None
+            }
+            ask => ask,
+        };
         let client = trust::open(options, dirs.known_hosts().as_deref(), prompter.as_ref()).await?;
-        if let Some(login) = credentials {
+        // Like ssh, ask for the password only once the server is trusted (this login is not
+        // recorded in `Client::login_info`).
+        if let Some(login) = ask {
             let result = match login.credentials(prompter.as_ref(), client.url()) {
                 Ok(c) => client.login(&c).await.map_err(CliError::from),
                 Err(e) => Err(e),
@@ -343,5 +349,44 @@ impl Login {
                 })
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::prompt::Scripted;
+    use crate::mock::TEST_PASSWORD;
+
+    /// ssh's order: the certificate first, then the password, then the one-time password.
+    #[tokio::test]
+    async fn missing_password_and_otp_are_asked_after_trust_is_settled() {
+        let mut config = MockConfig::for_tests();
+        config.tls = true;
+        config.users[0].otp_code = Some("246810".into());
+        let server = MockServer::start(config).await.unwrap();
+        let state = tempfile::tempdir().unwrap();
+        let dirs = Dirs {
+            state: Some(state.path().to_owned()),
+            ..Dirs::default()
+        };
+        let args = ConnArgs {
+            url: Some(server.url()),
+            username: Some("truenas_admin".into()),
+            ..ConnArgs::default()
+        };
+        let prompter = Arc::new(Scripted::new(&["yes", TEST_PASSWORD, "246810"]));
+        let session = args.open(&dirs, prompter.clone()).await.unwrap();
+        assert!(session.client.is_authenticated());
+        let shown = prompter.shown.lock().unwrap().clone();
+        assert_eq!(shown.len(), 3, "{shown:?}");
+        assert!(
+            shown[0].starts_with("The authenticity of 127.0.0.1:"),
+            "{shown:?}"
+        );
+        assert_eq!(shown[1], "Password for truenas_admin@127.0.0.1: ");
+        assert_eq!(shown[2], "One-time password (2FA): ");
+        session.finish().await;
+        server.shutdown().await;
     }
 }

@@ -4,8 +4,9 @@
 //! `host:port`). A remembered host is pinned from then on, and a changed certificate is
 //! refused loudly. Without a terminal an unknown host is refused.
 //!
-//! The check happens during the TLS handshake, before the client logs in, so no credential is
-//! sent before trust is settled: [`open`] connects anonymously and the caller logs in after.
+//! The check happens during the TLS handshake, and the client logs in only once the handshake
+//! has succeeded, so no credential is sent before trust is settled: an attempt refused for an
+//! untrusted certificate ends before login, and the retry after a yes logs in.
 
 use std::path::{Path, PathBuf};
 
@@ -173,18 +174,13 @@ fn tls(message: String, fingerprint: Option<Fingerprint>) -> CliError {
     })
 }
 
-/// Open a connection (no login: `options.credentials` must be `None`) with trust settled as
-/// described in the module docs. `known_hosts` is `None` when there is no state folder.
+/// Connect (and log in, with `options.credentials`) with trust settled as described in the
+/// module docs. `known_hosts` is `None` when there is no state folder.
 pub async fn open(
     mut options: ConnectOptions,
     known_hosts: Option<&Path>,
     prompter: &dyn Prompter,
 ) -> Result<Client, CliError> {
-    debug_assert!(
-        options.credentials.is_none(),
-        "trust is settled before login"
-    );
-    options.credentials = None;
     let tofu = options.trust == Trust::System && Endpoint::parse(&options.url).is_ok_and(|e| e.tls);
     let Some(host) = host_key(&options.url).filter(|_| tofu) else {
         return Ok(Client::connect(options).await?);
@@ -311,7 +307,8 @@ pub async fn open(
 mod tests {
     use super::*;
     use crate::cli::prompt::{NoTerminal, Scripted};
-    use crate::mock::{MockConfig, MockServer};
+    use crate::client::{Credentials, Secret};
+    use crate::mock::{MockConfig, MockServer, TEST_PASSWORD};
 
     #[test]
     fn host_keys_are_host_and_port() {
@@ -382,9 +379,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let kh = dir.path().join("known_hosts");
         let fp: Fingerprint = server.fingerprint().unwrap().parse().unwrap();
+        let with_login = || {
+            let mut o = ConnectOptions::new(server.url());
+            o.credentials = Some(Credentials::Password {
+                username: "truenas_admin".into(),
+                password: Secret::new(TEST_PASSWORD),
+                otp: None,
+                otp_prompt: None,
+            });
+            o
+        };
 
-        // No terminal: refused, nothing remembered, and not a single frame reached the server.
-        let err = open(ConnectOptions::new(server.url()), Some(&kh), &NoTerminal)
+        // No terminal: refused, nothing remembered.
+        let err = open(with_login(), Some(&kh), &NoTerminal)
             .await
             .unwrap_err();
         assert_eq!(err.exit(), super::super::Exit::Connection);
@@ -397,45 +404,26 @@ mod tests {
 
         // "no" at the terminal: refused.
         let no = Scripted::new(&["no"]);
-        assert!(
-            open(ConnectOptions::new(server.url()), Some(&kh), &no)
-                .await
-                .is_err()
-        );
+        assert!(open(with_login(), Some(&kh), &no).await.is_err());
         assert!(no.shown.lock().unwrap()[0].contains(&fp.to_string()));
+        // Not one frame, let alone a credential, reached the server.
+        assert_eq!(server.transcript().lines, vec![]);
 
-        // "yes": connected, pinned, remembered.
+        // "yes": connected, pinned, remembered, logged in.
         let yes = Scripted::new(&["yes"]);
-        let client = open(ConnectOptions::new(server.url()), Some(&kh), &yes)
-            .await
-            .unwrap();
+        let client = open(with_login(), Some(&kh), &yes).await.unwrap();
         assert_eq!(client.fingerprint(), Some(fp));
+        assert!(client.is_authenticated());
         client.close().await;
         let key = host_key(&server.url()).unwrap();
-        assert_eq!(
-            KnownHosts::load(&kh)
-                .unwrap()
-                .get(&key)
-                .unwrap()
-                .fingerprint,
-            fp
-        );
+        let known = KnownHosts::load(&kh).unwrap();
+        assert_eq!(known.get(&key).unwrap().fingerprint, fp);
 
         // Known: connects without asking.
         let silent = Scripted::new(&[]);
-        let client = open(ConnectOptions::new(server.url()), Some(&kh), &silent)
-            .await
-            .unwrap();
+        let client = open(with_login(), Some(&kh), &silent).await.unwrap();
         client.close().await;
         assert!(silent.shown.lock().unwrap().is_empty());
-        assert!(
-            server
-                .transcript()
-                .lines
-                .iter()
-                .all(|l| !l.to_string().contains("auth.")),
-            "no login was attempted while trust was being settled"
-        );
         server.shutdown().await;
     }
 
