@@ -33,7 +33,8 @@ pub struct ConnArgs {
     #[arg(long, short = 'U', value_name = "NAME")]
     pub username: Option<String>,
 
-    /// Password (visible to other users in the process list: prefer a key file).
+    /// Password; asked for on a terminal when -U comes without -P or a key (-P shows in the
+    /// process list).
     #[arg(long, short = 'P', value_name = "PASSWORD", hide_default_value = true)]
     pub password: Option<String>,
 
@@ -45,7 +46,7 @@ pub struct ConnArgs {
     #[arg(long, value_name = "FILE", conflicts_with = "api_key")]
     pub api_key_file: Option<PathBuf>,
 
-    /// One-time password for two-factor accounts.
+    /// One-time password for two-factor accounts (asked for on a terminal when needed).
     #[arg(long, value_name = "CODE")]
     pub otp: Option<String>,
 
@@ -57,7 +58,8 @@ pub struct ConnArgs {
     #[arg(long, short = 'k')]
     pub insecure: bool,
 
-    /// Trust exactly the certificate with this SHA-256 fingerprint (as openssl prints it).
+    /// Trust exactly the certificate with this SHA-256 fingerprint (as openssl prints it);
+    /// otherwise an untrusted certificate is offered on a terminal and remembered on a yes.
     #[arg(long, value_name = "SHA256", conflicts_with = "insecure")]
     pub fingerprint: Option<String>,
 

@@ -84,18 +84,23 @@ pub fn exit_for(err: &Error) -> Exit {
     }
 }
 
-const EXIT_CODES: &str = "\
+const AFTER_HELP: &str = "\
 Exit status:
   0    success
   1    the server reported an error (method error, failed or aborted job, timeout)
   2    usage error (bad option, argument or URL)
   3    connection error (network, TLS, handshake, connection closed)
   4    authentication failed (a failed login never exits 0)
-  130  interrupted";
+  130  interrupted
+
+Files:
+  $XDG_CONFIG_HOME/midscript/config.toml  profiles (--profile, MIDSCRIPT_PROFILE)
+  $XDG_STATE_HOME/midscript/known_hosts   certificates accepted on first use
+  $XDG_CACHE_HOME/midscript/methods/      server catalogs, per server and version";
 
 /// Script, explore and deploy to TrueNAS through its middleware API.
 #[derive(Debug, Parser)]
-#[command(name = "midscript", version, about, after_help = EXIT_CODES, propagate_version = true)]
+#[command(name = "midscript", version, about, after_help = AFTER_HELP, propagate_version = true)]
 pub struct Cli {
     #[command(flatten)]
     pub conn: ConnArgs,
