@@ -1151,7 +1151,17 @@ fn versions_and_config() {
         "26.0".parse::<ServerVersion>().unwrap(),
         ServerVersion::V26_0
     );
-    assert!("24.10".parse::<ServerVersion>().is_err());
+    assert_eq!(
+        "24.10".parse::<ServerVersion>().unwrap(),
+        ServerVersion::V24_10
+    );
+    assert_eq!(
+        "v24.10.2.4".parse::<ServerVersion>().unwrap(),
+        ServerVersion::V24_10
+    );
+    assert!("24.04".parse::<ServerVersion>().is_err());
+    assert_eq!(ServerVersion::V24_10.to_string(), "24.10.2.4");
+    assert!(ServerVersion::V24_10.api_versions().is_empty());
     assert_eq!(ServerVersion::V25_04.to_string(), "25.04.2.6");
     assert_eq!(TEST_API_KEY.len(), 66);
     assert!(TEST_API_KEY[2..].chars().all(|c| c.is_ascii_alphanumeric()));
