@@ -202,7 +202,7 @@ impl MockError {
     /// Guesses, marked: an unknown method is `CallError` ENOMETHOD "Method 'x' not found in
     /// 'svc'" (the 24.10 method lookup; §3.2 quotes the same text for versioned endpoints), and
     /// 24.10 sends the not-authenticated reason bare, "Not authenticated" (§1.4), where later
-    /// releases prefix `[ENOTAUTHENTICATED]`.
+    /// releases prefix `[ENOTAUTHENTICATED]`; being sent without an exception, it has no trace.
     pub fn to_legacy_error(&self, method: &str, version: ServerVersion) -> LegacyError {
         if let MockError::MethodNotFound = self {
             let (service, name) = method.rsplit_once('.').unwrap_or(("", method));
@@ -221,20 +221,21 @@ impl MockError {
             MockError::Validation(_) => (errno::EAGAIN, Some("VALIDATION")),
             _ => (self.errno(), None),
         };
-        let reason = match self {
-            MockError::Call { errno: n, message }
-                if *n == errno::ENOTAUTHENTICATED && version == ServerVersion::V24_10 =>
-            {
-                message.clone()
-            }
-            _ => self.to_string(),
+        // 24.10 sends "Not authenticated" itself, not from an exception: no prefix, no trace.
+        let direct = matches!(self, MockError::Call { errno: n, .. } if *n == errno::ENOTAUTHENTICATED)
+            && version == ServerVersion::V24_10;
+        let (reason, trace) = match self {
+            MockError::Call { message, .. } if direct => (message.clone(), None),
+            _ => (
+                self.to_string(),
+                data.trace.map(|mut t| {
+                    if let Some(m) = t.as_object_mut() {
+                        m.remove("frames");
+                    }
+                    t
+                }),
+            ),
         };
-        let trace = data.trace.map(|mut t| {
-            if let Some(m) = t.as_object_mut() {
-                m.remove("frames");
-            }
-            t
-        });
         LegacyError {
             error: Some(error),
             errname: Some(errno::name(error).to_owned()),
