@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::Args;
 
 use super::CliError;
-use crate::client::{Client, ConnectOptions, Credentials, Fingerprint, Secret, Trust};
+use crate::client::{Client, ConnectOptions, Credentials, Dialect, Fingerprint, Secret, Trust};
 use crate::mock::{MockConfig, MockServer};
 
 /// How to reach and log in to the server. Flags win over the environment.
@@ -16,7 +16,8 @@ pub struct ConnArgs {
     #[arg(long, value_name = "URL")]
     pub url: Option<String>,
 
-    /// Server host name or address; means wss://HOST/api/current.
+    /// Server host name or address; means wss://HOST/api/current, or wss://HOST/websocket
+    /// when /api/current does not exist (TrueNAS 24.10).
     #[arg(long, value_name = "HOST", conflicts_with = "url")]
     pub host: Option<String>,
 
@@ -55,6 +56,10 @@ pub struct ConnArgs {
     /// Trust exactly the certificate with this SHA-256 fingerprint (as openssl prints it).
     #[arg(long, value_name = "SHA256", conflicts_with = "insecure")]
     pub fingerprint: Option<String>,
+
+    /// Say what happens while connecting (the global `-v/--verbose`, set by [`super::run`]).
+    #[arg(skip)]
+    pub verbose: bool,
 }
 
 /// An open, logged-in client, and the in-process mock behind it when `--mock` was given.
@@ -96,6 +101,7 @@ impl ConnArgs {
             timeout: self.timeout.or(outer.timeout),
             insecure: self.insecure || outer.insecure,
             fingerprint: self.fingerprint.or_else(|| outer.fingerprint.clone()),
+            verbose: self.verbose || outer.verbose,
         }
     }
 
@@ -209,6 +215,9 @@ impl ConnArgs {
             (self.url()?, self.trust()?)
         };
         let mut options = ConnectOptions::new(url);
+        // `--host` names a box, not an endpoint: a 24.10 one answers /api/current with HTTP 404
+        // and speaks only the legacy /websocket (`protocol.md` §0.1, §1.2).
+        options.legacy_fallback = self.host.is_some() && self.url.is_none() && !self.mock;
         options.trust = trust;
         options.credentials = credentials;
         if let Some(t) = self.timeout {
@@ -219,7 +228,15 @@ impl ConnArgs {
             }
             options.rpc.call_timeout = Duration::from_secs_f64(t);
         }
+        let fallback = options.legacy_fallback;
         let client = Client::connect(options).await?;
+        if self.verbose && fallback && client.dialect() == Dialect::Legacy {
+            eprintln!(
+                "midscript: {} has no /api/current (HTTP 404, TrueNAS 24.10?); using the legacy /websocket protocol at {}",
+                self.host.as_deref().unwrap_or_default(),
+                client.url()
+            );
+        }
         Ok(Session { client, mock })
     }
 }
