@@ -12,7 +12,8 @@ use crate::mock::{MockConfig, MockServer};
 /// How to reach and log in to the server. Flags win over the environment.
 #[derive(Debug, Clone, Default, Args)]
 pub struct ConnArgs {
-    /// Server URL, e.g. wss://nas.local/api/current [env: MIDSCRIPT_URL, TRUENAS_URL]
+    /// Server URL, e.g. wss://nas.local/api/current, or wss://nas.local/websocket for the legacy
+    /// protocol of TrueNAS 24.10 [env: MIDSCRIPT_URL, TRUENAS_URL]
     #[arg(long, value_name = "URL")]
     pub url: Option<String>,
 

@@ -14,7 +14,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use super::message::{CollectionUpdate, ErrorData, EventKind, ValidationEntry};
+use super::message::{CollectionUpdate, ErrorData, ValidationEntry};
 
 /// The protocol version this dialect speaks (`connect.version`).
 pub const VERSION: &str = "1";
@@ -103,7 +103,8 @@ pub enum ClientMessage {
         /// The subscription id.
         id: String,
     },
-    /// `{"msg":"ping","id":…}`: answered only by 24.10 and older.
+    /// `{"msg":"ping","id":…}`: answered only by 24.10 and older, so midscript's client never
+    /// sends it (it keeps connections alive with WebSocket pings).
     Ping {
         /// Echoed in the `pong`.
         id: String,
@@ -276,17 +277,10 @@ impl ServerMessage {
     }
 }
 
-/// The DDP event frame for a `collection_update` body (its `msg` is the DDP message kind).
-pub fn event(kind: EventKind, update: CollectionUpdate) -> ServerMessage {
-    ServerMessage::Event(CollectionUpdate {
-        msg: kind,
-        ..update
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::EventKind;
 
     #[test]
     fn client_frames_have_the_reference_shapes() {
