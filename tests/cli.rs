@@ -277,3 +277,58 @@ fn subscribe_prints_one_json_line_per_event_and_times_out_when_quiet() {
         stderr(&o)
     );
 }
+
+#[test]
+fn host_falls_back_to_the_legacy_websocket_of_a_24_10_box() {
+    for (version, legacy) in [("24.10", true), ("25.10", false)] {
+        let mock = StandaloneMock::start(&["--server-version", version]);
+        let url = mock.value("URL");
+        assert_eq!(url.ends_with("/websocket"), legacy, "{url}");
+        let host = url
+            .trim_start_matches("wss://")
+            .split('/')
+            .next()
+            .unwrap()
+            .to_owned();
+        let fp = mock.value("FINGERPRINT");
+        let (user, password) = mock
+            .value("USER")
+            .split_once(' ')
+            .map(|(u, p)| (u.to_owned(), p.to_owned()))
+            .unwrap();
+        let o = run(&[
+            "--host",
+            &host,
+            "--fingerprint",
+            &fp,
+            "-U",
+            &user,
+            "-P",
+            &password,
+            "-v",
+            "ping",
+        ]);
+        assert!(o.status.success(), "{version}: {}", stderr(&o));
+        assert_eq!(stdout(&o), "pong\n");
+        assert_eq!(
+            stderr(&o).contains("using the legacy /websocket protocol"),
+            legacy,
+            "{version}: {}",
+            stderr(&o)
+        );
+        // Without -v the fallback is silent.
+        let o = run(&[
+            "--host",
+            &host,
+            "--fingerprint",
+            &fp,
+            "-U",
+            &user,
+            "-P",
+            &password,
+            "ping",
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert!(stderr(&o).is_empty(), "{}", stderr(&o));
+    }
+}

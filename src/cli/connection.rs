@@ -10,18 +10,20 @@ use super::dirs::{Dirs, warn_if_exposed};
 use super::prompt::{Prompter, Terminal};
 use super::{CliError, profile, trace, trust};
 use crate::client::{
-    Client, ConnectOptions, Credentials, Endpoint, Fingerprint, OtpPrompt, Secret, Trust,
+    Client, ConnectOptions, Credentials, Dialect, Endpoint, Fingerprint, OtpPrompt, Secret, Trust,
 };
 use crate::mock::{MockConfig, MockServer};
 
 /// How to reach and log in to the server. Flags win over the environment.
 #[derive(Debug, Clone, Default, Args)]
 pub struct ConnArgs {
-    /// Server URL, e.g. wss://nas.local/api/current [env: MIDSCRIPT_URL, TRUENAS_URL]
+    /// Server URL, e.g. wss://nas.local/api/current, or wss://nas.local/websocket for the legacy
+    /// protocol of TrueNAS 24.10 [env: MIDSCRIPT_URL, TRUENAS_URL]
     #[arg(long, value_name = "URL")]
     pub url: Option<String>,
 
-    /// Server host name or address; means wss://HOST/api/current.
+    /// Server host name or address; means wss://HOST/api/current, or wss://HOST/websocket
+    /// when /api/current does not exist (TrueNAS 24.10).
     #[arg(long, value_name = "HOST", conflicts_with = "url")]
     pub host: Option<String>,
 
@@ -70,6 +72,10 @@ pub struct ConnArgs {
     /// Write what is sent and received to FILE, secrets redacted.
     #[arg(long, value_name = "FILE")]
     pub trace: Option<PathBuf>,
+
+    /// Say what happens while connecting (the global `-v/--verbose`, set by [`super::run`]).
+    #[arg(skip)]
+    pub verbose: bool,
 }
 
 /// An open, logged-in client, and the in-process mock behind it when `--mock` was given.
@@ -119,6 +125,7 @@ impl ConnArgs {
             fingerprint: self.fingerprint.or_else(|| outer.fingerprint.clone()),
             profile: self.profile.or_else(|| outer.profile.clone()),
             trace: self.trace.or_else(|| outer.trace.clone()),
+            verbose: self.verbose || outer.verbose,
         }
     }
 
@@ -280,6 +287,9 @@ impl ConnArgs {
             (self.url()?, self.trust()?)
         };
         let mut options = ConnectOptions::new(url);
+        // `--host` names a box, not an endpoint: a 24.10 one answers /api/current with HTTP 404
+        // and speaks only the legacy /websocket (`protocol.md` §0.1, §1.2).
+        options.legacy_fallback = self.host.is_some() && self.url.is_none() && !self.mock;
         options.trust = trust;
         if let Some(t) = self.timeout {
             if !(t.is_finite() && t > 0.0) {
@@ -301,7 +311,15 @@ impl ConnArgs {
             }
             ask => ask,
         };
+        let fallback = options.legacy_fallback;
         let client = trust::open(options, dirs.known_hosts().as_deref(), prompter.as_ref()).await?;
+        if self.verbose && fallback && client.dialect() == Dialect::Legacy {
+            eprintln!(
+                "midscript: {} has no /api/current (HTTP 404, TrueNAS 24.10?); using the legacy /websocket protocol at {}",
+                self.host.as_deref().unwrap_or_default(),
+                client.url()
+            );
+        }
         // Like ssh, ask for the password only once the server is trusted (this login is not
         // recorded in `Client::login_info`).
         if let Some(login) = ask {

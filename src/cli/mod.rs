@@ -200,8 +200,9 @@ pub enum Command {
 }
 
 /// Run a parsed command line.
-pub async fn run(cli: Cli) -> ExitCode {
+pub async fn run(mut cli: Cli) -> ExitCode {
     let verbose = cli.verbose;
+    cli.conn.verbose = verbose;
     let outer = &cli.conn;
     let result = match cli.command {
         Command::Mock(args) => {
