@@ -4,7 +4,9 @@
 //! - [`catalog`]: the method catalog (`core.get_methods`), offline docs and argument validation.
 //! - [`client`]: the JSON-RPC client (transport, calls, auth, jobs, events).
 //! - [`protocol`]: wire types shared by the client and the mock.
+//! - [`script`]: the Rhai script runner (`midscript run`), its bindings and embedded stdlib.
 
 pub mod catalog;
 pub mod client;
 pub mod protocol;
+pub mod script;
