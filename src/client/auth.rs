@@ -2,14 +2,14 @@
 //! offers it, else plain), and token; with the rule that an API key never goes in plain text
 //! over an insecure transport, where the server would revoke it (§1.5).
 
-use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
 use ring::{digest, hmac, pbkdf2};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
+use super::Client;
 use super::error::{AuthError, Error, Result};
 use super::transport::Endpoint;
-use super::Client;
 use crate::protocol::codes;
 
 /// A secret string: never printed by `Debug`.
@@ -100,13 +100,17 @@ pub struct LoginInfo {
 /// plain `ws://` to a host other than this machine. Checked before connecting.
 pub fn check_key_safety(endpoint: &Endpoint, credentials: Option<&Credentials>) -> Result<()> {
     if matches!(credentials, Some(Credentials::ApiKey { .. })) && !endpoint.is_secure_transport() {
-        return Err(AuthError::InsecureApiKey { host: endpoint.host.clone() }.into());
+        return Err(AuthError::InsecureApiKey {
+            host: endpoint.host.clone(),
+        }
+        .into());
     }
     Ok(())
 }
 
 fn is_method_missing(e: &Error) -> bool {
-    e.server().is_some_and(|s| s.code == Some(codes::METHOD_NOT_FOUND))
+    e.server()
+        .is_some_and(|s| s.code == Some(codes::METHOD_NOT_FOUND))
 }
 
 fn response_type(v: &Value) -> &str {
@@ -115,12 +119,23 @@ fn response_type(v: &Value) -> &str {
 
 fn outcome(v: &Value, mechanism: Mechanism) -> Result<LoginInfo> {
     match response_type(v) {
-        "SUCCESS" => Ok(LoginInfo { mechanism, user_info: v.get("user_info").filter(|u| !u.is_null()).cloned() }),
+        "SUCCESS" => Ok(LoginInfo {
+            mechanism,
+            user_info: v.get("user_info").filter(|u| !u.is_null()).cloned(),
+        }),
         "AUTH_ERR" => Err(AuthError::Rejected.into()),
         "EXPIRED" => Err(AuthError::Expired.into()),
         "DENIED" => Err(AuthError::Denied.into()),
         "REDIRECT" => Err(AuthError::Redirect {
-            urls: v.get("urls").and_then(Value::as_array).map(|a| a.iter().filter_map(|u| u.as_str().map(str::to_owned)).collect()).unwrap_or_default(),
+            urls: v
+                .get("urls")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|u| u.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default(),
         }
         .into()),
         "OTP_REQUIRED" => Err(AuthError::OtpRequired.into()),
@@ -130,7 +145,10 @@ fn outcome(v: &Value, mechanism: Mechanism) -> Result<LoginInfo> {
 
 fn bool_outcome(v: &Value, mechanism: Mechanism) -> Result<LoginInfo> {
     match v {
-        Value::Bool(true) => Ok(LoginInfo { mechanism, user_info: None }),
+        Value::Bool(true) => Ok(LoginInfo {
+            mechanism,
+            user_info: None,
+        }),
         Value::Bool(false) => Err(AuthError::Rejected.into()),
         other => Err(AuthError::Unexpected(other.to_string()).into()),
     }
@@ -142,12 +160,26 @@ impl Client {
         let endpoint = Endpoint::parse(&self.conn.url)?;
         check_key_safety(&endpoint, Some(credentials))?;
         let info = match credentials {
-            Credentials::Password { username, password, otp, otp_prompt } => {
-                self.login_password(username, password, otp.as_ref(), otp_prompt.as_ref()).await?
+            Credentials::Password {
+                username,
+                password,
+                otp,
+                otp_prompt,
+            } => {
+                self.login_password(username, password, otp.as_ref(), otp_prompt.as_ref())
+                    .await?
             }
-            Credentials::ApiKey { username: Some(user), key } => self.login_api_key(user, key).await?,
-            Credentials::ApiKey { username: None, key } => {
-                let ok = self.call("auth.login_with_api_key", vec![json!(key.expose())]).await?;
+            Credentials::ApiKey {
+                username: Some(user),
+                key,
+            } => self.login_api_key(user, key).await?,
+            Credentials::ApiKey {
+                username: None,
+                key,
+            } => {
+                let ok = self
+                    .call("auth.login_with_api_key", vec![json!(key.expose())])
+                    .await?;
                 bool_outcome(&ok, Mechanism::ApiKeyPlain)?
             }
             Credentials::Token(token) => {
@@ -155,7 +187,9 @@ impl Client {
                 match self.call("auth.login_ex", vec![data]).await {
                     Ok(v) => outcome(&v, Mechanism::Token)?,
                     Err(e) if is_method_missing(&e) => {
-                        let ok = self.call("auth.login_with_token", vec![json!(token.expose())]).await?;
+                        let ok = self
+                            .call("auth.login_with_token", vec![json!(token.expose())])
+                            .await?;
                         bool_outcome(&ok, Mechanism::Token)?
                     }
                     Err(e) => return Err(e),
@@ -178,7 +212,12 @@ impl Client {
             Ok(v) => v,
             Err(e) if is_method_missing(&e) => {
                 let otp = otp.map(|o| json!(o.expose())).unwrap_or(Value::Null);
-                let ok = self.call("auth.login", vec![json!(username), json!(password.expose()), otp]).await?;
+                let ok = self
+                    .call(
+                        "auth.login",
+                        vec![json!(username), json!(password.expose()), otp],
+                    )
+                    .await?;
                 return bool_outcome(&ok, Mechanism::Password);
             }
             Err(e) => return Err(e),
@@ -190,7 +229,12 @@ impl Client {
             Some(o) => o.expose().to_owned(),
             None => prompt.and_then(|p| p()).ok_or(AuthError::OtpRequired)?,
         };
-        let reply = self.call("auth.login_ex_continue", vec![json!({"mechanism": "OTP_TOKEN", "otp_token": code})]).await?;
+        let reply = self
+            .call(
+                "auth.login_ex_continue",
+                vec![json!({"mechanism": "OTP_TOKEN", "otp_token": code})],
+            )
+            .await?;
         match response_type(&reply) {
             "OTP_REQUIRED" => Err(AuthError::OtpRejected.into()),
             _ => outcome(&reply, Mechanism::Password),
@@ -198,16 +242,22 @@ impl Client {
     }
 
     async fn login_api_key(&self, username: &str, key: &Secret) -> Result<LoginInfo> {
-        let (key_id, material) = key.expose().split_once('-').ok_or(AuthError::MalformedApiKey)?;
+        let (key_id, material) = key
+            .expose()
+            .split_once('-')
+            .ok_or(AuthError::MalformedApiKey)?;
         let key_id: i64 = key_id.parse().map_err(|_| AuthError::MalformedApiKey)?;
         if self.offers_scram().await {
             return self.login_scram(username, key_id, material).await;
         }
-        let data = json!({"mechanism": "API_KEY_PLAIN", "username": username, "api_key": key.expose()});
+        let data =
+            json!({"mechanism": "API_KEY_PLAIN", "username": username, "api_key": key.expose()});
         match self.call("auth.login_ex", vec![data]).await {
             Ok(v) => outcome(&v, Mechanism::ApiKeyPlain),
             Err(e) if is_method_missing(&e) => {
-                let ok = self.call("auth.login_with_api_key", vec![json!(key.expose())]).await?;
+                let ok = self
+                    .call("auth.login_with_api_key", vec![json!(key.expose())])
+                    .await?;
                 bool_outcome(&ok, Mechanism::ApiKeyPlain)
             }
             Err(e) => Err(e),
@@ -242,18 +292,27 @@ impl Client {
         if response_type(&reply) != "SCRAM_RESPONSE" {
             return outcome(&reply, Mechanism::Scram);
         }
-        let server_first = reply.get("rfc_str").and_then(Value::as_str).ok_or_else(|| AuthError::Scram("no rfc_str in the server's first message".into()))?;
+        let server_first = reply
+            .get("rfc_str")
+            .and_then(Value::as_str)
+            .ok_or_else(|| AuthError::Scram("no rfc_str in the server's first message".into()))?;
         let exchange = ScramExchange::new(&client_first_bare, server_first, &nonce, material)?;
         let last = json!({"mechanism": "SCRAM", "scram_type": "CLIENT_FINAL_MESSAGE", "rfc_str": exchange.client_final});
         let reply = self.call("auth.login_ex", vec![last]).await?;
         match response_type(&reply) {
             "SCRAM_RESPONSE" => {
-                let server_final = reply.get("rfc_str").and_then(Value::as_str).unwrap_or_default();
+                let server_final = reply
+                    .get("rfc_str")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
                 if !exchange.verify_server_final(server_final) {
                     let _ = self.call("auth.logout", vec![]).await;
                     return Err(AuthError::ScramServerSignature.into());
                 }
-                Ok(LoginInfo { mechanism: Mechanism::Scram, user_info: reply.get("user_info").filter(|u| !u.is_null()).cloned() })
+                Ok(LoginInfo {
+                    mechanism: Mechanism::Scram,
+                    user_info: reply.get("user_info").filter(|u| !u.is_null()).cloned(),
+                })
             }
             _ => outcome(&reply, Mechanism::Scram),
         }
@@ -271,7 +330,12 @@ pub(crate) struct ScramExchange {
 const SCRAM_ITERATIONS: std::ops::RangeInclusive<u32> = 50_000..=5_000_000;
 
 impl ScramExchange {
-    pub(crate) fn new(client_first_bare: &str, server_first: &str, client_nonce: &str, material: &str) -> Result<ScramExchange> {
+    pub(crate) fn new(
+        client_first_bare: &str,
+        server_first: &str,
+        client_nonce: &str,
+        material: &str,
+    ) -> Result<ScramExchange> {
         let bad = |m: &str| Error::from(AuthError::Scram(m.to_owned()));
         let mut nonce = None;
         let mut salt = None;
@@ -279,8 +343,15 @@ impl ScramExchange {
         for part in server_first.split(',') {
             match part.split_once('=') {
                 Some(("r", v)) => nonce = Some(v),
-                Some(("s", v)) => salt = Some(B64.decode(v).map_err(|_| bad("the salt is not base64"))?),
-                Some(("i", v)) => iterations = Some(v.parse::<u32>().map_err(|_| bad("the iteration count is not a number"))?),
+                Some(("s", v)) => {
+                    salt = Some(B64.decode(v).map_err(|_| bad("the salt is not base64"))?)
+                }
+                Some(("i", v)) => {
+                    iterations = Some(
+                        v.parse::<u32>()
+                            .map_err(|_| bad("the iteration count is not a number"))?,
+                    )
+                }
                 _ => {}
             }
         }
@@ -292,20 +363,39 @@ impl ScramExchange {
             return Err(bad("the server's nonce does not extend ours"));
         }
         if !SCRAM_ITERATIONS.contains(&iterations) {
-            return Err(bad(&format!("iteration count {iterations} is outside 50000..=5000000")));
+            return Err(bad(&format!(
+                "iteration count {iterations} is outside 50000..=5000000"
+            )));
         }
         let mut salted = [0u8; 64];
         let rounds = std::num::NonZeroU32::new(iterations).ok_or_else(|| bad("zero iterations"))?;
-        pbkdf2::derive(pbkdf2::PBKDF2_HMAC_SHA512, rounds, &salt, material.as_bytes(), &mut salted);
+        pbkdf2::derive(
+            pbkdf2::PBKDF2_HMAC_SHA512,
+            rounds,
+            &salt,
+            material.as_bytes(),
+            &mut salted,
+        );
         let salted_key = hmac::Key::new(hmac::HMAC_SHA512, &salted);
         let client_key = hmac::sign(&salted_key, b"Client Key");
         let stored_key = digest::digest(&digest::SHA512, client_key.as_ref());
         let without_proof = format!("c=biws,r={nonce}");
         let auth_message = format!("{client_first_bare},{server_first},{without_proof}");
-        let client_signature = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA512, stored_key.as_ref()), auth_message.as_bytes());
-        let proof: Vec<u8> = client_key.as_ref().iter().zip(client_signature.as_ref()).map(|(a, b)| a ^ b).collect();
+        let client_signature = hmac::sign(
+            &hmac::Key::new(hmac::HMAC_SHA512, stored_key.as_ref()),
+            auth_message.as_bytes(),
+        );
+        let proof: Vec<u8> = client_key
+            .as_ref()
+            .iter()
+            .zip(client_signature.as_ref())
+            .map(|(a, b)| a ^ b)
+            .collect();
         let server_key = hmac::sign(&salted_key, b"Server Key");
-        let server_signature = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA512, server_key.as_ref()), auth_message.as_bytes());
+        let server_signature = hmac::sign(
+            &hmac::Key::new(hmac::HMAC_SHA512, server_key.as_ref()),
+            auth_message.as_bytes(),
+        );
         Ok(ScramExchange {
             client_final: format!("{without_proof},p={}", B64.encode(proof)),
             server_signature: server_signature.as_ref().to_vec(),
@@ -314,10 +404,16 @@ impl ScramExchange {
 
     /// Check the server's `v=` signature (constant-time).
     pub(crate) fn verify_server_final(&self, server_final: &str) -> bool {
-        let Some(v) = server_final.split(',').find_map(|p| p.strip_prefix("v=")) else { return false };
+        let Some(v) = server_final.split(',').find_map(|p| p.strip_prefix("v=")) else {
+            return false;
+        };
         let Ok(sig) = B64.decode(v) else { return false };
         sig.len() == self.server_signature.len()
-            && sig.iter().zip(&self.server_signature).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+            && sig
+                .iter()
+                .zip(&self.server_signature)
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
     }
 }
 
@@ -327,21 +423,39 @@ mod tests {
 
     #[test]
     fn secrets_do_not_debug_print() {
-        let c = Credentials::ApiKey { username: Some("root".into()), key: Secret::new("1-abc") };
+        let c = Credentials::ApiKey {
+            username: Some("root".into()),
+            key: Secret::new("1-abc"),
+        };
         assert!(!format!("{c:?}").contains("abc"));
         assert_eq!(format!("{:?}", Secret::new("pw")), "Secret(********)");
     }
 
     #[test]
     fn key_safety_rule() {
-        let key = Credentials::ApiKey { username: None, key: Secret::new("1-x") };
+        let key = Credentials::ApiKey {
+            username: None,
+            key: Secret::new("1-x"),
+        };
         let remote_plain = Endpoint::parse("ws://192.168.1.10/api/current").unwrap();
         let err = check_key_safety(&remote_plain, Some(&key)).unwrap_err();
         assert!(err.to_string().contains("revokes"), "{err}");
-        for ok in ["wss://192.168.1.10/api/current", "ws://127.0.0.1:9/api/current", "ws://localhost/api/current"] {
-            assert!(check_key_safety(&Endpoint::parse(ok).unwrap(), Some(&key)).is_ok(), "{ok}");
+        for ok in [
+            "wss://192.168.1.10/api/current",
+            "ws://127.0.0.1:9/api/current",
+            "ws://localhost/api/current",
+        ] {
+            assert!(
+                check_key_safety(&Endpoint::parse(ok).unwrap(), Some(&key)).is_ok(),
+                "{ok}"
+            );
         }
-        let pw = Credentials::Password { username: "u".into(), password: Secret::new("p"), otp: None, otp_prompt: None };
+        let pw = Credentials::Password {
+            username: "u".into(),
+            password: Secret::new("p"),
+            otp: None,
+            otp_prompt: None,
+        };
         assert!(check_key_safety(&remote_plain, Some(&pw)).is_ok());
     }
 
@@ -355,7 +469,10 @@ mod tests {
             ("r=abcd,i=50000", "lacks"),
             ("r=abcd,s=!!,i=50000", "base64"),
         ] {
-            let err = ScramExchange::new(bare, server_first, "abc", "key").err().expect(server_first).to_string();
+            let err = ScramExchange::new(bare, server_first, "abc", "key")
+                .err()
+                .expect(server_first)
+                .to_string();
             assert!(err.contains(want), "{server_first}: {err}");
         }
     }
@@ -368,16 +485,33 @@ mod tests {
         let ex = ScramExchange::new(bare, server_first, "cnonce", "material").unwrap();
         // Server: StoredKey = H(ClientKey); ClientKey = proof XOR HMAC(StoredKey, AuthMessage).
         let mut salted = [0u8; 64];
-        pbkdf2::derive(pbkdf2::PBKDF2_HMAC_SHA512, 50_000.try_into().unwrap(), b"saltsalt", b"material", &mut salted);
+        pbkdf2::derive(
+            pbkdf2::PBKDF2_HMAC_SHA512,
+            50_000.try_into().unwrap(),
+            b"saltsalt",
+            b"material",
+            &mut salted,
+        );
         let client_key = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA512, &salted), b"Client Key");
         let stored = digest::digest(&digest::SHA512, client_key.as_ref());
         let auth = format!("{bare},{server_first},c=biws,r=cnoncesnonce");
-        let sig = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA512, stored.as_ref()), auth.as_bytes());
-        let proof = B64.decode(ex.client_final.rsplit_once(",p=").unwrap().1).unwrap();
+        let sig = hmac::sign(
+            &hmac::Key::new(hmac::HMAC_SHA512, stored.as_ref()),
+            auth.as_bytes(),
+        );
+        let proof = B64
+            .decode(ex.client_final.rsplit_once(",p=").unwrap().1)
+            .unwrap();
         let recovered: Vec<u8> = proof.iter().zip(sig.as_ref()).map(|(a, b)| a ^ b).collect();
-        assert_eq!(digest::digest(&digest::SHA512, &recovered).as_ref(), stored.as_ref());
+        assert_eq!(
+            digest::digest(&digest::SHA512, &recovered).as_ref(),
+            stored.as_ref()
+        );
         let server_key = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA512, &salted), b"Server Key");
-        let v = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA512, server_key.as_ref()), auth.as_bytes());
+        let v = hmac::sign(
+            &hmac::Key::new(hmac::HMAC_SHA512, server_key.as_ref()),
+            auth.as_bytes(),
+        );
         assert!(ex.verify_server_final(&format!("v={}", B64.encode(v.as_ref()))));
         assert!(!ex.verify_server_final("v=AAAA"));
         assert!(!ex.verify_server_final("e=other-error"));

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::protocol::{codes, errno, ErrorData, ErrorObject, ValidationEntry};
+use crate::protocol::{ErrorData, ErrorObject, ValidationEntry, codes, errno};
 
 /// A failure reported by the server: a JSON-RPC error object, or a job that ended FAILED.
 ///
@@ -45,7 +45,9 @@ impl ServerError {
             method: method.to_owned(),
             code: Some(e.code),
             message: e.message,
-            errname: data.errname.or_else(|| data.error.map(|n| errno::name(n).to_owned())),
+            errname: data
+                .errname
+                .or_else(|| data.error.map(|n| errno::name(n).to_owned())),
             errno: data.error,
             reason: data.reason,
             extra: data.extra,
@@ -73,7 +75,10 @@ impl ServerError {
             errno,
             errname: errno.map(|n| errno::name(n).to_owned()),
             reason: error,
-            extra: exc.and_then(|e| e.get("extra")).filter(|v| !v.is_null()).cloned(),
+            extra: exc
+                .and_then(|e| e.get("extra"))
+                .filter(|v| !v.is_null())
+                .cloned(),
             trace,
             job_id: job.get("id").and_then(Value::as_i64),
             is_validation,
@@ -128,7 +133,13 @@ impl std::fmt::Display for ServerError {
         }
         match (&self.errname, &self.reason) {
             (Some(name), Some(reason)) if reason.starts_with('[') => write!(f, "{what}: {reason}")
-                .and_then(|_| if reason.contains(name.as_str()) { Ok(()) } else { write!(f, " ({name})") }),
+                .and_then(|_| {
+                    if reason.contains(name.as_str()) {
+                        Ok(())
+                    } else {
+                        write!(f, " ({name})")
+                    }
+                }),
             (Some(name), Some(reason)) => write!(f, "{what}: [{name}] {reason}"),
             (None, Some(reason)) => write!(f, "{what}: {reason}"),
             (Some(name), None) => write!(f, "{what}: {} [{name}]", self.message),
@@ -180,7 +191,9 @@ pub enum AuthError {
         host: String,
     },
     /// SCRAM: the server's proof did not match (it does not know the key: a wrong server).
-    #[error("SCRAM login: the server's signature does not match; the server may not be who it claims")]
+    #[error(
+        "SCRAM login: the server's signature does not match; the server may not be who it claims"
+    )]
     ScramServerSignature,
     /// SCRAM: the server answered something that breaks the exchange.
     #[error("SCRAM login: {0}")]
@@ -289,7 +302,9 @@ pub enum Error {
         error: ErrorData,
     },
     /// Events were dropped because they were not consumed fast enough.
-    #[error("subscription {name}: {dropped} events were dropped because they were not read in time")]
+    #[error(
+        "subscription {name}: {dropped} events were dropped because they were not read in time"
+    )]
     Lagged {
         /// The subscribed name.
         name: String,
@@ -347,7 +362,11 @@ impl Error {
             Some(c) => format!("the server closed the connection ({c}{})", if reason.is_empty() { String::new() } else { format!(": {reason}") }),
             None => "the connection was lost".to_owned(),
         };
-        Error::Closed { code, reason: reason.to_owned(), explanation }
+        Error::Closed {
+            code,
+            reason: reason.to_owned(),
+            explanation,
+        }
     }
 }
 
@@ -374,10 +393,18 @@ mod tests {
     fn call_errors_show_reason_once() {
         let obj: ErrorObject = serde_json::from_value(json!({"code":-32001,"message":"Method call error","data":{"error":207,"errname":"ENOTAUTHENTICATED","reason":"[ENOTAUTHENTICATED] Not authenticated","trace":null,"extra":null}})).unwrap();
         let e = ServerError::from_object("system.info", obj);
-        assert_eq!(e.to_string(), "system.info: [ENOTAUTHENTICATED] Not authenticated");
+        assert_eq!(
+            e.to_string(),
+            "system.info: [ENOTAUTHENTICATED] Not authenticated"
+        );
         assert!(e.is_not_authenticated());
-        let nf: ErrorObject = serde_json::from_value(json!({"code":-32601,"message":"Method does not exist"})).unwrap();
-        assert_eq!(ServerError::from_object("x.y", nf).to_string(), "x.y: method does not exist on this server");
+        let nf: ErrorObject =
+            serde_json::from_value(json!({"code":-32601,"message":"Method does not exist"}))
+                .unwrap();
+        assert_eq!(
+            ServerError::from_object("x.y", nf).to_string(),
+            "x.y: method does not exist on this server"
+        );
     }
 
     #[test]
@@ -387,7 +414,10 @@ mod tests {
         let e = ServerError::from_failed_job("app.create", &job);
         assert!(e.is_validation);
         assert_eq!(e.job_id, Some(4));
-        assert_eq!(e.validation()[0].attribute.as_deref(), Some("app_create.app_name"));
+        assert_eq!(
+            e.validation()[0].attribute.as_deref(),
+            Some("app_create.app_name")
+        );
         assert_eq!(e.traceback(), Some("Traceback…"));
     }
 
@@ -395,9 +425,29 @@ mod tests {
     fn close_codes_are_explained() {
         let e = Error::closed(Some(1011), "'msg'", "wss://nas/websocket");
         assert!(e.to_string().contains("use wss://nas/api/current"), "{e}");
-        assert!(Error::closed(Some(1009), "Max message length is 64 kB", "u").to_string().contains("65536"));
-        assert!(Error::closed(Some(1007), "Anonymous connection max message length is 8 kB", "u").to_string().contains("8192"));
-        assert!(Error::closed(Some(1008), "You are not allowed to access this resource", "u").to_string().contains("allowlist"));
+        assert!(
+            Error::closed(Some(1009), "Max message length is 64 kB", "u")
+                .to_string()
+                .contains("65536")
+        );
+        assert!(
+            Error::closed(
+                Some(1007),
+                "Anonymous connection max message length is 8 kB",
+                "u"
+            )
+            .to_string()
+            .contains("8192")
+        );
+        assert!(
+            Error::closed(
+                Some(1008),
+                "You are not allowed to access this resource",
+                "u"
+            )
+            .to_string()
+            .contains("allowlist")
+        );
         assert!(Error::closed(None, "", "u").to_string().contains("lost"));
     }
 }

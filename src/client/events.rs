@@ -7,15 +7,15 @@
 //! handed to every local subscriber.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::Value;
 use tokio::sync::mpsc;
 
+use super::Client;
 use super::error::{Error, Result};
 use super::jobs::JobTable;
-use super::Client;
 use crate::protocol::{CollectionUpdate, Notification};
 
 /// One event: the `collection_update` params exactly as the server sent them.
@@ -60,7 +60,12 @@ impl Router {
                 }
                 // A `*` subscription receives every event as well (`protocol.md` §5.1).
                 let wildcard = self.entries.get("*").filter(|_| update.collection != "*");
-                for entry in self.entries.get(&update.collection).into_iter().chain(wildcard) {
+                for entry in self
+                    .entries
+                    .get(&update.collection)
+                    .into_iter()
+                    .chain(wildcard)
+                {
                     for l in &entry.listeners {
                         if l.tx.try_send(Ok(update.clone())).is_err() {
                             l.dropped.fetch_add(1, Ordering::Relaxed);
@@ -72,7 +77,10 @@ impl Router {
                 if let Some(entry) = self.entries.remove(&collection) {
                     if let Some(error) = error {
                         for l in &entry.listeners {
-                            let _ = l.tx.try_send(Err(Error::SubscriptionEnded { name: collection.clone(), error: error.clone() }));
+                            let _ = l.tx.try_send(Err(Error::SubscriptionEnded {
+                                name: collection.clone(),
+                                error: error.clone(),
+                            }));
                         }
                     }
                     if entry.internal {
@@ -102,7 +110,11 @@ impl Router {
         let dropped = Arc::new(AtomicU64::new(0));
         let is_new = !self.entries.contains_key(name);
         let entry = self.entries.entry(name.to_owned()).or_default();
-        entry.listeners.push(Listener { id, tx, dropped: dropped.clone() });
+        entry.listeners.push(Listener {
+            id,
+            tx,
+            dropped: dropped.clone(),
+        });
         (id, rx, dropped, is_new)
     }
 
@@ -136,7 +148,12 @@ impl Router {
 
     /// The names with live subscriptions, for `.events` in the REPL.
     pub(crate) fn names(&self) -> Vec<String> {
-        let mut v: Vec<String> = self.entries.iter().filter(|(_, e)| !e.listeners.is_empty()).map(|(k, _)| k.clone()).collect();
+        let mut v: Vec<String> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| !e.listeners.is_empty())
+            .map(|(k, _)| k.clone())
+            .collect();
         v.sort();
         v
     }
@@ -155,7 +172,9 @@ pub struct Subscription {
 
 impl std::fmt::Debug for Subscription {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Subscription").field("name", &self.name).finish()
+        f.debug_struct("Subscription")
+            .field("name", &self.name)
+            .finish()
     }
 }
 
@@ -174,7 +193,10 @@ impl Subscription {
         }
         let dropped = self.dropped.swap(0, Ordering::Relaxed);
         if dropped > 0 {
-            return Some(Err(Error::Lagged { name: self.name.clone(), dropped }));
+            return Some(Err(Error::Lagged {
+                name: self.name.clone(),
+                dropped,
+            }));
         }
         match self.rx.recv().await {
             Some(Ok(ev)) => Some(Ok(ev)),
@@ -211,11 +233,17 @@ impl Subscription {
     /// End the subscription (`core.unsubscribe` once no local subscriber is left).
     pub async fn unsubscribe(mut self) -> Result<()> {
         self.done = true;
-        let server_id = self.client.conn.lock_router().remove_listener(&self.name, self.id);
+        let server_id = self
+            .client
+            .conn
+            .lock_router()
+            .remove_listener(&self.name, self.id);
         self.id = 0;
         if let Some(sid) = server_id {
             if self.client.conn.is_open() {
-                self.client.call("core.unsubscribe", vec![Value::String(sid)]).await?;
+                self.client
+                    .call("core.unsubscribe", vec![Value::String(sid)])
+                    .await?;
             }
         }
         Ok(())
@@ -227,11 +255,17 @@ impl Drop for Subscription {
         if self.id == 0 {
             return;
         }
-        let server_id = self.client.conn.lock_router().remove_listener(&self.name, self.id);
+        let server_id = self
+            .client
+            .conn
+            .lock_router()
+            .remove_listener(&self.name, self.id);
         if let (Some(sid), Ok(handle)) = (server_id, tokio::runtime::Handle::try_current()) {
             let client = self.client.clone();
             handle.spawn(async move {
-                let _ = client.call("core.unsubscribe", vec![Value::String(sid)]).await;
+                let _ = client
+                    .call("core.unsubscribe", vec![Value::String(sid)])
+                    .await;
             });
         }
     }
@@ -246,14 +280,28 @@ impl Client {
     /// subscribe reply (`protocol.md` §5.3).
     pub async fn subscribe(&self, name: &str) -> Result<Subscription> {
         let (id, rx, dropped, is_new) = self.conn.lock_router().add_listener(name);
-        let mut sub = Subscription { client: self.clone(), name: name.to_owned(), id, rx, dropped, done: false };
+        let mut sub = Subscription {
+            client: self.clone(),
+            name: name.to_owned(),
+            id,
+            rx,
+            dropped,
+            done: false,
+        };
         if is_new {
-            match self.call("core.subscribe", vec![Value::String(name.to_owned())]).await {
-                Ok(Value::String(server_id)) => self.conn.lock_router().set_server_id(name, server_id),
+            match self
+                .call("core.subscribe", vec![Value::String(name.to_owned())])
+                .await
+            {
+                Ok(Value::String(server_id)) => {
+                    self.conn.lock_router().set_server_id(name, server_id)
+                }
                 Ok(other) => {
                     self.conn.lock_router().remove(name);
                     sub.id = 0;
-                    return Err(Error::Protocol(format!("core.subscribe returned {other} instead of an id")));
+                    return Err(Error::Protocol(format!(
+                        "core.subscribe returned {other} instead of an id"
+                    )));
                 }
                 Err(e) => {
                     self.conn.lock_router().remove(name);

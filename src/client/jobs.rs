@@ -12,11 +12,11 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use tokio::sync::watch;
 
-use super::error::{Error, Result, ServerError};
 use super::Client;
+use super::error::{Error, Result, ServerError};
 
 /// Job objects remembered per connection (a full admin sees every job on the box).
 const REMEMBERED_JOBS: usize = 1024;
@@ -37,7 +37,9 @@ pub(crate) struct JobTable {
 impl JobTable {
     /// Record a job object from an event or a poll.
     pub(crate) fn record(&mut self, job: Value) {
-        let Some(id) = job.get("id").and_then(Value::as_i64) else { return };
+        let Some(id) = job.get("id").and_then(Value::as_i64) else {
+            return;
+        };
         if let Some(w) = self.watchers.get(&id) {
             w.send_replace(job.clone());
         }
@@ -53,7 +55,10 @@ impl JobTable {
 
     fn watch(&mut self, id: i64) -> watch::Receiver<Value> {
         let current = self.latest.get(&id).cloned().unwrap_or(Value::Null);
-        let w = self.watchers.entry(id).or_insert_with(|| watch::channel(current.clone()).0);
+        let w = self
+            .watchers
+            .entry(id)
+            .or_insert_with(|| watch::channel(current.clone()).0);
         w.send_replace(current);
         w.subscribe()
     }
@@ -88,7 +93,11 @@ impl JobProgress {
     fn from_job(job: &Value) -> Option<JobProgress> {
         Some(JobProgress {
             job_id: job.get("id")?.as_i64()?,
-            state: job.get("state").and_then(Value::as_str).unwrap_or("WAITING").to_owned(),
+            state: job
+                .get("state")
+                .and_then(Value::as_str)
+                .unwrap_or("WAITING")
+                .to_owned(),
             percent: job.pointer("/progress/percent").and_then(Value::as_f64),
             description: job
                 .pointer("/progress/description")
@@ -110,7 +119,10 @@ pub struct JobHandle {
 }
 
 fn terminal(job: &Value) -> bool {
-    matches!(job.get("state").and_then(Value::as_str), Some("SUCCESS" | "FAILED" | "ABORTED"))
+    matches!(
+        job.get("state").and_then(Value::as_str),
+        Some("SUCCESS" | "FAILED" | "ABORTED")
+    )
 }
 
 impl JobHandle {
@@ -119,7 +131,10 @@ impl JobHandle {
     /// the job on the server).
     pub async fn wait(&self, mut progress: impl FnMut(&JobProgress) + Send) -> Result<Value> {
         let mut rx = self.client.conn.lock_router().jobs.watch(self.id);
-        let guard = Unwatch { client: &self.client, id: self.id };
+        let guard = Unwatch {
+            client: &self.client,
+            id: self.id,
+        };
         let mut last: Option<JobProgress> = None;
         let mut quiet = FIRST_POLL;
         let mut misses = 0;
@@ -165,21 +180,33 @@ impl JobHandle {
     async fn poll(&self) -> Result<Option<Value>> {
         let filters = json!([["id", "=", self.id]]);
         let options = json!({"extra": {"raw_result": true}});
-        let found = self.client.call("core.get_jobs", vec![filters, options]).await?;
+        let found = self
+            .client
+            .call("core.get_jobs", vec![filters, options])
+            .await?;
         Ok(found.as_array().and_then(|a| a.first()).cloned())
     }
 
     fn outcome(&self, job: &Value) -> Result<Value> {
         match job.get("state").and_then(Value::as_str) {
             Some("SUCCESS") => Ok(job.get("result").cloned().unwrap_or(Value::Null)),
-            Some("ABORTED") => Err(Error::JobAborted { method: self.method.clone(), job_id: self.id }),
-            _ => Err(Error::Server(ServerError::from_failed_job(&self.method, job))),
+            Some("ABORTED") => Err(Error::JobAborted {
+                method: self.method.clone(),
+                job_id: self.id,
+            }),
+            _ => Err(Error::Server(ServerError::from_failed_job(
+                &self.method,
+                job,
+            ))),
         }
     }
 
     /// Abort the job (`core.job_abort`). The job ends ABORTED if it supports aborting.
     pub async fn abort(&self) -> Result<()> {
-        self.client.call("core.job_abort", vec![json!(self.id)]).await.map(|_| ())
+        self.client
+            .call("core.job_abort", vec![json!(self.id)])
+            .await
+            .map(|_| ())
     }
 }
 
@@ -202,14 +229,19 @@ impl Client {
         if !is_new {
             return Ok(());
         }
-        match self.call("core.subscribe", vec![json!("core.get_jobs")]).await {
+        match self
+            .call("core.subscribe", vec![json!("core.get_jobs")])
+            .await
+        {
             Ok(Value::String(id)) => {
                 self.conn.lock_router().set_server_id("core.get_jobs", id);
                 Ok(())
             }
             Ok(other) => {
                 self.conn.lock_router().remove("core.get_jobs");
-                Err(Error::Protocol(format!("core.subscribe returned {other} instead of an id")))
+                Err(Error::Protocol(format!(
+                    "core.subscribe returned {other} instead of an id"
+                )))
             }
             Err(e) => {
                 self.conn.lock_router().remove("core.get_jobs");
@@ -223,9 +255,15 @@ impl Client {
         self.ensure_job_events().await?;
         let reply = self.call(method, params).await?;
         let id = reply.as_i64().ok_or_else(|| {
-            Error::Protocol(format!("{method} returned {reply} instead of a job id: it is not a job method"))
+            Error::Protocol(format!(
+                "{method} returned {reply} instead of a job id: it is not a job method"
+            ))
         })?;
-        Ok(JobHandle { client: self.clone(), id, method: method.to_owned() })
+        Ok(JobHandle {
+            client: self.clone(),
+            id,
+            method: method.to_owned(),
+        })
     }
 
     /// A handle on a job that was started elsewhere (listed by `core.get_jobs`, or started by
@@ -237,7 +275,12 @@ impl Client {
 
     /// Run a job method to its end: the result on SUCCESS, a [`ServerError`] on FAILED
     /// (validation failures included), [`Error::JobAborted`] on ABORTED.
-    pub async fn job(&self, method: &str, params: Vec<Value>, progress: impl FnMut(&JobProgress) + Send) -> Result<Value> {
+    pub async fn job(
+        &self,
+        method: &str,
+        params: Vec<Value>,
+        progress: impl FnMut(&JobProgress) + Send,
+    ) -> Result<Value> {
         self.start_job(method, params).await?.wait(progress).await
     }
 }

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-pub use auth::{check_key_safety, Credentials, LoginInfo, Mechanism, OtpPrompt, Secret};
+pub use auth::{Credentials, LoginInfo, Mechanism, OtpPrompt, Secret, check_key_safety};
 pub use error::{AuthError, Error, Result, ServerError};
 pub use events::{Event, Subscription};
 pub use jobs::{JobHandle, JobProgress};
@@ -86,7 +86,9 @@ pub struct Client {
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Client").field("url", &self.conn.url).finish_non_exhaustive()
+        f.debug_struct("Client")
+            .field("url", &self.conn.url)
+            .finish_non_exhaustive()
     }
 }
 
@@ -102,10 +104,23 @@ impl Client {
                 reason: "the legacy /websocket (DDP) dialect of TrueNAS 24.10 is not supported yet; servers from 25.04 on serve /api/current".into(),
             });
         }
-        let transport = TransportOptions { trust: options.trust.clone(), connect_timeout: options.connect_timeout, ..Default::default() };
+        let transport = TransportOptions {
+            trust: options.trust.clone(),
+            connect_timeout: options.connect_timeout,
+            ..Default::default()
+        };
         let opened = transport::open(&endpoint, &transport).await?;
-        let conn = Connection::start(options.url.clone(), opened.socket, options.rpc.clone(), options.tracer.clone());
-        let mut client = Client { conn, fingerprint: opened.fingerprint, login: None };
+        let conn = Connection::start(
+            options.url.clone(),
+            opened.socket,
+            options.rpc.clone(),
+            options.tracer.clone(),
+        );
+        let mut client = Client {
+            conn,
+            fingerprint: opened.fingerprint,
+            login: None,
+        };
         if let Some(creds) = &options.credentials {
             let info = client.login(creds).await;
             match info {
@@ -126,7 +141,12 @@ impl Client {
     }
 
     /// [`Client::call`] with its own timeout.
-    pub async fn call_with_timeout(&self, method: &str, params: Vec<Value>, timeout: Duration) -> Result<Value> {
+    pub async fn call_with_timeout(
+        &self,
+        method: &str,
+        params: Vec<Value>,
+        timeout: Duration,
+    ) -> Result<Value> {
         self.conn.call(method, params, Some(timeout)).await
     }
 

@@ -16,15 +16,15 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
-use tokio::sync::{mpsc, oneshot, Semaphore};
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use super::error::{Error, Result, ServerError};
 use super::events::Router;
 use super::transport::Socket;
-use crate::protocol::{redact, ErrorObject, Incoming, Request};
+use crate::protocol::{ErrorObject, Incoming, Request, redact};
 
 /// Which way a traced frame went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,7 +97,12 @@ pub(crate) struct Connection {
 
 impl Connection {
     /// Start the reader and writer tasks on the current tokio runtime.
-    pub(crate) fn start(url: String, socket: Socket, options: RpcOptions, tracer: Option<Tracer>) -> Arc<Connection> {
+    pub(crate) fn start(
+        url: String,
+        socket: Socket,
+        options: RpcOptions,
+        tracer: Option<Tracer>,
+    ) -> Arc<Connection> {
         let (sink, stream) = socket.split();
         let (out, out_rx) = mpsc::channel(256);
         let conn = Arc::new(Connection {
@@ -114,7 +119,13 @@ impl Connection {
             options,
         });
         let last_rx = Arc::new(Mutex::new(Instant::now()));
-        tokio::spawn(writer(sink, out_rx, conn.options.keepalive, last_rx.clone(), Arc::downgrade(&conn)));
+        tokio::spawn(writer(
+            sink,
+            out_rx,
+            conn.options.keepalive,
+            last_rx.clone(),
+            Arc::downgrade(&conn),
+        ));
         tokio::spawn(reader(stream, Arc::downgrade(&conn), last_rx));
         conn
     }
@@ -141,30 +152,53 @@ impl Connection {
     }
 
     /// Call `method` and wait for its reply.
-    pub(crate) async fn call(&self, method: &str, params: Vec<Value>, timeout: Option<Duration>) -> Result<Value> {
+    pub(crate) async fn call(
+        &self,
+        method: &str,
+        params: Vec<Value>,
+        timeout: Option<Duration>,
+    ) -> Result<Value> {
         if let Some(e) = self.ended_error() {
             return Err(e);
         }
         let timeout = timeout.unwrap_or(self.options.call_timeout);
-        let _slot = self.slots.clone().acquire_owned().await.map_err(|_| Error::Cancelled)?;
+        let _slot = self
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| Error::Cancelled)?;
         let id = self.next_id.fetch_add(1, Ordering::SeqCst);
         let request = Request::new(id, method, params);
         let text = request.to_text();
         self.check_size(method, &text)?;
         let (tx, rx) = oneshot::channel();
-        self.lock_pending().insert(id, Pending { method: method.to_owned(), reply: tx });
+        self.lock_pending().insert(
+            id,
+            Pending {
+                method: method.to_owned(),
+                reply: tx,
+            },
+        );
         self.trace_request(request);
         if self.out.send(Message::text(text)).await.is_err() {
             self.lock_pending().remove(&id);
-            return Err(self.ended_error().unwrap_or_else(|| Error::closed(None, "", &self.url)));
+            return Err(self
+                .ended_error()
+                .unwrap_or_else(|| Error::closed(None, "", &self.url)));
         }
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(Ok(value))) => Ok(value),
             Ok(Ok(Err(e))) => Err(Error::Server(ServerError::from_object(method, e))),
-            Ok(Err(_)) => Err(self.ended_error().unwrap_or_else(|| Error::closed(None, "", &self.url))),
+            Ok(Err(_)) => Err(self
+                .ended_error()
+                .unwrap_or_else(|| Error::closed(None, "", &self.url))),
             Err(_) => {
                 self.lock_pending().remove(&id);
-                Err(Error::Timeout { method: method.to_owned(), after: timeout })
+                Err(Error::Timeout {
+                    method: method.to_owned(),
+                    after: timeout,
+                })
             }
         }
     }
@@ -183,7 +217,12 @@ impl Connection {
         }
         let size = text.chars().count();
         if size > limit {
-            return Err(Error::MessageTooBig { method: method.to_owned(), size, limit, when });
+            return Err(Error::MessageTooBig {
+                method: method.to_owned(),
+                size,
+                limit,
+                when,
+            });
         }
         Ok(())
     }
@@ -237,7 +276,11 @@ impl Connection {
             Incoming::Response(response) => {
                 let id = response.id.as_u64();
                 let pending = id.and_then(|id| self.lock_pending().remove(&id));
-                self.trace_received(&Incoming::Response(response.clone()), text, pending.as_ref().map(|p| p.method.as_str()));
+                self.trace_received(
+                    &Incoming::Response(response.clone()),
+                    text,
+                    pending.as_ref().map(|p| p.method.as_str()),
+                );
                 if let Some(p) = pending {
                     // The caller may have timed out and gone; that is fine.
                     let _ = p.reply.send(response.outcome);
@@ -257,7 +300,10 @@ impl Connection {
             if ended.is_some() {
                 return;
             }
-            *ended = Some(Ended { code, reason: reason.clone() });
+            *ended = Some(Ended {
+                code,
+                reason: reason.clone(),
+            });
         }
         if let Some(t) = &self.tracer {
             let line = match code {
@@ -275,7 +321,10 @@ impl Connection {
 
     /// Close the connection politely.
     pub(crate) async fn close(&self) {
-        let frame = CloseFrame { code: CloseCode::Normal, reason: "".into() };
+        let frame = CloseFrame {
+            code: CloseCode::Normal,
+            reason: "".into(),
+        };
         let _ = self.out.send(Message::Close(Some(frame))).await;
     }
 }

@@ -150,7 +150,9 @@ impl ServerCertVerifier for Verifier {
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
@@ -170,13 +172,20 @@ pub struct Endpoint {
 impl Endpoint {
     /// Parse and check a `ws://` or `wss://` URL.
     pub fn parse(url: &str) -> Result<Endpoint, Error> {
-        let bad = |reason: &str| Error::InvalidUrl { url: url.to_owned(), reason: reason.to_owned() };
-        let (scheme, rest) = url.split_once("://").ok_or_else(|| bad("expected ws://HOST/… or wss://HOST/…"))?;
+        let bad = |reason: &str| Error::InvalidUrl {
+            url: url.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let (scheme, rest) = url
+            .split_once("://")
+            .ok_or_else(|| bad("expected ws://HOST/… or wss://HOST/…"))?;
         let tls = match scheme.to_ascii_lowercase().as_str() {
             "wss" => true,
             "ws" => false,
             "https" | "http" => {
-                return Err(bad("use wss:// (or ws://) for the middleware WebSocket, e.g. wss://HOST/api/current"));
+                return Err(bad(
+                    "use wss:// (or ws://) for the middleware WebSocket, e.g. wss://HOST/api/current",
+                ));
             }
             _ => return Err(bad("the scheme must be ws or wss")),
         };
@@ -186,7 +195,10 @@ impl Endpoint {
         };
         let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
         let host = if let Some(stripped) = authority.strip_prefix('[') {
-            stripped.split_once(']').map(|(h, _)| h).ok_or_else(|| bad("unclosed [ in the host"))?
+            stripped
+                .split_once(']')
+                .map(|(h, _)| h)
+                .ok_or_else(|| bad("unclosed [ in the host"))?
         } else {
             authority.rsplit_once(':').map_or(authority, |(h, _)| h)
         };
@@ -194,9 +206,16 @@ impl Endpoint {
             return Err(bad("no host"));
         }
         if path.is_empty() || path == "/" {
-            return Err(bad("no path: the JSON-RPC endpoint is /api/current (or /websocket on 24.10)"));
+            return Err(bad(
+                "no path: the JSON-RPC endpoint is /api/current (or /websocket on 24.10)",
+            ));
         }
-        Ok(Endpoint { url: url.to_owned(), tls, host: host.to_owned(), path: path.to_owned() })
+        Ok(Endpoint {
+            url: url.to_owned(),
+            tls,
+            host: host.to_owned(),
+            path: path.to_owned(),
+        })
     }
 
     /// Is the host this machine (where the server treats the transport as secure)?
@@ -251,16 +270,27 @@ fn crypto_provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-fn tls_config(trust: &Trust, seen: Arc<Mutex<Option<Fingerprint>>>) -> Result<Arc<ClientConfig>, Error> {
+fn tls_config(
+    trust: &Trust,
+    seen: Arc<Mutex<Option<Fingerprint>>>,
+) -> Result<Arc<ClientConfig>, Error> {
     let provider = crypto_provider();
-    let tls_err = |e: rustls::Error| Error::Tls { message: e.to_string(), fingerprint: None };
+    let tls_err = |e: rustls::Error| Error::Tls {
+        message: e.to_string(),
+        fingerprint: None,
+    };
     let system: Option<Arc<dyn ServerCertVerifier>> = match trust {
         Trust::System => Some(Arc::new(
             rustls_platform_verifier::Verifier::new(provider.clone()).map_err(tls_err)?,
         )),
         _ => None,
     };
-    let verifier = Verifier { trust: trust.clone(), system, provider: provider.clone(), seen };
+    let verifier = Verifier {
+        trust: trust.clone(),
+        system,
+        provider: provider.clone(),
+        seen,
+    };
     let config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(tls_err)?
@@ -283,12 +313,20 @@ pub async fn open(endpoint: &Endpoint, options: &TransportOptions) -> Result<Ope
         .url
         .as_str()
         .into_client_request()
-        .map_err(|e| Error::InvalidUrl { url: endpoint.url.clone(), reason: e.to_string() })?;
+        .map_err(|e| Error::InvalidUrl {
+            url: endpoint.url.clone(),
+            reason: e.to_string(),
+        })?;
     let config = WebSocketConfig::default()
         .max_message_size(Some(options.max_message_size))
         .max_frame_size(Some(options.max_message_size))
         .max_write_buffer_size(8 << 20);
-    let attempt = tokio_tungstenite::connect_async_tls_with_config(request, Some(config), true, Some(connector));
+    let attempt = tokio_tungstenite::connect_async_tls_with_config(
+        request,
+        Some(config),
+        true,
+        Some(connector),
+    );
     let outcome = tokio::time::timeout(options.connect_timeout, attempt).await;
     let fingerprint = seen.lock().ok().and_then(|s| *s);
     match outcome {
@@ -299,7 +337,10 @@ pub async fn open(endpoint: &Endpoint, options: &TransportOptions) -> Result<Ope
                 format!("no answer within {}s", options.connect_timeout.as_secs()),
             ),
         }),
-        Ok(Ok((socket, _response))) => Ok(Opened { socket, fingerprint }),
+        Ok(Ok((socket, _response))) => Ok(Opened {
+            socket,
+            fingerprint,
+        }),
         Ok(Err(e)) => Err(classify(endpoint, &options.trust, fingerprint, e)),
     }
 }
@@ -328,7 +369,11 @@ fn classify(
                 ),
                 _ => format!("HTTP {status} instead of a WebSocket upgrade"),
             };
-            Error::Handshake { url, status, message }
+            Error::Handshake {
+                url,
+                status,
+                message,
+            }
         }
         WsError::Tls(tls) => tls_error(tls.to_string(), trust, fingerprint),
         WsError::Io(io) => {
@@ -338,7 +383,10 @@ fn classify(
             }
             Error::Connect { url, source: io }
         }
-        WsError::Url(u) => Error::InvalidUrl { url, reason: u.to_string() },
+        WsError::Url(u) => Error::InvalidUrl {
+            url,
+            reason: u.to_string(),
+        },
         other => Error::WebSocket(other.to_string()),
     }
 }
@@ -354,7 +402,10 @@ fn tls_error(detail: String, trust: &Trust, fingerprint: Option<Fingerprint>) ->
         ),
         _ => format!("handshake failed: {detail}"),
     };
-    Error::Tls { message, fingerprint: shown }
+    Error::Tls {
+        message,
+        fingerprint: shown,
+    }
 }
 
 #[cfg(test)]
@@ -368,8 +419,18 @@ mod tests {
         let want: Fingerprint = hex.parse().unwrap();
         assert_eq!(want.to_string(), colon);
         assert_eq!(colon.parse::<Fingerprint>().unwrap(), want);
-        assert_eq!(format!("sha256 Fingerprint={colon}").parse::<Fingerprint>().unwrap(), want);
-        assert_eq!(format!("SHA256 Fingerprint={}", colon.to_lowercase()).parse::<Fingerprint>().unwrap(), want);
+        assert_eq!(
+            format!("sha256 Fingerprint={colon}")
+                .parse::<Fingerprint>()
+                .unwrap(),
+            want
+        );
+        assert_eq!(
+            format!("SHA256 Fingerprint={}", colon.to_lowercase())
+                .parse::<Fingerprint>()
+                .unwrap(),
+            want
+        );
         let err = "AB:CD".parse::<Fingerprint>().unwrap_err();
         assert!(err.contains("not a SHA-256 fingerprint"), "{err}");
     }
@@ -385,7 +446,13 @@ mod tests {
         assert!(e.is_loopback() && e.is_legacy());
         let e = Endpoint::parse("ws://10.0.0.5/api/current").unwrap();
         assert!(!e.is_secure_transport());
-        for bad in ["nas/api/current", "https://nas/api/current", "wss:///api/current", "wss://nas", "ftp://nas/x"] {
+        for bad in [
+            "nas/api/current",
+            "https://nas/api/current",
+            "wss:///api/current",
+            "wss://nas",
+            "ftp://nas/x",
+        ] {
             assert!(Endpoint::parse(bad).is_err(), "{bad}");
         }
     }

@@ -308,29 +308,29 @@ impl Incoming {
             let result = m.remove("result").unwrap_or(Value::Null);
             return Incoming::Response(Response::ok(id, result));
         }
-        if !m.contains_key("id") {
-            if let Some(Value::String(method)) = m.get("method").cloned() {
-                let params = m.remove("params").unwrap_or(Value::Null);
-                let note = match method.as_str() {
-                    "collection_update" => serde_json::from_value(params.clone())
-                        .map(Notification::CollectionUpdate)
-                        .unwrap_or(Notification::Other { method, params }),
-                    "notify_unsubscribed" => {
-                        let collection = params
-                            .get("collection")
-                            .and_then(Value::as_str)
-                            .unwrap_or_default()
-                            .to_owned();
-                        let error = params
-                            .get("error")
-                            .filter(|e| !e.is_null())
-                            .map(|e| serde_json::from_value(e.clone()).unwrap_or_default());
-                        Notification::NotifyUnsubscribed { collection, error }
-                    }
-                    _ => Notification::Other { method, params },
-                };
-                return Incoming::Notification(note);
-            }
+        if !m.contains_key("id")
+            && let Some(Value::String(method)) = m.get("method").cloned()
+        {
+            let params = m.remove("params").unwrap_or(Value::Null);
+            let note = match method.as_str() {
+                "collection_update" => serde_json::from_value(params.clone())
+                    .map(Notification::CollectionUpdate)
+                    .unwrap_or(Notification::Other { method, params }),
+                "notify_unsubscribed" => {
+                    let collection = params
+                        .get("collection")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned();
+                    let error = params
+                        .get("error")
+                        .filter(|e| !e.is_null())
+                        .map(|e| serde_json::from_value(e.clone()).unwrap_or_default());
+                    Notification::NotifyUnsubscribed { collection, error }
+                }
+                _ => Notification::Other { method, params },
+            };
+            return Incoming::Notification(note);
         }
         Incoming::Unknown(Value::Object(m))
     }

@@ -59,10 +59,10 @@ pub fn redact_params(method: &str, params: &mut [Value]) {
         _ => &[],
     };
     for &i in positional {
-        if let Some(v) = params.get_mut(i) {
-            if !v.is_null() {
-                *v = REDACTED.into();
-            }
+        if let Some(v) = params.get_mut(i)
+            && !v.is_null()
+        {
+            *v = REDACTED.into();
         }
     }
     params.iter_mut().for_each(redact_keys);
@@ -73,10 +73,10 @@ pub fn redact_result(method: &str, result: &mut Value) {
     match method {
         "auth.generate_token" => *result = REDACTED.into(),
         "api_key.create" | "api_key.update" => {
-            if let Some(m) = result.as_object_mut() {
-                if let Some(k) = m.get_mut("key") {
-                    *k = REDACTED.into();
-                }
+            if let Some(m) = result.as_object_mut()
+                && let Some(k) = m.get_mut("key")
+            {
+                *k = REDACTED.into();
             }
         }
         _ => {}

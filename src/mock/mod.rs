@@ -1,0 +1,401 @@
+//! The built-in mock middleware: a simulated TrueNAS server on a loopback port.
+//!
+//! It speaks the JSON-RPC 2.0 WebSocket dialect of `/api/current` the way the real middleware
+//! does (`protocol.md` §1.3, §2–§6, the checklist in §10 and the Corrections at its end): no
+//! greeting, concurrent calls with out-of-order replies, the real error codes and `data`, close
+//! codes, the `auth.login_ex` state machine (incl. SCRAM on 26), the rate limit, jobs with their
+//! `core.get_jobs` events, subscriptions and event sources, and stateful custom apps
+//! (`apps-and-peers.md` Part 1).
+//!
+//! The mock shares only [`crate::protocol`] with the client. Layout:
+//! - `transport.rs`: listener, TLS, HTTP routing, WebSocket framing, size
+//!   limits and close codes;
+//! - `rpc.rs`: the JSON-RPC envelope (kept apart from dispatch so a legacy DDP framing can reuse
+//!   the dispatcher later);
+//! - `dispatch.rs`: the method table, authentication, rate limit, concurrency, job launching;
+//! - `auth.rs`, `scram.rs`, `jobs.rs`, `events.rs`, `apps.rs`, `system.rs`, `query.rs`,
+//!   `transcript.rs`, `state.rs`, `error.rs`.
+//!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! use midscript::mock::{MockConfig, MockServer};
+//! let server = MockServer::start(MockConfig::for_tests()).await?;
+//! println!("{}", server.url()); // ws://127.0.0.1:PORT/api/current
+//! server.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+mod apps;
+mod auth;
+mod dispatch;
+mod error;
+mod events;
+mod jobs;
+mod query;
+mod rpc;
+mod scram;
+mod state;
+mod system;
+mod transcript;
+mod transport;
+
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use transcript::{Transcript, TranscriptEvent, TranscriptLine};
+
+/// The server release the mock pretends to be (`protocol.md` §0.1 version matrix).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ServerVersion {
+    /// TrueNAS 25.04 "Fangtooth" (25.04.2.6): `core.ping` needs a login, `core.get_methods` is
+    /// no-auth, `core.set_options` knows only `py_exceptions`, no SCRAM, no `DENIED`.
+    V25_04,
+    /// TrueNAS 25.10 "Goldeye" (25.10.6): new-style jobs, `core.ping` without login.
+    V25_10,
+    /// TrueNAS 26.0: adds SCRAM-SHA-512 and the `DENIED` response type.
+    V26_0,
+}
+
+impl ServerVersion {
+    /// Every version, oldest first.
+    pub const ALL: [ServerVersion; 3] = [
+        ServerVersion::V25_04,
+        ServerVersion::V25_10,
+        ServerVersion::V26_0,
+    ];
+
+    /// The release string `system.info` reports, e.g. `25.04.2.6`.
+    pub fn release(self) -> &'static str {
+        match self {
+            ServerVersion::V25_04 => "25.04.2.6",
+            ServerVersion::V25_10 => "25.10.6",
+            ServerVersion::V26_0 => "26.0.0",
+        }
+    }
+
+    /// The API versions `GET /api/versions` lists (`protocol.md` §1.1; `v24.10` is hidden).
+    pub fn api_versions(self) -> Vec<&'static str> {
+        let mut v = vec!["v25.04.0", "v25.04.1", "v25.04.2"];
+        if self >= ServerVersion::V25_10 {
+            v.extend([
+                "v25.10.0", "v25.10.1", "v25.10.2", "v25.10.3", "v25.10.4", "v25.10.5",
+            ]);
+        }
+        if self >= ServerVersion::V26_0 {
+            v.push("v26.0.0");
+        }
+        v
+    }
+}
+
+impl fmt::Display for ServerVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.release())
+    }
+}
+
+/// The error of [`ServerVersion::from_str`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown server version {0:?} (expected 25.04, 25.10 or 26.0)")]
+pub struct UnknownVersion(pub String);
+
+impl FromStr for ServerVersion {
+    type Err = UnknownVersion;
+
+    /// Accepts `25.04`, `25.10`, `26.0` / `26`, with or without a patch suffix or a `v`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let t = s.trim().trim_start_matches('v');
+        let v = if t == "25.04" || t.starts_with("25.04.") {
+            ServerVersion::V25_04
+        } else if t == "25.10" || t.starts_with("25.10.") {
+            ServerVersion::V25_10
+        } else if t == "26" || t == "26.0" || t.starts_with("26.0.") {
+            ServerVersion::V26_0
+        } else {
+            return Err(UnknownVersion(s.to_owned()));
+        };
+        Ok(v)
+    }
+}
+
+/// A local account of the mock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MockUser {
+    /// `user.query` id (the uid is 949 + id, so id 1 is uid 950).
+    pub id: i64,
+    /// Login name.
+    pub username: String,
+    /// Clear-text password accepted by `PASSWORD_PLAIN` / `auth.login`.
+    pub password: String,
+    /// When set, `PASSWORD_PLAIN` answers `OTP_REQUIRED` and this is the one valid OTP code.
+    pub otp_code: Option<String>,
+    /// Full admin: sees every job; otherwise only its own jobs.
+    pub full_admin: bool,
+    /// `false` makes logins answer `DENIED` on 26 (25.x has no such response type and lets the
+    /// login succeed).
+    pub api_access: bool,
+}
+
+/// An API key of the mock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MockApiKey {
+    /// Key id (the part before `-`).
+    pub id: i64,
+    /// Username of the owner.
+    pub owner: String,
+    /// The full key, `"<id>-<material>"`.
+    pub key: String,
+    /// Revoked keys answer `AUTH_ERR`.
+    pub revoked: bool,
+    /// Expired keys answer `EXPIRED`.
+    pub expired: bool,
+}
+
+/// The rate limit for anonymous calls to no-auth methods (`protocol.md` §2.5, Corrections 5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimitConfig {
+    /// Calls allowed per `(method, ip)` per window (real: 20).
+    pub max_calls: u32,
+    /// Fixed window length (real: 60 s).
+    pub window: Duration,
+    /// Lower bound of the stall before EBUSY (real: 1 s).
+    pub delay_min: Duration,
+    /// Upper bound of the stall before EBUSY (real: 10 s).
+    pub delay_max: Duration,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        RateLimitConfig {
+            max_calls: 20,
+            window: Duration::from_secs(60),
+            delay_min: Duration::from_secs(1),
+            delay_max: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Everything that shapes the mock's behaviour.
+#[derive(Debug, Clone)]
+pub struct MockConfig {
+    /// Serve `wss://` with a self-signed certificate generated at start; `false` = plain `ws://`.
+    pub tls: bool,
+    /// Local accounts.
+    pub users: Vec<MockUser>,
+    /// API keys.
+    pub api_keys: Vec<MockApiKey>,
+    /// Which release to imitate.
+    pub version: ServerVersion,
+    /// Treat plain `ws://` as a secure transport. Default `false`: plain ws is INSECURE, as for
+    /// a remote peer (the real server trusts loopback, but the mock stands in for a remote NAS),
+    /// so `API_KEY_PLAIN` over ws revokes the key (`protocol.md` §1.5).
+    pub plain_is_secure: bool,
+    /// Rate limit settings.
+    pub rate_limit: RateLimitConfig,
+    /// Fixed ids, uuids (counter-based, uuid-shaped), container ids, salts and clock (starts at
+    /// 2025-01-01T00:00:00Z and advances one second per reading); no randomness.
+    pub deterministic: bool,
+    /// Delay between job progress steps (and between app state changes, log lines and, in
+    /// deterministic mode, one "second" of an event-source interval).
+    pub job_step: Duration,
+    /// Server-side delay after a failed login (real: 1–2 s).
+    pub fail_delay: Duration,
+    /// PBKDF2 iterations announced in SCRAM (>= 50 000; the official client refuses less).
+    pub scram_iterations: u32,
+    /// Apps whose deployment crashes (all containers `crashed`, app `CRASHED`). Independently,
+    /// any service whose image tag is `crash` (e.g. `busybox:crash`) crashes.
+    pub crash_apps: Vec<String>,
+    /// Host name reported by `system.info` and put into the certificate.
+    pub hostname: String,
+}
+
+impl Default for MockConfig {
+    /// Interactive defaults: TLS on, 25.10, one admin `truenas_admin` with a generated random
+    /// password and one generated API key owned by it, realistic delays.
+    fn default() -> Self {
+        let password = state::random_alnum(20);
+        let key = format!("1-{}", state::random_alnum(64));
+        MockConfig {
+            tls: true,
+            users: vec![admin_user(password)],
+            api_keys: vec![MockApiKey {
+                id: 1,
+                owner: "truenas_admin".into(),
+                key,
+                revoked: false,
+                expired: false,
+            }],
+            version: ServerVersion::V25_10,
+            plain_is_secure: false,
+            rate_limit: RateLimitConfig::default(),
+            deterministic: false,
+            job_step: Duration::from_millis(400),
+            fail_delay: Duration::from_millis(1500),
+            scram_iterations: 500_000,
+            crash_apps: Vec::new(),
+            hostname: "truenas".into(),
+        }
+    }
+}
+
+/// The password of `truenas_admin` in [`MockConfig::for_tests`].
+pub const TEST_PASSWORD: &str = "correct-horse-battery";
+/// The API key in [`MockConfig::for_tests`] (id 1, owned by `truenas_admin`).
+pub const TEST_API_KEY: &str = "1-TestKeyMaterial0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLM";
+
+fn admin_user(password: String) -> MockUser {
+    MockUser {
+        id: 1,
+        username: "truenas_admin".into(),
+        password,
+        otp_code: None,
+        full_admin: true,
+        api_access: true,
+    }
+}
+
+impl MockConfig {
+    /// Deterministic settings for tests: plain ws, 25.10, `truenas_admin` /
+    /// [`TEST_PASSWORD`], API key [`TEST_API_KEY`], 5 ms job steps, no failure or rate-limit
+    /// delays, 50 000 SCRAM iterations.
+    pub fn for_tests() -> Self {
+        MockConfig {
+            tls: false,
+            users: vec![admin_user(TEST_PASSWORD.into())],
+            api_keys: vec![MockApiKey {
+                id: 1,
+                owner: "truenas_admin".into(),
+                key: TEST_API_KEY.into(),
+                revoked: false,
+                expired: false,
+            }],
+            version: ServerVersion::V25_10,
+            plain_is_secure: false,
+            rate_limit: RateLimitConfig {
+                delay_min: Duration::ZERO,
+                delay_max: Duration::ZERO,
+                ..RateLimitConfig::default()
+            },
+            deterministic: true,
+            job_step: Duration::from_millis(5),
+            fail_delay: Duration::ZERO,
+            scram_iterations: 50_000,
+            crash_apps: Vec::new(),
+            hostname: "truenas".into(),
+        }
+    }
+}
+
+/// A running mock server. It serves until [`MockServer::shutdown`] (or until dropped, which
+/// stops accepting and closes connections in the background).
+pub struct MockServer {
+    shared: Arc<state::Shared>,
+    addr: SocketAddr,
+    stop: CancellationToken,
+    accept: Option<JoinHandle<()>>,
+}
+
+impl MockServer {
+    /// Start on `127.0.0.1` with a free port.
+    pub async fn start(config: MockConfig) -> std::io::Result<MockServer> {
+        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), config).await
+    }
+
+    /// Start on the given address (port 0 picks a free port). The mock listens on nothing else.
+    pub async fn start_on(addr: SocketAddr, config: MockConfig) -> std::io::Result<MockServer> {
+        let tls = if config.tls {
+            Some(transport::TlsMaterial::generate(&config.hostname)?)
+        } else {
+            None
+        };
+        let shared = Arc::new(state::Shared::new(config, tls));
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let stop = CancellationToken::new();
+        let accept = tokio::spawn(transport::serve(listener, shared.clone(), stop.clone()));
+        Ok(MockServer {
+            shared,
+            addr,
+            stop,
+            accept: Some(accept),
+        })
+    }
+
+    /// `ws://127.0.0.1:PORT/api/current`, or `wss://…` with TLS.
+    pub fn url(&self) -> String {
+        let scheme = if self.shared.tls.is_some() {
+            "wss"
+        } else {
+            "ws"
+        };
+        format!("{scheme}://{}/api/current", self.addr)
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// SHA-256 fingerprint of the certificate as `openssl x509 -fingerprint -sha256` prints it
+    /// (uppercase hex, colon-separated); `None` without TLS.
+    pub fn fingerprint(&self) -> Option<String> {
+        self.shared.tls.as_ref().map(|t| t.fingerprint.clone())
+    }
+
+    /// The certificate (DER) served with TLS.
+    pub fn certificate_der(&self) -> Option<Vec<u8>> {
+        self.shared.tls.as_ref().map(|t| t.cert_der.clone())
+    }
+
+    /// The configuration the server runs with (generated credentials included).
+    pub fn config(&self) -> &MockConfig {
+        &self.shared.config
+    }
+
+    /// A snapshot of the transcript so far.
+    pub fn transcript(&self) -> Transcript {
+        self.shared.transcript.snapshot()
+    }
+
+    /// Forget the transcript so far.
+    pub fn clear_transcript(&self) {
+        self.shared.transcript.clear();
+    }
+
+    /// Make deployments of `app` crash (or stop crashing) from the next deploy on.
+    pub fn set_crash(&self, app: &str, crash: bool) {
+        self.shared.apps.set_crash(app, crash);
+    }
+
+    /// Stop accepting, close every connection (1001) and wait for the accept loop to end.
+    pub async fn shutdown(mut self) {
+        self.stop.cancel();
+        if let Some(h) = self.accept.take() {
+            let _ = h.await;
+        }
+    }
+}
+
+impl Drop for MockServer {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+impl fmt::Debug for MockServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MockServer")
+            .field("url", &self.url())
+            .field("version", &self.shared.config.version)
+            .finish()
+    }
+}

@@ -1,0 +1,478 @@
+//! Listener, TLS, HTTP routing, WebSocket framing, size limits and close codes
+//! (`protocol.md` §1.1, §1.3, §3.3, §3.4, §3.6).
+//!
+//! The HTTP request head is read here (not by tungstenite) so that `GET /api/versions` can be
+//! answered and unknown paths get a real HTTP 404 before any upgrade; WebSocket paths then get
+//! a `101` and the stream is handed to tungstenite. The legacy `/websocket` DDP route is not
+//! served yet (HTTP 404).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_util::sync::CancellationToken;
+
+use super::ServerVersion;
+use super::dispatch::{self, Ctx};
+use super::rpc::{self, Inbound};
+use super::state::{Conn, Outbound, Shared, lock};
+use super::transcript::{TranscriptEvent, client_frame_text};
+use crate::protocol::Response;
+
+/// Close reasons (§3.4).
+const BINARY_REASON: &str = "Invalid websocket message type: <WSMsgType.BINARY: 2>";
+const ANON_TOO_BIG: &str = "Anonymous connection max message length is 8 kB";
+const AUTH_TOO_BIG: &str = "Max message length is 64 kB";
+/// Limits in characters of the decoded text (§3.3, Corrections 6).
+const ANON_LIMIT: usize = 8192;
+const AUTH_LIMIT: usize = 65536;
+/// What tungstenite accepts at all; bigger frames close 1009/1007 too.
+const WIRE_LIMIT: usize = 4 * 1024 * 1024;
+
+/// The self-signed certificate and rustls config of a `wss://` mock.
+pub(crate) struct TlsMaterial {
+    pub cert_der: Vec<u8>,
+    pub fingerprint: String,
+    acceptor: tokio_rustls::TlsAcceptor,
+}
+
+fn io_err(e: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::other(e.to_string())
+}
+
+impl TlsMaterial {
+    /// Generate a certificate for `hostname`, `localhost` and `127.0.0.1` (rcgen, ECDSA P-256).
+    pub fn generate(hostname: &str) -> std::io::Result<TlsMaterial> {
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+        let mut names = vec![
+            hostname.to_owned(),
+            "localhost".to_owned(),
+            "127.0.0.1".to_owned(),
+        ];
+        names.dedup();
+        let ck = rcgen::generate_simple_self_signed(names).map_err(io_err)?;
+        let cert_der = ck.cert.der().to_vec();
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der()));
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(io_err)?
+            .with_no_client_auth()
+            .with_single_cert(vec![CertificateDer::from(cert_der.clone())], key)
+            .map_err(io_err)?;
+        let digest = ring::digest::digest(&ring::digest::SHA256, &cert_der);
+        let fingerprint = digest
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02X}"))
+            .collect::<Vec<_>>()
+            .join(":");
+        Ok(TlsMaterial {
+            cert_der,
+            fingerprint,
+            acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+        })
+    }
+}
+
+/// Accept connections until `stop`.
+pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: CancellationToken) {
+    let mut tasks = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            accepted = listener.accept() => {
+                let Ok((tcp, peer)) = accepted else { continue };
+                let _ = tcp.set_nodelay(true);
+                tasks.spawn(connection(tcp, peer, shared.clone(), stop.clone()));
+            }
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+        }
+    }
+    for conn in shared.connections() {
+        conn.close(1001, "Server is shutting down");
+    }
+    let drain = async { while tasks.join_next().await.is_some() {} };
+    if tokio::time::timeout(Duration::from_secs(2), drain)
+        .await
+        .is_err()
+    {
+        tasks.abort_all();
+    }
+}
+
+async fn connection(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+) {
+    match &shared.tls {
+        Some(tls) => {
+            let Ok(Ok(stream)) =
+                tokio::time::timeout(Duration::from_secs(10), tls.acceptor.accept(tcp)).await
+            else {
+                return;
+            };
+            http(stream, peer, true, shared, stop).await;
+        }
+        None => http(tcp, peer, false, shared, stop).await,
+    }
+}
+
+/// The parsed request head.
+struct Head {
+    method: String,
+    path: String,
+    headers: Vec<(String, String)>,
+}
+
+impl Head {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Read the request line and headers (at most 16 KiB in all).
+async fn read_head<S: AsyncRead + Unpin>(r: &mut BufReader<S>) -> Option<Head> {
+    let mut r = r.take(16 * 1024);
+    let mut line = String::new();
+    r.read_line(&mut line).await.ok()?;
+    let mut parts = line.split_whitespace();
+    let method = parts.next()?.to_owned();
+    let target = parts.next()?;
+    let path = target.split('?').next().unwrap_or(target).to_owned();
+    let mut headers = Vec::new();
+    for _ in 0..100 {
+        let mut h = String::new();
+        if r.read_line(&mut h).await.ok()? == 0 {
+            return None;
+        }
+        let h = h.trim_end();
+        if h.is_empty() {
+            return Some(Head {
+                method,
+                path,
+                headers,
+            });
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            headers.push((k.trim().to_owned(), v.trim().to_owned()));
+        }
+    }
+    None
+}
+
+async fn respond<S: AsyncWrite + Unpin>(s: &mut S, status: &str, ctype: &str, body: &str) {
+    let text = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = s.write_all(text.as_bytes()).await;
+    let _ = s.shutdown().await;
+}
+
+/// Is `path` a JSON-RPC WebSocket route of this version?
+fn is_ws_route(path: &str, version: ServerVersion) -> bool {
+    path == "/api/current"
+        || path == "/api/v24.10"
+        || path
+            .strip_prefix("/api/")
+            .is_some_and(|v| version.api_versions().contains(&v))
+}
+
+async fn http<S>(
+    stream: S,
+    peer: SocketAddr,
+    tls: bool,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut r = BufReader::new(stream);
+    let Ok(Some(head)) = tokio::time::timeout(Duration::from_secs(10), read_head(&mut r)).await
+    else {
+        return;
+    };
+    let version = shared.config.version;
+    if head.method == "GET" && head.path == "/api/versions" {
+        let body = serde_json::to_string(&version.api_versions()).unwrap_or_default();
+        return respond(&mut r, "200 OK", "application/json; charset=utf-8", &body).await;
+    }
+    if head.method == "GET" && head.path == "/api/boot_id" && version >= ServerVersion::V25_10 {
+        let body = Value::from(shared.boot_id.clone()).to_string();
+        return respond(&mut r, "200 OK", "application/json; charset=utf-8", &body).await;
+    }
+    if !is_ws_route(&head.path, version) {
+        return respond(
+            &mut r,
+            "404 Not Found",
+            "text/plain; charset=utf-8",
+            "404: Not Found",
+        )
+        .await;
+    }
+    let upgrade = head
+        .header("upgrade")
+        .is_some_and(|u| u.eq_ignore_ascii_case("websocket"));
+    let key = head.header("sec-websocket-key").map(str::to_owned);
+    let (true, Some(key), Some("13"), "GET") = (
+        upgrade,
+        key,
+        head.header("sec-websocket-version"),
+        head.method.as_str(),
+    ) else {
+        return respond(
+            &mut r,
+            "400 Bad Request",
+            "text/plain; charset=utf-8",
+            "No WebSocket UPGRADE hdr",
+        )
+        .await;
+    };
+    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+    let reply = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+    );
+    if r.write_all(reply.as_bytes()).await.is_err() || r.flush().await.is_err() {
+        return;
+    }
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(WIRE_LIMIT))
+        .max_frame_size(Some(WIRE_LIMIT))
+        .max_write_buffer_size(64 * 1024 * 1024);
+    let ws = WebSocketStream::from_raw_socket(r, Role::Server, Some(config)).await;
+    session(ws, head.path, peer, tls, shared, stop).await;
+}
+
+/// Cut a close reason to the 123 bytes a close frame allows.
+fn close_reason(s: &str) -> String {
+    let mut end = s.len().min(123);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_owned()
+}
+
+async fn session<S>(
+    ws: WebSocketStream<S>,
+    path: String,
+    peer: SocketAddr,
+    tls: bool,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sink, mut stream) = ws.split();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let id = shared.next_conn_id();
+    let secure = tls || shared.config.plain_is_secure;
+    let conn = Arc::new(Conn::new(id, tx, secure, tls, peer.ip()));
+    lock(&shared.conns).insert(id, conn.clone());
+    shared.transcript.push(id, TranscriptEvent::Open { path });
+
+    let writer = {
+        let (shared, conn) = (shared.clone(), conn.clone());
+        tokio::spawn(async move {
+            loop {
+                let out = tokio::select! {
+                    biased;
+                    out = rx.recv() => out,
+                    _ = conn.gone.cancelled() => None,
+                };
+                match out {
+                    Some(Outbound::Frame { wire, log }) => {
+                        shared
+                            .transcript
+                            .push(conn.id, TranscriptEvent::ServerFrame(log));
+                        if sink.send(Message::text(wire)).await.is_err() {
+                            break;
+                        }
+                    }
+                    Some(Outbound::Close { code, reason }) => {
+                        let reason = close_reason(&reason);
+                        shared.transcript.push(
+                            conn.id,
+                            TranscriptEvent::Close {
+                                by_server: true,
+                                code: Some(code),
+                                reason: reason.clone(),
+                            },
+                        );
+                        let frame = CloseFrame {
+                            code: code.into(),
+                            reason: reason.into(),
+                        };
+                        let _ = sink.send(Message::Close(Some(frame))).await;
+                        break;
+                    }
+                    None => break,
+                }
+            }
+            conn.gone.cancel();
+            let _ = tokio::time::timeout(Duration::from_secs(1), sink.close()).await;
+        })
+    };
+
+    // Set when the server queued a close frame that the writer still has to send.
+    let mut server_closing = false;
+    loop {
+        let msg = tokio::select! {
+            m = stream.next() => m,
+            _ = conn.gone.cancelled() => break,
+            _ = stop.cancelled() => {
+                conn.close(1001, "Server is shutting down");
+                server_closing = true;
+                break;
+            }
+        };
+        match msg {
+            None => break,
+            Some(Err(e)) => {
+                use tokio_tungstenite::tungstenite::Error;
+                if matches!(e, Error::Capacity(_)) {
+                    too_big(&conn);
+                    server_closing = true;
+                }
+                break;
+            }
+            Some(Ok(Message::Text(t))) => on_text(&shared, &conn, t.as_str()),
+            Some(Ok(Message::Binary(b))) => {
+                shared
+                    .transcript
+                    .push(id, TranscriptEvent::Binary { len: b.len() });
+                conn.close(1003, BINARY_REASON);
+            }
+            Some(Ok(Message::Close(f))) => {
+                let (code, reason) = match f {
+                    Some(f) => (Some(u16::from(f.code)), f.reason.to_string()),
+                    None => (None, String::new()),
+                };
+                shared.transcript.push(
+                    id,
+                    TranscriptEvent::Close {
+                        by_server: false,
+                        code,
+                        reason,
+                    },
+                );
+                break;
+            }
+            Some(Ok(_)) => {}
+        }
+    }
+    if !server_closing {
+        conn.gone.cancel();
+    }
+    // The writer ends after sending a queued close frame (or at once when `gone`).
+    if tokio::time::timeout(Duration::from_secs(2), writer)
+        .await
+        .is_err()
+    {
+        conn.gone.cancel();
+    }
+    lock(&shared.conns).remove(&id);
+    super::events::drop_all(&conn);
+}
+
+/// 1007 before login, 1009 after (§3.3).
+fn too_big(conn: &Conn) {
+    if conn.logged_in() {
+        conn.close(1009, AUTH_TOO_BIG);
+    } else {
+        conn.close(1007, ANON_TOO_BIG);
+    }
+}
+
+fn on_text(shared: &Arc<Shared>, conn: &Arc<Conn>, text: &str) {
+    let parsed = serde_json::from_str::<Value>(text);
+    shared.transcript.push(
+        conn.id,
+        TranscriptEvent::ClientFrame(client_frame_text(text, parsed.as_ref().ok())),
+    );
+    let chars = text.chars().count();
+    let limit = if conn.logged_in() {
+        AUTH_LIMIT
+    } else {
+        ANON_LIMIT
+    };
+    if chars > limit {
+        too_big(conn);
+        return;
+    }
+    let (id, method, params) = match rpc::classify(text, parsed) {
+        Inbound::Call { id, method, params } => (id, method, params),
+        Inbound::Reject(resp) => {
+            send_reply(conn, &resp, "");
+            return;
+        }
+        Inbound::Ignore => return,
+    };
+    // §3.6: at most 20 in flight (10 running + 10 queued), then -32000 at once.
+    if conn.in_flight.fetch_add(1, Ordering::SeqCst) >= 20 {
+        conn.in_flight.fetch_sub(1, Ordering::SeqCst);
+        if let Some(id) = id {
+            send_reply(conn, &rpc::too_many_calls(id), &method);
+        }
+        return;
+    }
+    let ctx = Ctx::new(shared.clone(), conn.clone(), id.clone(), method.clone());
+    let conn = conn.clone();
+    let cancel_on_disconnect = shared.config.version >= ServerVersion::V26_0;
+    tokio::spawn(async move {
+        let permit = conn.running.clone().acquire_owned().await;
+        let call = tokio::spawn(dispatch::dispatch(ctx.clone(), params));
+        let abort = call.abort_handle();
+        let joined = tokio::select! {
+            r = call => Some(r),
+            // §1.3: 26.0+ cancels pending calls when the client goes away.
+            _ = conn.gone.cancelled(), if cancel_on_disconnect => { abort.abort(); None }
+        };
+        drop(permit);
+        match joined {
+            Some(Ok(result)) => {
+                if let Some(id) = id {
+                    let resp = match result {
+                        Ok(v) => Response::ok(id, v),
+                        Err(e) => Response::err(id, e.to_error_object(&method, ctx.version())),
+                    };
+                    send_reply(&conn, &resp, &method);
+                }
+            }
+            Some(Err(join)) if join.is_panic() => {
+                // §3.4: an unexpected exception while dispatching closes with 1011.
+                let p = join.into_panic();
+                let text = p
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| p.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "internal error".to_owned());
+                conn.close(1011, text);
+            }
+            _ => {}
+        }
+        ctx.release();
+        conn.in_flight.fetch_sub(1, Ordering::SeqCst);
+    });
+}
+
+fn send_reply(conn: &Conn, resp: &Response, method: &str) {
+    let (wire, log) = rpc::reply_frames(resp, method);
+    conn.send(wire, log);
+}
