@@ -191,6 +191,10 @@ impl Host {
                 let result = callback.call_within_context::<Dynamic>(ctx, (event_to_dynamic(&ev),));
                 self.dispatching.set(false);
                 result.map(|_| ()).map_err(|err| {
+                    // exit() and cancellation pass straight through, as in Rhai's own calls.
+                    if matches!(*err, EvalAltResult::Exit(..)) || err.is_system_exception() {
+                        return err;
+                    }
                     let src = ctx.call_source().unwrap_or_default().to_owned();
                     Box::new(EvalAltResult::ErrorInFunctionCall(
                         format!("the subscribe callback for '{name}'"),
@@ -375,6 +379,17 @@ fn blank_error(kind: &str, summary: String) -> Map {
     m.insert("summary".into(), summary.into());
     m.insert("validation".into(), Dynamic::from_array(Array::new()));
     m
+}
+
+/// `error(message)` / `error(errname, message)`: the error map scripts and stdlib modules
+/// throw, shaped like the ones the bindings throw (kind `"script"`).
+fn user_error(errname: Option<&str>, message: &str) -> Dynamic {
+    let mut m = blank_error("script", message.to_owned());
+    if let Some(name) = errname {
+        m.insert("errname".into(), name.into());
+        m.insert("errno".into(), opt(errno::number(name)));
+    }
+    Dynamic::from_map(m)
 }
 
 /// A thrown error map of `kind` (`"argument"`, `"io"`, `"json"`, `"timeout"`, …).
@@ -774,6 +789,11 @@ pub(crate) fn register(engine: &mut Engine, host: &Rc<Host>) {
         "wait_for",
         |ctx: NativeCallContext, s: EventStream, ms: INT| wait_for_stream(&ctx, &s, None, ms),
     );
+
+    engine.register_fn("error", |message: &str| user_error(None, message));
+    engine.register_fn("error", |errname: &str, message: &str| {
+        user_error(Some(errname), message)
+    });
 
     // sleep(ms), wait(), wait(ms)
     let h = host.clone();

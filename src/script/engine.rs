@@ -99,18 +99,23 @@ fn eval_call(
     )))
 }
 
-/// An engine with the run's limits and strictness, before bindings are registered.
-fn new_engine(options: &RunOptions) -> Engine {
-    let mut engine = Engine::new();
+/// Strict variables and properties, and the size limits every script engine uses.
+pub(crate) fn apply_limits(engine: &mut Engine) {
     engine.set_strict_variables(true);
     engine.set_fail_on_invalid_map_property(true);
-    engine.set_max_operations(options.max_operations);
     engine.set_max_call_levels(64);
     engine.set_max_expr_depths(128, 64);
     engine.set_max_string_size(16 << 20);
     engine.set_max_array_size(1 << 20);
     engine.set_max_map_size(1 << 20);
     engine.set_max_modules(256);
+}
+
+/// An engine with the run's limits and strictness, before bindings are registered.
+fn new_engine(options: &RunOptions) -> Engine {
+    let mut engine = Engine::new();
+    apply_limits(&mut engine);
+    engine.set_max_operations(options.max_operations);
     let cancel = options.cancel.clone();
     engine.on_progress(move |_| cancel.is_cancelled().then(|| Dynamic::from("cancelled")));
     let console = options.console.clone();
