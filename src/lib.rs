@@ -7,6 +7,7 @@
 //! - [`mock`]: the built-in mock middleware, a simulated TrueNAS.
 //! - [`output`]: how results, progress and errors are printed.
 //! - [`protocol`]: wire types shared by the client and the mock.
+//! - [`script`]: the Rhai script runner (`midscript run`), its bindings and embedded stdlib.
 
 pub mod catalog;
 pub mod cli;
@@ -14,3 +15,4 @@ pub mod client;
 pub mod mock;
 pub mod output;
 pub mod protocol;
+pub mod script;

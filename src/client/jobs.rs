@@ -255,6 +255,13 @@ impl Client {
         })
     }
 
+    /// A handle on a job that was started elsewhere (listed by `core.get_jobs`, or started by
+    /// another connection), to wait for it or abort it.
+    pub async fn attach_job(&self, id: i64, method: &str) -> Result<JobHandle> {
+        self.ensure_job_events().await?;
+        Ok(JobHandle { client: self.clone(), id, method: method.to_owned() })
+    }
+
     /// Run a job method to its end: the result on SUCCESS, a [`ServerError`] on FAILED
     /// (validation failures included), [`Error::JobAborted`] on ABORTED.
     pub async fn job(

@@ -1,0 +1,950 @@
+//! The bindings that talk to the server: `call` (through `rpc_raw`), `job`, `job_start`,
+//! `wait_job`, `subscribe`, `events`, `wait_for`, `sleep` and `wait`.
+//!
+//! Every one of them blocks the script thread in [`Host::wait`], which selects on the run's
+//! cancellation token, the event channel of `subscribe` callbacks, and the operation itself
+//! (`rust-design.md` §1.2 pitfall 5). Callbacks run between those waits, on the script thread,
+//! never inside a `block_on` (pitfall 3); an event that arrives while a callback runs waits for
+//! the next blocking binding after it.
+
+use std::any::TypeId;
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+
+use rhai::{
+    Array, Dynamic, Engine, EvalAltResult, FnPtr, INT, ImmutableString, Map, NativeCallContext,
+    Position,
+};
+use serde_json::{Value, json};
+use tokio::runtime::Handle;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::Console;
+use super::values::{from_dynamic, to_dynamic};
+use crate::client::{self, Client, Event, JobHandle, Subscription};
+use crate::protocol::errno;
+
+/// Most arguments `call`, `job` and `job_start` take after the method (Rhai has no varargs;
+/// `rpc_raw(method, [..])` takes any number).
+pub(crate) const MAX_ARGS: usize = 10;
+/// How long to wait for an unsubscribe or a job abort while shutting down.
+const CLEANUP: Duration = Duration::from_secs(5);
+
+type RhaiResult = Result<Dynamic, Box<EvalAltResult>>;
+
+/// A message from a subscription forwarder task.
+struct SubMsg {
+    key: u64,
+    item: SubItem,
+}
+
+enum SubItem {
+    Event(Box<Event>),
+    Failed(Box<client::Error>),
+    Ended,
+}
+
+/// A `subscribe(name, callback)` subscription.
+struct CallbackSub {
+    name: String,
+    callback: FnPtr,
+    stop: CancellationToken,
+    finished: oneshot::Receiver<()>,
+}
+
+/// Why a wait stopped before its operation finished.
+pub(crate) enum Stop {
+    /// The run was cancelled (Ctrl-C).
+    Cancelled,
+    /// A `subscribe` callback threw, or its subscription failed.
+    Error(Box<EvalAltResult>),
+}
+
+enum Step<T> {
+    Done(T),
+    Message(SubMsg),
+    Cancelled,
+}
+
+/// What the bindings share: the connection, the runtime, the console and the subscriptions.
+pub(crate) struct Host {
+    pub(crate) client: Client,
+    pub(crate) rt: Handle,
+    pub(crate) cancel: CancellationToken,
+    pub(crate) console: Arc<dyn Console>,
+    /// Where relative paths start (the script's folder).
+    pub(crate) dir: PathBuf,
+    tx: mpsc::UnboundedSender<SubMsg>,
+    rx: RefCell<mpsc::UnboundedReceiver<SubMsg>>,
+    subs: RefCell<BTreeMap<u64, CallbackSub>>,
+    next_key: Cell<u64>,
+    dispatching: Cell<bool>,
+    jobs: RefCell<HashMap<i64, JobHandle>>,
+}
+
+impl Host {
+    pub(crate) fn new(
+        client: Client,
+        rt: Handle,
+        cancel: CancellationToken,
+        console: Arc<dyn Console>,
+        dir: PathBuf,
+    ) -> Host {
+        let (tx, rx) = mpsc::unbounded_channel();
+        Host {
+            client,
+            rt,
+            cancel,
+            console,
+            dir,
+            tx,
+            rx: RefCell::new(rx),
+            subs: RefCell::default(),
+            next_key: Cell::new(0),
+            dispatching: Cell::new(false),
+            jobs: RefCell::default(),
+        }
+    }
+
+    /// Block until `fut` completes, running `subscribe` callbacks for events that arrive
+    /// meanwhile (when `ctx` is given and no callback is running already). Stops early when the
+    /// run is cancelled or a callback throws.
+    pub(crate) fn wait<F: Future>(
+        &self,
+        ctx: Option<&NativeCallContext>,
+        fut: F,
+    ) -> Result<F::Output, Stop> {
+        let mut fut = std::pin::pin!(fut);
+        loop {
+            if self.cancel.is_cancelled() {
+                return Err(Stop::Cancelled);
+            }
+            let deliver = ctx.is_some() && !self.dispatching.get();
+            let step = if deliver {
+                let Ok(mut rx) = self.rx.try_borrow_mut() else {
+                    return Err(Stop::Error(script_error(
+                        "internal",
+                        "the event channel is busy".into(),
+                        Position::NONE,
+                    )));
+                };
+                self.rt.block_on(async {
+                    tokio::select! {
+                        biased;
+                        _ = self.cancel.cancelled() => Step::Cancelled,
+                        Some(msg) = rx.recv() => Step::Message(msg),
+                        out = &mut fut => Step::Done(out),
+                    }
+                })
+            } else {
+                self.rt.block_on(async {
+                    tokio::select! {
+                        biased;
+                        _ = self.cancel.cancelled() => Step::Cancelled,
+                        out = &mut fut => Step::Done(out),
+                    }
+                })
+            };
+            match step {
+                Step::Done(out) => return Ok(out),
+                Step::Cancelled => return Err(Stop::Cancelled),
+                Step::Message(msg) => {
+                    if let Some(ctx) = ctx {
+                        self.dispatch(ctx, msg).map_err(Stop::Error)?;
+                    }
+                }
+            }
+        }
+    }
+
+    /// [`Host::wait`] for bindings: a cancelled run becomes `ErrorTerminated`.
+    fn wait_rhai<F: Future>(
+        &self,
+        ctx: &NativeCallContext,
+        fut: F,
+    ) -> Result<F::Output, Box<EvalAltResult>> {
+        self.wait(Some(ctx), fut)
+            .map_err(|stop| stop.into_rhai(ctx.call_position()))
+    }
+
+    /// Hand one subscription message to its callback.
+    fn dispatch(&self, ctx: &NativeCallContext, msg: SubMsg) -> Result<(), Box<EvalAltResult>> {
+        let pos = ctx.call_position();
+        match msg.item {
+            SubItem::Event(ev) => {
+                let Some((name, callback)) = self
+                    .subs
+                    .borrow()
+                    .get(&msg.key)
+                    .map(|s| (s.name.clone(), s.callback.clone()))
+                else {
+                    return Ok(()); // cancelled meanwhile
+                };
+                self.dispatching.set(true);
+                let result = callback.call_within_context::<Dynamic>(ctx, (event_to_dynamic(&ev),));
+                self.dispatching.set(false);
+                result.map(|_| ()).map_err(|err| {
+                    // exit() and cancellation pass straight through, as in Rhai's own calls.
+                    if matches!(*err, EvalAltResult::Exit(..)) || err.is_system_exception() {
+                        return err;
+                    }
+                    let src = ctx.call_source().unwrap_or_default().to_owned();
+                    Box::new(EvalAltResult::ErrorInFunctionCall(
+                        format!("the subscribe callback for '{name}'"),
+                        src,
+                        err,
+                        pos,
+                    ))
+                })
+            }
+            SubItem::Failed(e) if matches!(*e, client::Error::Lagged { .. }) => {
+                let client::Error::Lagged { name, dropped } = *e else {
+                    return Ok(());
+                };
+                self.console.err(&format!("warning: {name}: {dropped} events were dropped because the script did not wait for them in time"));
+                Ok(())
+            }
+            SubItem::Failed(e) => {
+                self.subs.borrow_mut().remove(&msg.key);
+                Err(client_error(&e, pos))
+            }
+            SubItem::Ended => {
+                self.subs.borrow_mut().remove(&msg.key);
+                Ok(())
+            }
+        }
+    }
+
+    /// Move a subscription's events to the shared channel until it ends or `stop` fires (then
+    /// unsubscribe). The returned receiver resolves when the task has finished.
+    fn spawn_forwarder(
+        &self,
+        key: u64,
+        mut sub: Subscription,
+        stop: CancellationToken,
+    ) -> oneshot::Receiver<()> {
+        let tx = self.tx.clone();
+        let (done_tx, done_rx) = oneshot::channel();
+        self.rt.spawn(async move {
+            loop {
+                tokio::select! {
+                    biased;
+                    _ = stop.cancelled() => {
+                        let _ = sub.unsubscribe().await;
+                        break;
+                    }
+                    item = sub.recv() => {
+                        let (item, last) = match item {
+                            Some(Ok(ev)) => (SubItem::Event(Box::new(ev)), false),
+                            Some(Err(e @ client::Error::Lagged { .. })) => (SubItem::Failed(Box::new(e)), false),
+                            Some(Err(e)) => (SubItem::Failed(Box::new(e)), true),
+                            None => (SubItem::Ended, true),
+                        };
+                        if tx.send(SubMsg { key, item }).is_err() || last {
+                            break;
+                        }
+                    }
+                }
+            }
+            let _ = done_tx.send(());
+        });
+        done_rx
+    }
+
+    fn cancel_sub(&self, key: u64) {
+        let sub = self.subs.borrow_mut().remove(&key);
+        if let Some(sub) = sub {
+            sub.stop.cancel();
+            let _ = self
+                .rt
+                .block_on(async { tokio::time::timeout(CLEANUP, sub.finished).await });
+        }
+    }
+
+    /// End every subscription still open (in the order they were made), at the end of a run.
+    pub(crate) fn shutdown(&self) {
+        let keys: Vec<u64> = self.subs.borrow().keys().copied().collect();
+        for key in keys {
+            self.cancel_sub(key);
+        }
+    }
+
+    fn unsubscribe(&self, sub: Subscription) {
+        if self.cancel.is_cancelled() {
+            return; // dropping it unsubscribes in the background
+        }
+        let _ = self
+            .rt
+            .block_on(async { tokio::time::timeout(CLEANUP, sub.unsubscribe()).await });
+    }
+
+    fn rpc(&self, ctx: &NativeCallContext, method: &str, params: Vec<Value>) -> RhaiResult {
+        let client = self.client.clone();
+        match self.wait_rhai(ctx, client.call(method, params))? {
+            Ok(v) => Ok(to_dynamic(&v)),
+            Err(e) => Err(client_error(&e, ctx.call_position())),
+        }
+    }
+
+    fn start_job(
+        &self,
+        ctx: &NativeCallContext,
+        method: &str,
+        params: Vec<Value>,
+    ) -> Result<JobHandle, Box<EvalAltResult>> {
+        let client = self.client.clone();
+        let handle = self
+            .wait_rhai(ctx, client.start_job(method, params))?
+            .map_err(|e| client_error(&e, ctx.call_position()))?;
+        self.jobs.borrow_mut().insert(handle.id, handle.clone());
+        Ok(handle)
+    }
+
+    fn wait_job_handle(&self, ctx: &NativeCallContext, handle: JobHandle) -> RhaiResult {
+        let console = self.console.clone();
+        let method = handle.method.clone();
+        let result = self.wait(
+            Some(ctx),
+            handle.wait(move |p| console.job_progress(&method, p)),
+        );
+        self.console.job_finished(handle.id);
+        self.jobs.borrow_mut().remove(&handle.id);
+        match result {
+            Ok(Ok(v)) => Ok(to_dynamic(&v)),
+            Ok(Err(e)) => Err(client_error(&e, ctx.call_position())),
+            Err(Stop::Cancelled) => {
+                self.console.err(&format!(
+                    "cancelling: aborting job {} ({})",
+                    handle.id, handle.method
+                ));
+                let aborted = self
+                    .rt
+                    .block_on(async { tokio::time::timeout(CLEANUP, handle.abort()).await });
+                if let Ok(Err(e)) = aborted {
+                    self.console
+                        .err(&format!("warning: core.job_abort {}: {e}", handle.id));
+                }
+                Err(terminated(ctx.call_position()))
+            }
+            Err(Stop::Error(e)) => Err(e),
+        }
+    }
+}
+
+impl Stop {
+    pub(crate) fn into_rhai(self, pos: Position) -> Box<EvalAltResult> {
+        match self {
+            Stop::Cancelled => terminated(pos),
+            Stop::Error(e) => e,
+        }
+    }
+}
+
+/// The error a cancelled run stops with (not catchable by `try`/`catch`).
+pub(crate) fn terminated(pos: Position) -> Box<EvalAltResult> {
+    Box::new(EvalAltResult::ErrorTerminated("cancelled".into(), pos))
+}
+
+/// The keys of every error map a binding throws, so scripts can read any of them (unset ones
+/// are `()`) even with strict property access.
+const ERROR_KEYS: [&str; 12] = [
+    "kind",
+    "summary",
+    "code",
+    "message",
+    "errno",
+    "errname",
+    "reason",
+    "extra",
+    "trace",
+    "method",
+    "job_id",
+    "validation",
+];
+
+fn blank_error(kind: &str, summary: String) -> Map {
+    let mut m = Map::new();
+    for k in ERROR_KEYS {
+        m.insert(k.into(), Dynamic::UNIT);
+    }
+    m.insert("kind".into(), kind.into());
+    m.insert("message".into(), summary.clone().into());
+    m.insert("summary".into(), summary.into());
+    m.insert("validation".into(), Dynamic::from_array(Array::new()));
+    m
+}
+
+/// `error(message)` / `error(errname, message)`: the error map scripts and stdlib modules
+/// throw, shaped like the ones the bindings throw (kind `"script"`).
+fn user_error(errname: Option<&str>, message: &str) -> Dynamic {
+    let mut m = blank_error("script", message.to_owned());
+    if let Some(name) = errname {
+        m.insert("errname".into(), name.into());
+        m.insert("errno".into(), opt(errno::number(name)));
+    }
+    Dynamic::from_map(m)
+}
+
+/// A thrown error map of `kind` (`"argument"`, `"io"`, `"json"`, `"timeout"`, …).
+pub(crate) fn script_error(kind: &str, summary: String, pos: Position) -> Box<EvalAltResult> {
+    Box::new(EvalAltResult::ErrorRuntime(
+        Dynamic::from_map(blank_error(kind, summary)),
+        pos,
+    ))
+}
+
+fn opt<T: Into<Dynamic>>(v: Option<T>) -> Dynamic {
+    v.map_or(Dynamic::UNIT, Into::into)
+}
+
+/// The map a client error becomes in a script's `catch (err)`.
+pub(crate) fn error_map(e: &client::Error) -> Map {
+    match e {
+        client::Error::Server(s) => {
+            let kind = if s.is_validation {
+                "validation"
+            } else {
+                "server"
+            };
+            let mut m = blank_error(kind, s.to_string());
+            m.insert("code".into(), opt(s.code));
+            m.insert("message".into(), s.message.clone().into());
+            m.insert("errno".into(), opt(s.errno));
+            m.insert("errname".into(), opt(s.errname.clone()));
+            m.insert("reason".into(), opt(s.reason.clone()));
+            m.insert(
+                "extra".into(),
+                s.extra.as_ref().map_or(Dynamic::UNIT, to_dynamic),
+            );
+            m.insert(
+                "trace".into(),
+                s.trace.as_ref().map_or(Dynamic::UNIT, to_dynamic),
+            );
+            m.insert("method".into(), s.method.clone().into());
+            m.insert("job_id".into(), opt(s.job_id));
+            let entries: Array = s
+                .validation()
+                .iter()
+                .map(|v| {
+                    to_dynamic(
+                        &json!({"attribute": v.attribute, "message": v.message, "errno": v.errno}),
+                    )
+                })
+                .collect();
+            m.insert("validation".into(), Dynamic::from_array(entries));
+            m
+        }
+        client::Error::JobAborted { method, job_id } => {
+            let mut m = blank_error("aborted", e.to_string());
+            m.insert("method".into(), method.clone().into());
+            m.insert("job_id".into(), (*job_id).into());
+            m.insert("errname".into(), "ECANCELED".into());
+            m.insert("errno".into(), opt(errno::number("ECANCELED")));
+            m
+        }
+        client::Error::Timeout { method, .. } => {
+            let mut m = blank_error("timeout", e.to_string());
+            m.insert("method".into(), method.clone().into());
+            m.insert("errname".into(), "ETIMEDOUT".into());
+            m.insert("errno".into(), opt(errno::number("ETIMEDOUT")));
+            m
+        }
+        client::Error::SubscriptionEnded { error, .. } => {
+            let mut m = blank_error("subscription", e.to_string());
+            m.insert("errno".into(), opt(error.error));
+            m.insert("errname".into(), opt(error.errname.clone()));
+            m.insert("reason".into(), opt(error.reason.clone()));
+            m.insert(
+                "extra".into(),
+                error.extra.as_ref().map_or(Dynamic::UNIT, to_dynamic),
+            );
+            m
+        }
+        e if e.is_connection() => blank_error("connection", e.to_string()),
+        e => blank_error("client", e.to_string()),
+    }
+}
+
+/// A client error, thrown at `pos`.
+pub(crate) fn client_error(e: &client::Error, pos: Position) -> Box<EvalAltResult> {
+    Box::new(EvalAltResult::ErrorRuntime(
+        Dynamic::from_map(error_map(e)),
+        pos,
+    ))
+}
+
+/// An event as scripts see it: `msg`, `collection`, `id`, `fields` (`()` when the server sent
+/// none), and `extra` when the server sent it.
+pub(crate) fn event_to_dynamic(ev: &Event) -> Dynamic {
+    let mut m = Map::new();
+    m.insert("msg".into(), ev.msg.as_str().into());
+    m.insert("collection".into(), ev.collection.as_str().into());
+    m.insert(
+        "id".into(),
+        ev.id.as_ref().map_or(Dynamic::UNIT, to_dynamic),
+    );
+    m.insert(
+        "fields".into(),
+        ev.fields.as_ref().map_or(Dynamic::UNIT, to_dynamic),
+    );
+    if let Some(extra) = &ev.extra {
+        m.insert("extra".into(), to_dynamic(extra));
+    }
+    Dynamic::from_map(m)
+}
+
+/// Convert call arguments to JSON, naming the one that cannot be.
+fn json_params(
+    what: &str,
+    args: &[Dynamic],
+    pos: Position,
+) -> Result<Vec<Value>, Box<EvalAltResult>> {
+    args.iter()
+        .enumerate()
+        .map(|(i, a)| {
+            from_dynamic(a).map_err(|e| {
+                script_error("argument", format!("{what}: argument {}: {e}", i + 1), pos)
+            })
+        })
+        .collect()
+}
+
+fn millis(ms: INT) -> Duration {
+    Duration::from_millis(ms.max(0) as u64)
+}
+
+/// A `subscribe` subscription, as scripts hold it: `h.cancel()`, `h.name`.
+#[derive(Debug, Clone)]
+pub(crate) struct SubHandle {
+    key: u64,
+    name: ImmutableString,
+}
+
+/// An `events(name)` stream: iterate it with `for ev in stream { .. }`, pass it to `wait_for`,
+/// end it with `cancel()` (or by dropping it).
+#[derive(Clone)]
+pub(crate) struct EventStream(Rc<RefCell<StreamInner>>);
+
+struct StreamInner {
+    name: ImmutableString,
+    sub: Option<Subscription>,
+    cancelled: bool,
+    host: Rc<Host>,
+}
+
+impl Drop for StreamInner {
+    fn drop(&mut self) {
+        if let Some(sub) = self.sub.take() {
+            self.host.unsubscribe(sub);
+        }
+    }
+}
+
+impl EventStream {
+    fn cancel(&self) {
+        let Ok(mut inner) = self.0.try_borrow_mut() else {
+            return;
+        };
+        inner.cancelled = true;
+        if let Some(sub) = inner.sub.take() {
+            inner.host.unsubscribe(sub);
+        }
+    }
+
+    /// Take the subscription out while something waits on it (so script code that runs
+    /// meanwhile can't trip over a borrowed stream).
+    fn take(&self) -> Option<(Subscription, Rc<Host>)> {
+        let mut inner = self.0.try_borrow_mut().ok()?;
+        let host = inner.host.clone();
+        inner.sub.take().map(|s| (s, host))
+    }
+
+    fn put_back(&self, sub: Subscription) {
+        match self.0.try_borrow_mut() {
+            Ok(mut inner) if !inner.cancelled => inner.sub = Some(sub),
+            Ok(inner) => inner.host.unsubscribe(sub),
+            Err(_) => drop(sub),
+        }
+    }
+}
+
+/// Iterates an [`EventStream`]: one event per step, ending when the subscription does.
+pub(crate) struct EventIter(EventStream);
+
+impl IntoIterator for EventStream {
+    type Item = Result<Dynamic, Box<EvalAltResult>>;
+    type IntoIter = EventIter;
+    fn into_iter(self) -> EventIter {
+        EventIter(self)
+    }
+}
+
+impl Iterator for EventIter {
+    type Item = Result<Dynamic, Box<EvalAltResult>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let (mut sub, host) = self.0.take()?;
+        loop {
+            let got = host.wait(None, sub.recv());
+            match got {
+                Ok(Some(Ok(ev))) => {
+                    self.0.put_back(sub);
+                    return Some(Ok(event_to_dynamic(&ev)));
+                }
+                Ok(Some(Err(client::Error::Lagged { name, dropped }))) => {
+                    host.console.err(&format!("warning: {name}: {dropped} events were dropped because the script did not read them in time"));
+                }
+                Ok(Some(Err(e))) => return Some(Err(client_error(&e, Position::NONE))),
+                Ok(None) => return None,
+                Err(stop) => {
+                    self.0.put_back(sub);
+                    return Some(Err(stop.into_rhai(Position::NONE)));
+                }
+            }
+        }
+    }
+}
+
+/// Register the server bindings on `engine`.
+pub(crate) fn register(engine: &mut Engine, host: &Rc<Host>) {
+    // rpc_raw(method, [params]): the one path `call(..)` and stdlib modules use.
+    let h = host.clone();
+    engine.register_fn(
+        "rpc_raw",
+        move |ctx: NativeCallContext, method: ImmutableString, params: Array| -> RhaiResult {
+            let params = json_params(&method, &params, ctx.call_position())?;
+            h.rpc(&ctx, &method, params)
+        },
+    );
+    // __call_fn_ptr(fp, [args]): `call(fp, args..)` forwarded by the custom syntax.
+    engine.register_fn(
+        "__call_fn_ptr",
+        |ctx: NativeCallContext, fp: FnPtr, args: Array| -> RhaiResult {
+            fp.call_raw(&ctx, None, args)
+        },
+    );
+
+    // job(method, args..), job_start(method, args..): one overload per arity.
+    for n in 0..=MAX_ARGS {
+        let mut types = vec![TypeId::of::<ImmutableString>()];
+        types.extend(std::iter::repeat_n(TypeId::of::<Dynamic>(), n));
+        let h = host.clone();
+        engine.register_raw_fn(
+            "job",
+            types.clone(),
+            move |ctx: NativeCallContext, args: &mut [&mut Dynamic]| -> RhaiResult {
+                let (method, params) = method_and_params(&ctx, args)?;
+                let handle = h.start_job(&ctx, &method, params)?;
+                h.wait_job_handle(&ctx, handle)
+            },
+        );
+        let h = host.clone();
+        engine.register_raw_fn(
+            "job_start",
+            types,
+            move |ctx: NativeCallContext, args: &mut [&mut Dynamic]| -> RhaiResult {
+                let (method, params) = method_and_params(&ctx, args)?;
+                Ok(Dynamic::from_int(h.start_job(&ctx, &method, params)?.id))
+            },
+        );
+    }
+    let h = host.clone();
+    engine.register_fn(
+        "job_raw",
+        move |ctx: NativeCallContext, method: ImmutableString, params: Array| -> RhaiResult {
+            let params = json_params(&method, &params, ctx.call_position())?;
+            let handle = h.start_job(&ctx, &method, params)?;
+            h.wait_job_handle(&ctx, handle)
+        },
+    );
+    let h = host.clone();
+    engine.register_fn(
+        "wait_job",
+        move |ctx: NativeCallContext, id: INT| -> RhaiResult {
+            let known = h.jobs.borrow().get(&id).cloned();
+            let handle = match known {
+                Some(handle) => handle,
+                None => {
+                    let found = h.rpc(&ctx, "core.get_jobs", vec![json!([["id", "=", id]])])?;
+                    let method = found
+                        .into_typed_array::<Dynamic>()
+                        .ok()
+                        .and_then(|a| a.into_iter().next())
+                        .and_then(|j| j.try_cast::<Map>())
+                        .and_then(|j| j.get("method").map(|m| m.to_string()));
+                    let Some(method) = method else {
+                        return Err(script_error(
+                            "argument",
+                            format!("wait_job: there is no job {id}"),
+                            ctx.call_position(),
+                        ));
+                    };
+                    let client = h.client.clone();
+                    h.wait_rhai(&ctx, client.attach_job(id, &method))?
+                        .map_err(|e| client_error(&e, ctx.call_position()))?
+                }
+            };
+            h.wait_job_handle(&ctx, handle)
+        },
+    );
+
+    // subscribe(name, callback) -> handle with cancel().
+    engine.register_type_with_name::<SubHandle>("Subscription");
+    let h = host.clone();
+    engine.register_fn(
+        "subscribe",
+        move |ctx: NativeCallContext,
+              name: ImmutableString,
+              callback: FnPtr|
+              -> Result<SubHandle, Box<EvalAltResult>> {
+            let client = h.client.clone();
+            let sub = h
+                .wait_rhai(&ctx, client.subscribe(&name))?
+                .map_err(|e| client_error(&e, ctx.call_position()))?;
+            let key = h.next_key.get() + 1;
+            h.next_key.set(key);
+            let stop = CancellationToken::new();
+            let finished = h.spawn_forwarder(key, sub, stop.clone());
+            h.subs.borrow_mut().insert(
+                key,
+                CallbackSub {
+                    name: name.to_string(),
+                    callback,
+                    stop,
+                    finished,
+                },
+            );
+            Ok(SubHandle { key, name })
+        },
+    );
+    let h = host.clone();
+    engine.register_fn("cancel", move |s: &mut SubHandle| h.cancel_sub(s.key));
+    engine.register_get("name", |s: &mut SubHandle| s.name.clone());
+    engine.register_fn("to_string", |s: &mut SubHandle| {
+        format!("Subscription({})", s.name)
+    });
+    engine.register_fn("to_debug", |s: &mut SubHandle| {
+        format!("Subscription({})", s.name)
+    });
+
+    // events(name) -> iterable stream.
+    engine.register_type_with_name::<EventStream>("Events");
+    engine.register_iterator_result::<EventStream, Dynamic>();
+    let h = host.clone();
+    engine.register_fn(
+        "events",
+        move |ctx: NativeCallContext,
+              name: ImmutableString|
+              -> Result<EventStream, Box<EvalAltResult>> {
+            let client = h.client.clone();
+            let sub = h
+                .wait_rhai(&ctx, client.subscribe(&name))?
+                .map_err(|e| client_error(&e, ctx.call_position()))?;
+            Ok(EventStream(Rc::new(RefCell::new(StreamInner {
+                name,
+                sub: Some(sub),
+                cancelled: false,
+                host: h.clone(),
+            }))))
+        },
+    );
+    engine.register_fn("cancel", |s: &mut EventStream| s.cancel());
+    engine.register_get("name", |s: &mut EventStream| s.0.borrow().name.clone());
+    engine.register_fn("to_string", |s: &mut EventStream| {
+        format!("Events({})", s.0.borrow().name)
+    });
+    engine.register_fn("to_debug", |s: &mut EventStream| {
+        format!("Events({})", s.0.borrow().name)
+    });
+
+    // wait_for(name | stream, [predicate,] timeout_ms)
+    let h = host.clone();
+    engine.register_fn(
+        "wait_for",
+        move |ctx: NativeCallContext, name: ImmutableString, pred: FnPtr, ms: INT| {
+            wait_for_name(&h, &ctx, &name, Some(pred), ms)
+        },
+    );
+    let h = host.clone();
+    engine.register_fn(
+        "wait_for",
+        move |ctx: NativeCallContext, name: ImmutableString, ms: INT| {
+            wait_for_name(&h, &ctx, &name, None, ms)
+        },
+    );
+    engine.register_fn(
+        "wait_for",
+        |ctx: NativeCallContext, s: EventStream, pred: FnPtr, ms: INT| {
+            wait_for_stream(&ctx, &s, Some(pred), ms)
+        },
+    );
+    engine.register_fn(
+        "wait_for",
+        |ctx: NativeCallContext, s: EventStream, ms: INT| wait_for_stream(&ctx, &s, None, ms),
+    );
+
+    engine.register_fn("error", |message: &str| user_error(None, message));
+    engine.register_fn("error", |errname: &str, message: &str| {
+        user_error(Some(errname), message)
+    });
+
+    // sleep(ms), wait(), wait(ms)
+    let h = host.clone();
+    engine.register_fn(
+        "sleep",
+        move |ctx: NativeCallContext, ms: INT| -> Result<(), Box<EvalAltResult>> {
+            h.wait_rhai(&ctx, async move { tokio::time::sleep(millis(ms)).await })
+        },
+    );
+    let h = host.clone();
+    engine.register_fn(
+        "wait",
+        move |ctx: NativeCallContext| -> Result<(), Box<EvalAltResult>> {
+            let all_ended = std::future::poll_fn(|_| {
+                if h.subs.borrow().is_empty() {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending
+                }
+            });
+            h.wait_rhai(&ctx, all_ended)
+        },
+    );
+    let h = host.clone();
+    engine.register_fn(
+        "wait",
+        move |ctx: NativeCallContext, ms: INT| -> Result<(), Box<EvalAltResult>> {
+            let all_ended = std::future::poll_fn(|_| {
+                if h.subs.borrow().is_empty() {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending
+                }
+            });
+            h.wait_rhai(&ctx, async {
+                tokio::select! {
+                    _ = all_ended => {}
+                    _ = tokio::time::sleep(millis(ms)) => {}
+                }
+            })
+        },
+    );
+}
+
+fn method_and_params(
+    ctx: &NativeCallContext,
+    args: &mut [&mut Dynamic],
+) -> Result<(String, Vec<Value>), Box<EvalAltResult>> {
+    let pos = ctx.call_position();
+    let Some((first, rest)) = args.split_first() else {
+        return Err(script_error(
+            "argument",
+            format!("{}: the method name is missing", ctx.fn_name()),
+            pos,
+        ));
+    };
+    let method = first.to_string();
+    let rest: Vec<Dynamic> = rest.iter().map(|d| (**d).clone()).collect();
+    let params = json_params(&method, &rest, pos)?;
+    Ok((method, params))
+}
+
+fn wait_for_name(
+    h: &Rc<Host>,
+    ctx: &NativeCallContext,
+    name: &str,
+    pred: Option<FnPtr>,
+    ms: INT,
+) -> RhaiResult {
+    let client = h.client.clone();
+    let mut sub = h
+        .wait_rhai(ctx, client.subscribe(name))?
+        .map_err(|e| client_error(&e, ctx.call_position()))?;
+    let result = wait_for_event(h, ctx, &mut sub, name, pred, ms);
+    h.unsubscribe(sub);
+    result
+}
+
+fn wait_for_stream(
+    ctx: &NativeCallContext,
+    stream: &EventStream,
+    pred: Option<FnPtr>,
+    ms: INT,
+) -> RhaiResult {
+    let name = stream
+        .0
+        .try_borrow()
+        .map(|i| i.name.to_string())
+        .unwrap_or_default();
+    let Some((mut sub, host)) = stream.take() else {
+        return Err(script_error(
+            "subscription",
+            format!("wait_for: the event stream {name} has ended or is in use"),
+            ctx.call_position(),
+        ));
+    };
+    let result = wait_for_event(&host, ctx, &mut sub, &name, pred, ms);
+    stream.put_back(sub);
+    result
+}
+
+fn wait_for_event(
+    h: &Host,
+    ctx: &NativeCallContext,
+    sub: &mut Subscription,
+    name: &str,
+    pred: Option<FnPtr>,
+    ms: INT,
+) -> RhaiResult {
+    let pos = ctx.call_position();
+    let deadline = tokio::time::Instant::now() + millis(ms);
+    loop {
+        let got = h.wait_rhai(ctx, async {
+            tokio::time::timeout_at(deadline, sub.recv()).await
+        })?;
+        let ev = match got {
+            Err(_elapsed) => {
+                let mut m = blank_error(
+                    "timeout",
+                    format!("wait_for({name}): no matching event within {ms} ms"),
+                );
+                m.insert("errname".into(), "ETIMEDOUT".into());
+                m.insert("errno".into(), opt(errno::number("ETIMEDOUT")));
+                return Err(Box::new(EvalAltResult::ErrorRuntime(
+                    Dynamic::from_map(m),
+                    pos,
+                )));
+            }
+            Ok(None) => {
+                return Err(script_error(
+                    "subscription",
+                    format!("wait_for({name}): the subscription ended before a matching event"),
+                    pos,
+                ));
+            }
+            Ok(Some(Err(client::Error::Lagged { .. }))) => continue,
+            Ok(Some(Err(e))) => return Err(client_error(&e, pos)),
+            Ok(Some(Ok(ev))) => event_to_dynamic(&ev),
+        };
+        let Some(pred) = &pred else { return Ok(ev) };
+        let verdict = pred.call_within_context::<Dynamic>(ctx, (ev.clone(),))?;
+        match verdict.as_bool() {
+            Ok(true) => return Ok(ev),
+            Ok(false) => {}
+            Err(t) => {
+                return Err(script_error(
+                    "argument",
+                    format!("wait_for({name}): the predicate must return true or false, not {t}"),
+                    pos,
+                ));
+            }
+        }
+    }
+}

@@ -1,0 +1,310 @@
+//! The Rhai script runner: admins' deploy and maintenance scripts against one persistent,
+//! authenticated connection.
+//!
+//! ```no_run
+//! # async fn demo(client: midscript::client::Client) {
+//! use std::sync::Arc;
+//! use midscript::script::{self, RunOptions, Script, StdConsole};
+//! let script = Script::from_file("scripts/system-report.rhai".as_ref()).expect("readable");
+//! let options = RunOptions::new(Arc::new(StdConsole::new(false)));
+//! let outcome = script::run(client, script, options).await;
+//! std::process::exit(outcome.exit_code());
+//! # }
+//! ```
+//!
+//! Threading (`rust-design.md` §1.2): the engine lives on its own `std::thread`; tokio keeps
+//! owning the socket. Bindings block that thread with `Handle::block_on` around a future that
+//! also watches the run's [`CancellationToken`] and the event channel, and script callbacks run
+//! between those waits, never inside one.
+//!
+//! Layout: `engine.rs` (Engine set-up, limits, the `call` custom syntax), `bindings.rs` (call,
+//! job, subscribe, events, wait_for, sleep), `helpers.rs` (json, yaml, env, files, log, time),
+//! `values.rs` (JSON ↔ Dynamic), `report.rs` (errors with `file:line:col` and a caret),
+//! `stdlib.rs` (the embedded `stdlib/*.rhai` modules and the module resolver).
+
+mod bindings;
+mod engine;
+mod helpers;
+mod report;
+mod stdlib;
+mod values;
+
+#[cfg(test)]
+mod tests;
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::client::{Client, JobProgress};
+
+pub use engine::register_call_syntax;
+pub use report::FailureKind;
+pub use stdlib::{STDLIB, StdModule};
+pub use values::{NotJson, from_dynamic, to_dynamic};
+
+/// A script to run: its text, the name errors show, and the folder its relative paths and
+/// imports start from.
+#[derive(Debug, Clone)]
+pub struct Script {
+    /// Shown in error reports (`name:line:col`): the path as given, or `-e` for a one-liner.
+    pub name: String,
+    /// The source text.
+    pub text: String,
+    /// Where `read_file` and `import` look for relative paths.
+    pub dir: PathBuf,
+}
+
+impl Script {
+    /// Read a script file. A `#!` first line is allowed (it is kept as a comment, so line
+    /// numbers stay right).
+    pub fn from_file(path: &Path) -> std::io::Result<Script> {
+        let text = std::fs::read_to_string(path)?;
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        Ok(Script {
+            name: path.display().to_string(),
+            text,
+            dir,
+        })
+    }
+
+    /// A one-liner (`midscript -e 'CODE'`); relative paths start from the current directory.
+    pub fn inline(code: impl Into<String>) -> Script {
+        Script {
+            name: "-e".into(),
+            text: code.into(),
+            dir: PathBuf::from("."),
+        }
+    }
+}
+
+/// Where a script's output goes. [`StdConsole`] writes to the terminal; tests collect lines.
+pub trait Console: Send + Sync {
+    /// A line printed by the script (`print`): stdout.
+    fn out(&self, line: &str);
+    /// A diagnostic line (`log::*`, warnings, error reports): stderr.
+    fn err(&self, line: &str);
+    /// A running job reported progress.
+    fn job_progress(&self, method: &str, progress: &JobProgress);
+    /// A job the script waited for has ended (successfully or not): clear its progress display.
+    fn job_finished(&self, job_id: i64);
+}
+
+/// How [`StdConsole`] shows job progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProgressStyle {
+    /// A redrawn bar on stderr (a terminal).
+    Bar,
+    /// One line on stderr per change (logs, pipes).
+    Lines,
+    /// Nothing (`--quiet`).
+    None,
+}
+
+/// The terminal console: `print` to stdout, diagnostics and job progress to stderr.
+#[derive(Debug)]
+pub struct StdConsole {
+    style: ProgressStyle,
+    bar_shown: Mutex<bool>,
+}
+
+impl StdConsole {
+    /// A bar when stderr is a terminal, lines otherwise, nothing when `quiet`.
+    pub fn new(quiet: bool) -> StdConsole {
+        let style = if quiet {
+            ProgressStyle::None
+        } else if std::io::stderr().is_terminal() {
+            ProgressStyle::Bar
+        } else {
+            ProgressStyle::Lines
+        };
+        StdConsole::with_style(style)
+    }
+
+    /// A console with a given progress style.
+    pub fn with_style(style: ProgressStyle) -> StdConsole {
+        StdConsole {
+            style,
+            bar_shown: Mutex::new(false),
+        }
+    }
+
+    fn clear_bar(&self) {
+        if let Ok(mut shown) = self.bar_shown.lock()
+            && *shown
+        {
+            let _ = write!(std::io::stderr(), "\r\x1b[2K");
+            *shown = false;
+        }
+    }
+}
+
+impl Console for StdConsole {
+    fn out(&self, line: &str) {
+        self.clear_bar();
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{line}");
+        let _ = out.flush();
+    }
+
+    fn err(&self, line: &str) {
+        self.clear_bar();
+        let _ = writeln!(std::io::stderr(), "{line}");
+    }
+
+    fn job_progress(&self, method: &str, p: &JobProgress) {
+        match self.style {
+            ProgressStyle::None => {}
+            ProgressStyle::Lines => {
+                let _ = writeln!(std::io::stderr(), "{}", progress_line(method, p));
+            }
+            ProgressStyle::Bar => {
+                let pct = p.percent.unwrap_or(0.0).clamp(0.0, 100.0);
+                let filled = (pct / 5.0).round() as usize;
+                let bar = format!("{}{}", "#".repeat(filled), "-".repeat(20 - filled.min(20)));
+                let desc = p.description.as_deref().unwrap_or(&p.state);
+                let _ = write!(
+                    std::io::stderr(),
+                    "\r\x1b[2K{method} (job {}) [{bar}] {pct:>3.0}% {desc}",
+                    p.job_id
+                );
+                let _ = std::io::stderr().flush();
+                if let Ok(mut shown) = self.bar_shown.lock() {
+                    *shown = true;
+                }
+            }
+        }
+    }
+
+    fn job_finished(&self, _job_id: i64) {
+        self.clear_bar();
+    }
+}
+
+/// The progress line format of [`ProgressStyle::Lines`]: `app.start (job 3): RUNNING 40% Starting`.
+pub fn progress_line(method: &str, p: &JobProgress) -> String {
+    let mut line = format!("{method} (job {}): {}", p.job_id, p.state);
+    if let Some(pct) = p.percent {
+        line.push_str(&format!(" {pct:.0}%"));
+    }
+    if let Some(d) = &p.description {
+        line.push(' ');
+        line.push_str(d);
+    }
+    line
+}
+
+/// How to run a script.
+#[derive(Clone)]
+pub struct RunOptions {
+    /// The script's arguments (`args` in the script).
+    pub args: Vec<String>,
+    /// Cancelled on Ctrl-C: stops whatever the script waits for, aborting a job it waits on.
+    pub cancel: CancellationToken,
+    /// Where output goes.
+    pub console: Arc<dyn Console>,
+    /// User modules beyond the script's folder: `$XDG_CONFIG_HOME/midscript/lib` by default.
+    pub lib_dir: Option<PathBuf>,
+    /// Show `debug(..)` output.
+    pub verbose: bool,
+    /// Stop after this many Rhai operations (0: no limit, the default for `run`).
+    pub max_operations: u64,
+}
+
+impl RunOptions {
+    /// No arguments, a fresh cancellation token, the default lib folder.
+    pub fn new(console: Arc<dyn Console>) -> RunOptions {
+        RunOptions {
+            args: Vec::new(),
+            cancel: CancellationToken::new(),
+            console,
+            lib_dir: default_lib_dir(),
+            verbose: false,
+            max_operations: 0,
+        }
+    }
+}
+
+impl std::fmt::Debug for RunOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunOptions")
+            .field("args", &self.args)
+            .field("lib_dir", &self.lib_dir)
+            .field("verbose", &self.verbose)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `$XDG_CONFIG_HOME/midscript/lib` (`~/.config/midscript/lib` on Linux).
+pub fn default_lib_dir() -> Option<PathBuf> {
+    if let Some(x) = std::env::var_os("XDG_CONFIG_HOME").filter(|x| !x.is_empty()) {
+        return Some(PathBuf::from(x).join("midscript").join("lib"));
+    }
+    directories::BaseDirs::new().map(|d| d.config_dir().join("midscript").join("lib"))
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The script ran to its end.
+    Success,
+    /// The script called `exit(code)`.
+    Exit(i32),
+    /// The script failed; the report has been written to the console.
+    Failed(FailureKind),
+    /// The run was cancelled (Ctrl-C).
+    Cancelled,
+}
+
+impl Outcome {
+    /// The process exit status: 0, the `exit(code)` value, 1 for script and server errors,
+    /// 2 for parse errors, 3 for connection failures, 130 when cancelled.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Outcome::Success => 0,
+            Outcome::Exit(c) => *c,
+            Outcome::Failed(k) => k.exit_code(),
+            Outcome::Cancelled => 130,
+        }
+    }
+}
+
+/// Run a script on its own thread against `client`, and wait for it to end. Must be called
+/// from within a tokio runtime (multi-thread), which keeps driving the socket meanwhile.
+pub async fn run(client: Client, script: Script, options: RunOptions) -> Outcome {
+    let rt = tokio::runtime::Handle::current();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let console = options.console.clone();
+    let spawned = std::thread::Builder::new()
+        .name("midscript-script".into())
+        .spawn(move || {
+            let outcome = run_blocking(rt, client, script, options);
+            let _ = tx.send(outcome);
+        });
+    if let Err(e) = spawned {
+        console.err(&format!("error: cannot start the script thread: {e}"));
+        return Outcome::Failed(FailureKind::Runtime);
+    }
+    match rx.await {
+        Ok(outcome) => outcome,
+        Err(_) => {
+            console.err("error: the script thread stopped unexpectedly");
+            Outcome::Failed(FailureKind::Runtime)
+        }
+    }
+}
+
+/// Run a script on the calling thread, which must not be a tokio worker (bindings block it).
+pub fn run_blocking(
+    rt: tokio::runtime::Handle,
+    client: Client,
+    script: Script,
+    options: RunOptions,
+) -> Outcome {
+    engine::execute(rt, client, script, options)
+}

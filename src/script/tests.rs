@@ -1,0 +1,102 @@
+//! Tests that need no server: the embedded stdlib, the `call` syntax, strictness.
+
+use rhai::{Dynamic, Engine, FnPtr, ImmutableString, NativeCallContext};
+
+use super::STDLIB;
+use super::engine::{apply_limits, register_call_syntax};
+
+/// An engine with the `call` syntax, where `rpc_raw` echoes its arguments.
+fn engine() -> Engine {
+    let mut e = Engine::new();
+    apply_limits(&mut e);
+    register_call_syntax(&mut e);
+    for m in ["json", "yaml", "log"] {
+        e.register_static_module(m, rhai::Module::new().into());
+    }
+    e.register_fn("rpc_raw", |m: ImmutableString, p: rhai::Array| {
+        format!("{m}{p:?}")
+    });
+    e.register_fn(
+        "__call_fn_ptr",
+        |ctx: NativeCallContext, fp: FnPtr, args: rhai::Array| fp.call_raw(&ctx, None, args),
+    );
+    e
+}
+
+#[test]
+fn every_stdlib_module_compiles_and_documents_its_functions() {
+    let e = engine();
+    for m in STDLIB {
+        let ast = e
+            .compile(m.source)
+            .unwrap_or_else(|err| panic!("stdlib/{}.rhai: {err}", m.name));
+        let mut count = 0;
+        for f in ast
+            .iter_functions()
+            .filter(|f| !f.name.starts_with("anon$"))
+        {
+            count += 1;
+            assert!(
+                f.comments.iter().any(|c| c.starts_with("///")),
+                "stdlib/{}.rhai: fn {} has no /// doc comment",
+                m.name,
+                f.name
+            );
+        }
+        assert!(count > 0, "stdlib/{}.rhai defines no function", m.name);
+    }
+}
+
+#[test]
+fn call_takes_any_number_of_arguments_and_nests() {
+    let e = engine();
+    assert_eq!(
+        e.eval::<String>(r#"call("core.ping")"#).unwrap(),
+        "core.ping[]"
+    );
+    assert_eq!(
+        e.eval::<String>(r#"call("a.b", 1, "x", #{k: [1]},)"#)
+            .unwrap(),
+        r#"a.b[1, "x", #{"k": [1]}]"#
+    );
+    assert_eq!(e.eval::<i64>(r#"call("x", call("y")).len()"#).unwrap(), 8);
+}
+
+#[test]
+fn call_still_calls_function_pointers() {
+    let e = engine();
+    let script = r#"
+        fn add(a, b) { a + b }
+        let k = 10;
+        let f = |x| x + k;
+        call(Fn("add"), 1, 2) + call(f, 5) + call(|| 100)
+    "#;
+    assert_eq!(e.eval::<i64>(script).unwrap(), 118);
+}
+
+#[test]
+fn call_needs_a_method_or_a_function_pointer() {
+    let e = engine();
+    let err = e.eval::<Dynamic>("call(42)").unwrap_err().to_string();
+    assert!(
+        err.contains("must be a method name or a function pointer, not i64"),
+        "{err}"
+    );
+    assert!(e.compile("call(\"x\" 1)").is_err());
+    assert!(e.compile("call").is_err());
+}
+
+#[test]
+fn typos_are_errors() {
+    let e = engine();
+    let err = e
+        .compile("let info = 1; print(inf);")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("inf"), "{err}");
+    let err = e
+        .eval::<Dynamic>("let m = #{version: 1}; m.versoin")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("versoin"), "{err}");
+}
