@@ -10,10 +10,11 @@ use serde_json::{Value, json};
 use super::dirs::{Dirs, create_parent};
 use super::{CliError, ConnArgs, Exit, trust};
 use crate::catalog::{Catalog, MethodInfo, render_doc};
+use crate::client::Client;
 use crate::output::{self, Format};
 
 /// Where a catalog came from, for messages.
-enum Source {
+pub(crate) enum Source {
     Bundled,
     Server { host: String, version: String },
 }
@@ -97,7 +98,15 @@ async fn load(conn: &ConnArgs, offline: bool) -> Result<(Loaded, Source), CliErr
         return Ok((Loaded::Bundled, Source::Bundled));
     }
     let session = args.connect_resolved().await?;
-    let client = &session.client;
+    let fetched = fetch(&session.client).await;
+    session.finish().await;
+    let (catalog, source) = fetched?;
+    Ok((Loaded::Owned(Box::new(catalog)), source))
+}
+
+/// The catalog of the server `client` is logged in to: from the cache (per host and
+/// `system.version`), else `core.get_methods`, which is then cached.
+pub(crate) async fn fetch(client: &Client) -> Result<(Catalog, Source), CliError> {
     let info = match client.call("system.info", vec![]).await {
         Ok(i) => i,
         Err(e) => {
@@ -107,7 +116,6 @@ async fn load(conn: &ConnArgs, offline: bool) -> Result<(Loaded, Source), CliErr
                      --offline uses the bundled 25.04 catalog"
                 );
             }
-            session.finish().await;
             return Err(e.into());
         }
     };
@@ -125,12 +133,9 @@ async fn load(conn: &ConnArgs, offline: bool) -> Result<(Loaded, Source), CliErr
         version: version.clone(),
     };
     if let Some(c) = cache.as_deref().and_then(read_cache) {
-        session.finish().await;
-        return Ok((Loaded::Owned(Box::new(c)), source));
+        return Ok((c, source));
     }
-    let methods = client.call("core.get_methods", vec![]).await;
-    session.finish().await;
-    let methods = methods?;
+    let methods = client.call("core.get_methods", vec![]).await?;
     if let Some(path) = &cache
         && let Err(e) = write_cache(path, &methods)
     {
@@ -144,7 +149,7 @@ async fn load(conn: &ConnArgs, offline: bool) -> Result<(Loaded, Source), CliErr
             "core.get_methods: {e}"
         )))
     })?;
-    Ok((Loaded::Owned(Box::new(catalog)), source))
+    Ok((catalog, source))
 }
 
 /// The text listing: one method per line, `[job]` marked, then its one-line summary.

@@ -136,6 +136,35 @@ fn new_engine(options: &RunOptions) -> Engine {
     engine
 }
 
+/// The engine scripts run on (limits, hooks, the `call` syntax, the server bindings, the
+/// helpers and the module resolver) and the host its bindings share. `dir` is where relative
+/// paths and imports start; module sources are recorded in `sources` for error reports.
+/// The REPL builds its engine here too, so both speak the same Rhai.
+pub(crate) fn build(
+    rt: &tokio::runtime::Handle,
+    client: Client,
+    dir: std::path::PathBuf,
+    options: &RunOptions,
+    sources: &report::Sources,
+) -> (Engine, Rc<Host>) {
+    let host = Rc::new(Host::new(
+        client,
+        rt.clone(),
+        options.cancel.clone(),
+        options.console.clone(),
+        dir.clone(),
+    ));
+    let mut engine = new_engine(options);
+    bindings::register(&mut engine, &host);
+    helpers::register(&mut engine, &host);
+    engine.set_module_resolver(stdlib::Resolver::new(
+        dir,
+        options.lib_dir.clone(),
+        sources.clone(),
+    ));
+    (engine, host)
+}
+
 /// Keep a `#!` first line as a comment so line numbers stay right.
 fn strip_shebang(text: &str) -> std::borrow::Cow<'_, str> {
     match text.strip_prefix("#!") {
@@ -159,21 +188,7 @@ pub(crate) fn execute(
         .borrow_mut()
         .insert(script.name.clone(), script.text.clone());
 
-    let host = Rc::new(Host::new(
-        client,
-        rt.clone(),
-        options.cancel.clone(),
-        console.clone(),
-        script.dir.clone(),
-    ));
-    let mut engine = new_engine(&options);
-    bindings::register(&mut engine, &host);
-    helpers::register(&mut engine, &host);
-    engine.set_module_resolver(stdlib::Resolver::new(
-        script.dir.clone(),
-        options.lib_dir.clone(),
-        sources.clone(),
-    ));
+    let (engine, host) = build(&rt, client, script.dir.clone(), &options, &sources);
 
     let mut scope = Scope::new();
     let args: Array = options

@@ -41,7 +41,12 @@ use tokio_util::sync::CancellationToken;
 use crate::client::{Client, JobProgress};
 
 pub use engine::register_call_syntax;
+// For the REPL (`crate::repl`), which evaluates lines on the same engine and bindings.
+pub(crate) use bindings::Host;
+pub(crate) use engine::build;
 pub use report::FailureKind;
+pub(crate) use report::{Sources, render as render_error, render_parse};
+pub(crate) use stdlib::new_sources;
 pub use stdlib::{STDLIB, StdModule};
 pub use values::{NotJson, from_dynamic, to_dynamic};
 
