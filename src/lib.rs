@@ -7,6 +7,7 @@
 //! - [`mock`]: the built-in mock middleware, a simulated TrueNAS.
 //! - [`output`]: how results, progress and errors are printed.
 //! - [`protocol`]: wire types shared by the client and the mock.
+//! - [`repl`]: the interactive REPL (`midscript repl`) over the script engine.
 //! - [`script`]: the Rhai script runner (`midscript run`), its bindings and embedded stdlib.
 
 pub mod catalog;
@@ -15,4 +16,5 @@ pub mod client;
 pub mod mock;
 pub mod output;
 pub mod protocol;
+pub mod repl;
 pub mod script;

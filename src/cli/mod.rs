@@ -3,13 +3,15 @@
 mod call;
 mod connection;
 pub mod dirs;
-mod methods;
+pub(crate) mod methods;
 mod mock;
 pub mod profile;
 pub mod prompt;
+mod repl;
 mod trace;
 pub mod trust;
 
+use std::io::IsTerminal as _;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -96,6 +98,7 @@ Exit status:
 Files:
   $XDG_CONFIG_HOME/midscript/config.toml  profiles (--profile, MIDSCRIPT_PROFILE)
   $XDG_STATE_HOME/midscript/known_hosts   certificates accepted on first use
+  $XDG_STATE_HOME/midscript/history       REPL history
   $XDG_CACHE_HOME/midscript/methods/      server catalogs, per server and version";
 
 /// Script, explore and deploy to TrueNAS through its middleware API.
@@ -117,8 +120,9 @@ pub struct Cli {
     #[arg(long, short = 'v', global = true)]
     pub verbose: bool,
 
+    /// The command; without one, `midscript` on a terminal starts the REPL.
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
 }
 
 /// The commands.
@@ -195,6 +199,12 @@ pub enum Command {
         /// The shell.
         shell: clap_complete::Shell,
     },
+    /// Explore the API interactively: Rhai with the script bindings, completion of method
+    /// names, docs, events above the prompt (the default on a terminal).
+    Repl {
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
     /// Run the built-in mock middleware: a simulated TrueNAS on this machine.
     Mock(mock::MockArgs),
 }
@@ -204,7 +214,23 @@ pub async fn run(mut cli: Cli) -> ExitCode {
     let verbose = cli.verbose;
     cli.conn.verbose = verbose;
     let outer = &cli.conn;
-    let result = match cli.command {
+    let command = match cli.command {
+        Some(c) => c,
+        None if std::io::stdin().is_terminal() && std::io::stdout().is_terminal() => {
+            Command::Repl {
+                conn: ConnArgs::default(),
+            }
+        }
+        None => {
+            use clap::CommandFactory as _;
+            eprintln!("{}", Cli::command().render_usage());
+            eprintln!(
+                "midscript: error: a command is needed when not on a terminal (`midscript --help` lists them)"
+            );
+            return Exit::Usage.into();
+        }
+    };
+    let result = match command {
         Command::Mock(args) => {
             if !outer.is_empty() {
                 eprintln!("midscript: error: connection options do not apply to `midscript mock`");
@@ -264,6 +290,7 @@ pub async fn run(mut cli: Cli) -> ExitCode {
             method,
             offline,
         } => methods::doc(&conn.or(outer), &method, offline, cli.output).await,
+        Command::Repl { conn } => repl::repl(&conn.or(outer)).await,
         Command::Completions { shell } => {
             use clap::CommandFactory as _;
             let mut script = Vec::new();
@@ -296,7 +323,7 @@ mod tests {
         let before = Cli::try_parse_from(["midscript", "--mock", "-t", "5", "ping"]).unwrap();
         let after = Cli::try_parse_from(["midscript", "ping", "--mock", "-t", "5"]).unwrap();
         for cli in [before, after] {
-            let Command::Ping { conn } = cli.command else {
+            let Some(Command::Ping { conn }) = cli.command else {
                 panic!()
             };
             let merged = conn.or(&cli.conn);
@@ -313,7 +340,7 @@ mod tests {
             "x",
         ])
         .unwrap();
-        let Command::Call { conn, .. } = mixed.command else {
+        let Some(Command::Call { conn, .. }) = mixed.command else {
             panic!()
         };
         assert_eq!(
@@ -335,6 +362,6 @@ mod tests {
             "26.0",
         ])
         .unwrap();
-        assert!(matches!(cli.command, Command::Mock(_)));
+        assert!(matches!(cli.command, Some(Command::Mock(_))));
     }
 }

@@ -42,7 +42,7 @@ use crate::client::{Client, JobProgress};
 
 pub use engine::register_call_syntax;
 // For the REPL (`crate::repl`), which evaluates lines on the same engine and bindings.
-pub(crate) use bindings::Host;
+pub(crate) use bindings::{Host, client_error};
 pub(crate) use engine::build;
 pub use report::FailureKind;
 pub(crate) use report::{Sources, render as render_error, render_parse};

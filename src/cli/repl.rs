@@ -1,0 +1,131 @@
+//! `midscript repl` (and `midscript` alone on a terminal): connect, load the server's method
+//! catalog (cached per version; the bundled one with `--mock` or when the server won't say),
+//! and run [`crate::repl`] on a thread of its own.
+
+use std::sync::Arc;
+
+use tokio::runtime::Handle;
+
+use super::dirs::Dirs;
+use super::methods::{self, Source};
+use super::{CliError, ConnArgs, Exit, Session};
+use crate::repl::{self, Connected, Connector, MethodCatalog, ReplOptions};
+
+/// The history file: `$XDG_STATE_HOME/midscript/history`.
+fn history_path() -> Option<std::path::PathBuf> {
+    Dirs::from_env().state.map(|d| d.join("history"))
+}
+
+/// The catalog for a connected session, and a banner label.
+async fn catalog_for(args: &ConnArgs, session: &Session) -> (MethodCatalog, String) {
+    let url = session.client.url().to_owned();
+    if args.mock {
+        return (
+            MethodCatalog::Bundled,
+            format!("the built-in mock at {url} (catalog: {})", Source::Bundled),
+        );
+    }
+    match methods::fetch(&session.client).await {
+        Ok((catalog, source)) => (
+            MethodCatalog::Server(Arc::new(catalog)),
+            format!("{url} (catalog: {source})"),
+        ),
+        Err(e) => {
+            eprintln!(
+                "midscript: note: cannot read the server's catalog ({}); completion and .doc use {}",
+                e.describe(false),
+                Source::Bundled
+            );
+            (
+                MethodCatalog::Bundled,
+                format!("{url} (catalog: {})", Source::Bundled),
+            )
+        }
+    }
+}
+
+/// Opens `.connect PROFILE` sessions and keeps the current one.
+struct ProfileConnector {
+    base: ConnArgs,
+    session: Option<Session>,
+}
+
+impl Connector for ProfileConnector {
+    fn connect(&mut self, rt: &Handle, profile: &str) -> Result<Connected, String> {
+        let args = ConnArgs {
+            profile: Some(profile.to_owned()),
+            timeout: self.base.timeout,
+            trace: self.base.trace.clone(),
+            verbose: self.base.verbose,
+            ..ConnArgs::default()
+        };
+        let (session, catalog, label) = rt
+            .block_on(async {
+                let resolved = args.with_profile()?;
+                let session = resolved.connect_resolved().await?;
+                let (catalog, label) = catalog_for(&resolved, &session).await;
+                Ok::<_, CliError>((session, catalog, label))
+            })
+            .map_err(|e| e.describe(self.base.verbose))?;
+        let client = session.client.clone();
+        if let Some(old) = self.session.replace(session) {
+            rt.block_on(old.finish());
+        }
+        Ok(Connected {
+            client,
+            catalog,
+            label: format!("profile {profile}: {label}"),
+        })
+    }
+
+    fn finish(&mut self, rt: &Handle) {
+        if let Some(s) = self.session.take() {
+            rt.block_on(s.finish());
+        }
+    }
+}
+
+/// `midscript repl`.
+pub async fn repl(conn: &ConnArgs) -> Result<Exit, CliError> {
+    let args = conn.with_profile()?;
+    if !args.names_a_server() {
+        return Err(CliError::Usage(
+            "no server given: pass --host HOST, --url URL, --profile NAME (or set MIDSCRIPT_URL), \
+             or --mock to try the REPL on the built-in mock"
+                .into(),
+        ));
+    }
+    let session = args.connect_resolved().await?;
+    let (catalog, label) = catalog_for(&args, &session).await;
+    let first = Connected {
+        client: session.client.clone(),
+        catalog,
+        label,
+    };
+    let connector = Box::new(ProfileConnector {
+        base: args.clone(),
+        session: Some(session),
+    });
+    let options = ReplOptions {
+        verbose: args.verbose,
+        history: history_path(),
+    };
+    let rt = Handle::current();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("midscript-repl".into())
+        .spawn(move || {
+            let status = repl::run(rt, first, connector, options);
+            let _ = tx.send(status);
+        })
+        .map_err(|e| CliError::Usage(format!("cannot start the REPL thread: {e}")))?;
+    let status = rx.await.unwrap_or(1);
+    Ok(match status {
+        0 => Exit::Ok,
+        130 => Exit::Interrupted,
+        2 => Exit::Usage,
+        3 => Exit::Connection,
+        4 => Exit::Auth,
+        _ => Exit::MethodError,
+    })
+}

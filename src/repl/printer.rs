@@ -1,0 +1,263 @@
+//! What the REPL prints: results as indented JSON (coloured on a terminal unless `NO_COLOR`),
+//! events above the prompt (through rustyline's external printer), and the console the
+//! script bindings write to, which also keeps track of running jobs for Ctrl-C.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
+
+use rhai::Dynamic;
+use serde_json::Value;
+
+use crate::client::{Event, JobProgress};
+use crate::protocol::ejson;
+use crate::script::{self, Console, StdConsole};
+
+/// ANSI styles used by the REPL.
+mod style {
+    pub const KEY: &str = "\x1b[34m";
+    pub const STRING: &str = "\x1b[32m";
+    pub const NUMBER: &str = "\x1b[33m";
+    pub const LITERAL: &str = "\x1b[35m";
+    pub const DIM: &str = "\x1b[2m";
+    pub const BOLD: &str = "\x1b[1m";
+    pub const RED: &str = "\x1b[31m";
+    pub const CYAN: &str = "\x1b[36m";
+    pub const RESET: &str = "\x1b[0m";
+}
+
+/// Colour on a terminal, unless `NO_COLOR` is set to anything non-empty (<https://no-color.org>).
+pub fn color_enabled(is_terminal: bool) -> bool {
+    is_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// Wrap `text` in an ANSI style when `color` is on.
+fn paint(text: &str, code: &str, color: bool) -> String {
+    if color {
+        format!("{code}{text}{}", style::RESET)
+    } else {
+        text.to_owned()
+    }
+}
+
+/// Dimmed text (hints, notes).
+pub fn dim(text: &str, color: bool) -> String {
+    paint(text, style::DIM, color)
+}
+
+/// Bold text (headings).
+pub fn bold(text: &str, color: bool) -> String {
+    paint(text, style::BOLD, color)
+}
+
+/// Red text (errors).
+pub fn red(text: &str, color: bool) -> String {
+    paint(text, style::RED, color)
+}
+
+/// `value` as indented JSON (two spaces, like `serde_json`'s pretty printer), TrueNAS
+/// `{"$date": ms}` values shown as ISO-8601, coloured when `color`.
+pub fn json(value: &Value, color: bool) -> String {
+    let value = ejson::humanize(value);
+    if !color {
+        return serde_json::to_string_pretty(&value).unwrap_or_else(|_| value.to_string());
+    }
+    let mut out = String::new();
+    write_json(&mut out, &value, 0);
+    out
+}
+
+fn write_json(out: &mut String, value: &Value, depth: usize) {
+    let pad = |d: usize| "  ".repeat(d);
+    match value {
+        Value::Null | Value::Bool(_) => {
+            out.push_str(&paint(&value.to_string(), style::LITERAL, true))
+        }
+        Value::Number(n) => out.push_str(&paint(&n.to_string(), style::NUMBER, true)),
+        Value::String(_) => out.push_str(&paint(&value.to_string(), style::STRING, true)),
+        Value::Array(items) if items.is_empty() => out.push_str("[]"),
+        Value::Object(map) if map.is_empty() => out.push_str("{}"),
+        Value::Array(items) => {
+            out.push_str("[\n");
+            for (i, item) in items.iter().enumerate() {
+                out.push_str(&pad(depth + 1));
+                write_json(out, item, depth + 1);
+                out.push_str(if i + 1 < items.len() { ",\n" } else { "\n" });
+            }
+            let _ = write!(out, "{}]", pad(depth));
+        }
+        Value::Object(map) => {
+            out.push_str("{\n");
+            for (i, (k, v)) in map.iter().enumerate() {
+                let key = Value::String(k.clone()).to_string();
+                let _ = write!(out, "{}{}: ", pad(depth + 1), paint(&key, style::KEY, true));
+                write_json(out, v, depth + 1);
+                out.push_str(if i + 1 < map.len() { ",\n" } else { "\n" });
+            }
+            let _ = write!(out, "{}}}", pad(depth));
+        }
+    }
+}
+
+/// A line's result for the terminal: `None` for `()`, JSON for JSON-shaped values, Rhai's
+/// own text for the rest (function pointers, subscriptions, timestamps…).
+pub fn result(value: &Dynamic, color: bool) -> Option<String> {
+    if value.is_unit() {
+        return None;
+    }
+    match script::from_dynamic(value) {
+        Ok(v) => Some(json(&v, color)),
+        Err(_) => Some(paint(&value.to_string(), style::CYAN, color)),
+    }
+}
+
+/// One event, as printed above the prompt:
+/// `event core.get_jobs changed (id 3): {"state":"RUNNING",…}`.
+pub fn event_line(ev: &Event, color: bool) -> String {
+    let mut head = format!("event {} {}", ev.collection, ev.msg.as_str());
+    if let Some(id) = &ev.id {
+        let _ = write!(head, " (id {})", id);
+    }
+    let mut line = paint(&head, style::CYAN, color);
+    if let Some(fields) = &ev.fields {
+        let _ = write!(line, ": {}", ejson::humanize(fields));
+    }
+    line
+}
+
+/// Where text printed while the user may be typing goes.
+pub trait Sink: Send + Sync {
+    /// Print `text` (one or more lines, without the final newline) above the prompt.
+    fn print(&self, text: String);
+}
+
+/// Prints through rustyline's external printer: above the prompt, the line being typed kept.
+pub struct ExternalSink<P: rustyline::ExternalPrinter + Send>(pub Mutex<P>);
+
+impl<P: rustyline::ExternalPrinter + Send> Sink for ExternalSink<P> {
+    fn print(&self, text: String) {
+        if let Ok(mut p) = self.0.lock() {
+            let _ = p.print(format!("{text}\n"));
+        }
+    }
+}
+
+/// Prints to stdout (when stdin is not a terminal and there is no prompt to protect).
+pub struct StdoutSink;
+
+impl Sink for StdoutSink {
+    fn print(&self, text: String) {
+        crate::output::emit_line(&text);
+    }
+}
+
+/// The console the script bindings of the REPL write to: [`StdConsole`] (stdout, stderr,
+/// progress), and a list of the jobs a line is waiting for, so Ctrl-C can name them.
+pub struct ReplConsole {
+    inner: StdConsole,
+    jobs: Mutex<BTreeMap<i64, String>>,
+}
+
+impl ReplConsole {
+    /// A console like `midscript run`'s.
+    pub fn new() -> ReplConsole {
+        ReplConsole {
+            inner: StdConsole::new(false),
+            jobs: Mutex::default(),
+        }
+    }
+
+    /// Jobs the running line waits for (id, method), as last reported.
+    pub fn running_jobs(&self) -> Vec<(i64, String)> {
+        self.jobs
+            .lock()
+            .map(|j| j.iter().map(|(id, m)| (*id, m.clone())).collect())
+            .unwrap_or_default()
+    }
+
+    /// Forget jobs (after a line ends).
+    pub fn clear_jobs(&self) {
+        if let Ok(mut j) = self.jobs.lock() {
+            j.clear();
+        }
+    }
+}
+
+impl Default for ReplConsole {
+    fn default() -> Self {
+        ReplConsole::new()
+    }
+}
+
+impl Console for ReplConsole {
+    fn out(&self, line: &str) {
+        self.inner.out(line);
+    }
+
+    fn err(&self, line: &str) {
+        self.inner.err(line);
+    }
+
+    fn job_progress(&self, method: &str, progress: &JobProgress) {
+        if let Ok(mut j) = self.jobs.lock() {
+            j.insert(progress.job_id, method.to_owned());
+        }
+        self.inner.job_progress(method, progress);
+    }
+
+    fn job_finished(&self, job_id: i64) {
+        if let Ok(mut j) = self.jobs.lock() {
+            j.remove(&job_id);
+        }
+        self.inner.job_finished(job_id);
+    }
+}
+
+/// A shared sink.
+pub type SharedSink = Arc<dyn Sink>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn plain_json_is_serde_pretty_with_dates_shown() {
+        let v = json!({"a": [1, "x"], "t": {"$date": 0}, "e": {}});
+        assert_eq!(
+            json(&v, false),
+            "{\n  \"a\": [\n    1,\n    \"x\"\n  ],\n  \"t\": \"1970-01-01T00:00:00.000Z\",\n  \"e\": {}\n}"
+        );
+    }
+
+    #[test]
+    fn coloured_json_has_the_same_text_under_the_colours() {
+        let v = json!({"name": "web", "n": [1, 2.5, null, true], "o": {"k": []}});
+        let coloured = json(&v, true);
+        assert!(coloured.contains("\x1b[34m\"name\"\x1b[0m: \x1b[32m\"web\"\x1b[0m"));
+        let stripped = regex::Regex::new("\x1b\\[[0-9;]*m")
+            .unwrap()
+            .replace_all(&coloured, "");
+        assert_eq!(stripped, json(&v, false));
+    }
+
+    #[test]
+    fn results_unit_json_and_others() {
+        assert_eq!(result(&Dynamic::UNIT, false), None);
+        assert_eq!(result(&Dynamic::from(3_i64), false).as_deref(), Some("3"));
+        let fp = Dynamic::from(rhai::FnPtr::new("f").unwrap());
+        assert!(result(&fp, false).unwrap().contains('f'));
+    }
+
+    #[test]
+    fn events_are_one_line() {
+        let ev: Event = serde_json::from_value(json!({
+            "msg": "changed", "collection": "core.get_jobs", "id": 3, "fields": {"state": "RUNNING"}
+        }))
+        .unwrap();
+        assert_eq!(
+            event_line(&ev, false),
+            "event core.get_jobs changed (id 3): {\"state\":\"RUNNING\"}"
+        );
+    }
+}
