@@ -111,6 +111,10 @@ pub fn result(value: &Dynamic, color: bool) -> Option<String> {
     }
 }
 
+/// How much of an event's fields an event line shows (the rest is `…`; `events()` or a
+/// callback sees everything).
+const EVENT_FIELDS: usize = 400;
+
 /// One event, as printed above the prompt:
 /// `event core.get_jobs changed (id 3): {"state":"RUNNING",…}`.
 pub fn event_line(ev: &Event, color: bool) -> String {
@@ -120,7 +124,15 @@ pub fn event_line(ev: &Event, color: bool) -> String {
     }
     let mut line = paint(&head, style::CYAN, color);
     if let Some(fields) = &ev.fields {
-        let _ = write!(line, ": {}", ejson::humanize(fields));
+        let text = ejson::humanize(fields).to_string();
+        let _ = write!(
+            line,
+            ": {}",
+            text.chars().take(EVENT_FIELDS).collect::<String>()
+        );
+        if text.chars().nth(EVENT_FIELDS).is_some() {
+            line.push('…');
+        }
     }
     line
 }
@@ -259,5 +271,11 @@ mod tests {
             event_line(&ev, false),
             "event core.get_jobs changed (id 3): {\"state\":\"RUNNING\"}"
         );
+        let long: Event = serde_json::from_value(json!({
+            "msg": "added", "collection": "x", "fields": {"s": "y".repeat(1000)}
+        }))
+        .unwrap();
+        let line = event_line(&long, false);
+        assert!(line.ends_with('…') && line.chars().count() < 450, "{line}");
     }
 }
