@@ -1,5 +1,5 @@
 //! The script runner against the built-in mock: every example in `scripts/` (snapshots of its
-//! output and of the wire traffic), the stdlib modules, and the error cases.
+//! output and of its connection's traffic), the stdlib modules, and the error cases.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -8,18 +8,38 @@ use std::time::Duration;
 use midscript::client::{Client, ConnectOptions, Credentials, JobProgress, Secret};
 use midscript::mock::{MockConfig, MockServer, TEST_PASSWORD};
 use midscript::script::{self, Console, Outcome, RunOptions, Script, progress_line};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+
+/// Something to do when a script shows a line (stdout or job progress) containing a text.
+#[derive(Clone, Default)]
+enum Trigger {
+    #[default]
+    None,
+    /// Cancel the run, as Ctrl-C does.
+    Cancel(&'static str, CancellationToken),
+    /// Wake a helper task.
+    Notify(&'static str, Arc<Notify>),
+}
 
 /// Collects what a script shows: `out:` for stdout, `err:` for stderr, `progress:` for jobs.
 #[derive(Default)]
 struct TestConsole {
     lines: Mutex<Vec<String>>,
-    /// Cancel this token when the script prints this line (to test Ctrl-C deterministically).
-    cancel_on: Option<(String, CancellationToken)>,
+    trigger: Trigger,
+    jobs_seen: Mutex<std::collections::HashSet<i64>>,
 }
 
 impl TestConsole {
+    fn fire(&self, line: &str) {
+        match &self.trigger {
+            Trigger::Cancel(t, token) if line.contains(t) => token.cancel(),
+            Trigger::Notify(t, n) if line.contains(t) => n.notify_one(),
+            _ => {}
+        }
+    }
     fn push(&self, line: String) {
+        self.fire(&line);
         if let Ok(mut l) = self.lines.lock() {
             l.push(line);
         }
@@ -32,11 +52,6 @@ impl TestConsole {
 impl Console for TestConsole {
     fn out(&self, line: &str) {
         self.push(format!("out: {line}"));
-        if let Some((trigger, token)) = &self.cancel_on
-            && line == trigger
-        {
-            token.cancel();
-        }
     }
     fn err(&self, line: &str) {
         for l in line.lines() {
@@ -44,7 +59,18 @@ impl Console for TestConsole {
         }
     }
     fn job_progress(&self, method: &str, p: &JobProgress) {
-        self.push(format!("progress: {}", progress_line(method, p)));
+        // Which intermediate states a waiter sees depends on timing: record the first report
+        // of each job only (and the line itself, for the triggers).
+        let first = self
+            .jobs_seen
+            .lock()
+            .map(|mut s| s.insert(p.job_id))
+            .unwrap_or(false);
+        let line = progress_line(method, p);
+        if first {
+            self.push(format!("progress: {method} (job {}) started", p.job_id));
+        }
+        self.fire(&line);
     }
     fn job_finished(&self, job_id: i64) {
         self.push(format!("progress: job {job_id} done"));
@@ -59,7 +85,7 @@ struct Run {
 }
 
 impl Run {
-    /// The snapshot text: outcome, output, then the traffic.
+    /// The snapshot text: outcome, output, then the script connection's traffic.
     fn snapshot(&self) -> String {
         format!(
             "outcome: {:?} (exit {})\n--- output\n{}\n--- traffic\n{}",
@@ -71,6 +97,7 @@ impl Run {
     }
 }
 
+/// A mock and one logged-in connection (c1) that scripts run on.
 struct Harness {
     server: MockServer,
     client: Client,
@@ -83,34 +110,44 @@ impl Harness {
 
     async fn with_config(config: MockConfig) -> Harness {
         let server = MockServer::start(config).await.expect("mock starts");
-        let mut options = ConnectOptions::new(server.url());
-        options.credentials = Some(Credentials::Password {
-            username: "truenas_admin".into(),
-            password: Secret::new(TEST_PASSWORD),
-            otp: None,
-            otp_prompt: None,
-        });
-        let client = Client::connect(options).await.expect("login");
+        let client = login(&server).await;
+        server.clear_transcript();
         Harness { server, client }
     }
 
-    /// Run a prepared setup script first (its traffic is left out of the snapshot).
+    /// Another logged-in connection (for setup and for changes made while a script runs).
+    async fn second_client(&self) -> Client {
+        login(&self.server).await
+    }
+
+    /// Run a setup script on its own connection; its traffic stays out of the snapshots.
     async fn prepare(&self, code: &str) {
-        let run = self.run_with(Script::inline(code), &[], None).await;
+        let client = self.second_client().await;
+        let console = Arc::new(TestConsole::default());
+        let outcome = script::run(
+            client.clone(),
+            Script::inline(code),
+            RunOptions::new(console.clone()),
+        )
+        .await;
         assert_eq!(
-            run.outcome,
+            outcome,
             Outcome::Success,
             "setup failed:\n{}",
-            run.output
+            console.text()
         );
+        client.close().await;
         self.server.clear_transcript();
     }
 
-    async fn run_with(&self, script: Script, args: &[&str], cancel_on: Option<&str>) -> Run {
-        let cancel = CancellationToken::new();
+    async fn run_traced(&self, script: Script, args: &[&str], trigger: Trigger) -> Run {
+        let cancel = match &trigger {
+            Trigger::Cancel(_, token) => token.clone(),
+            _ => CancellationToken::new(),
+        };
         let console = Arc::new(TestConsole {
-            lines: Mutex::default(),
-            cancel_on: cancel_on.map(|t| (t.to_owned(), cancel.clone())),
+            trigger,
+            ..TestConsole::default()
         });
         let mut options = RunOptions::new(console.clone());
         options.args = args.iter().map(|a| a.to_string()).collect();
@@ -122,11 +159,16 @@ impl Harness {
         )
         .await
         .expect("the script ends in time");
+        let transcript = self.server.transcript().for_conn(1).to_string();
         Run {
             outcome,
             output: console.text(),
-            transcript: self.server.transcript().to_string(),
+            transcript,
         }
+    }
+
+    async fn run_with(&self, script: Script, args: &[&str], _: Option<()>) -> Run {
+        self.run_traced(script, args, Trigger::None).await
     }
 
     async fn run(&self, code: &str) -> Run {
@@ -134,6 +176,18 @@ impl Harness {
     }
 }
 
+async fn login(server: &MockServer) -> Client {
+    let mut options = ConnectOptions::new(server.url());
+    options.credentials = Some(Credentials::Password {
+        username: "truenas_admin".into(),
+        password: Secret::new(TEST_PASSWORD),
+        otp: None,
+        otp_prompt: None,
+    });
+    Client::connect(options).await.expect("login")
+}
+
+/// Two custom apps, `nginx` running and `whoami` stopped.
 const DEMO_APPS: &str = r#"
 for name in ["nginx", "whoami"] {
     job("app.create", #{
@@ -144,14 +198,286 @@ for name in ["nginx", "whoami"] {
 job("app.stop", "whoami");
 "#;
 
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// Settings for snapshots: one per example, named after the script file.
+fn settings() -> insta::Settings {
+    let mut s = insta::Settings::clone_current();
+    s.set_prepend_module_to_snapshot(false);
+    s
+}
+
+/// Run one example the way its header describes, with what it needs around it.
+async fn run_example(file: &str) -> String {
+    let path = Path::new("scripts").join(file);
+    let script = || Script::from_file(&path).expect("readable script");
+    match file {
+        "system-report.rhai" => {
+            let h = Harness::start().await;
+            h.prepare(DEMO_APPS).await;
+            h.run_with(script(), &[], None).await.snapshot()
+        }
+        "set-password.rhai" => {
+            let h = Harness::start().await;
+            let ok = h
+                .run_with(script(), &["truenas_admin", "n3w-Passw0rd"], None)
+                .await;
+            h.server.clear_transcript();
+            let unknown = h.run_with(script(), &["nobody", "x"], None).await;
+            h.server.clear_transcript();
+            let usage = h.run_with(script(), &[], None).await;
+            format!(
+                "=== truenas_admin n3w-Passw0rd\n{}\n\n=== nobody x\n{}\n\n=== (no arguments)\n{}",
+                ok.snapshot(),
+                unknown.snapshot(),
+                usage.snapshot()
+            )
+        }
+        "watch-apps.rhai" => {
+            let h = Harness::start().await;
+            h.prepare(DEMO_APPS).await;
+            let driver = h.second_client().await;
+            let trigger = Arc::new(tokio::sync::Notify::new());
+            let t = trigger.clone();
+            let drive = tokio::spawn(async move {
+                t.notified().await;
+                driver
+                    .job("app.stop", vec!["nginx".into()], |_| {})
+                    .await
+                    .expect("stop");
+                driver
+                    .job("app.start", vec!["whoami".into()], |_| {})
+                    .await
+                    .expect("start");
+            });
+            let run = h
+                .run_traced(script(), &["4"], Trigger::Notify("watching", trigger))
+                .await;
+            tokio::time::timeout(Duration::from_secs(5), drive)
+                .await
+                .expect("the driver ends")
+                .expect("driver");
+            run.snapshot()
+        }
+        "cleanup-stopped-apps.rhai" => {
+            let h = Harness::start().await;
+            h.prepare(DEMO_APPS).await;
+            let dry = h.run_with(script(), &[], None).await;
+            h.server.clear_transcript();
+            let yes = h.run_with(script(), &["--yes"], None).await;
+            h.server.clear_transcript();
+            let again = h.run_with(script(), &["--yes"], None).await;
+            format!(
+                "=== (dry run)\n{}\n\n=== --yes\n{}\n\n=== --yes again\n{}",
+                dry.snapshot(),
+                yes.snapshot(),
+                again.snapshot()
+            )
+        }
+        other => panic!("scripts/{other} has no test: add it to run_example in tests/script.rs"),
+    }
+}
+
+#[test]
+fn example_scripts() {
+    let rt = rt();
+    settings().bind(|| {
+        insta::glob!("../scripts", "*.rhai", |path| {
+            let file = path
+                .file_name()
+                .and_then(|f| f.to_str())
+                .expect("file name");
+            let snapshot = rt.block_on(run_example(file));
+            insta::assert_snapshot!(snapshot);
+        });
+    });
+}
+
+// ---- error cases -------------------------------------------------------------------------
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn smoke() {
+async fn parse_error() {
     let h = Harness::start().await;
     let run = h
-        .run(r#"let info = call("system.info"); print(info.hostname); print(call("core.ping"));"#)
+        .run("let apps = call(\"app.query\");\nfor app in apps {\n    print(app.name\n}\n")
         .await;
-    println!("{}", run.snapshot());
+    assert_eq!(run.outcome.exit_code(), 2);
+    insta::assert_snapshot!(run.snapshot());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uncaught_server_error() {
+    let h = Harness::start().await;
+    let run = h
+        .run("let app = call(\"app.get_instance\", \"nope\");\nprint(app.state);\n")
+        .await;
+    assert_eq!(run.outcome.exit_code(), 1);
+    insta::assert_snapshot!(run.snapshot());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caught_validation_error() {
+    let h = Harness::start().await;
+    let run = h
+        .run(
+            r#"
+try {
+    call("user.update", 1, #{ password: 12345 });
+} catch (err) {
+    print(`kind=${err.kind} code=${err.code} errname=${err.errname} method=${err.method} job_id=${err.job_id}`);
+    print(`message=${err.message}`);
+    for v in err.validation {
+        print(`${v.attribute}: ${v.message} (${v.errno})`);
+    }
+    print(`extra=${err.extra}`);
+}
+"#,
+        )
+        .await;
     assert_eq!(run.outcome, Outcome::Success);
-    let _ = Path::new(".");
-    let _ = DEMO_APPS;
+    insta::assert_snapshot!(run.snapshot());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_method() {
+    let h = Harness::start().await;
+    let run = h
+        .run("try { call(\"no.such_method\", 1) } catch (e) { print(`${e.code} ${e.summary}`) }\ncall(\"pool.qurey\");\n")
+        .await;
+    assert_eq!(run.outcome, Outcome::Failed(script::FailureKind::Server));
+    insta::assert_snapshot!(run.snapshot());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_job() {
+    let h = Harness::start().await;
+    let run = h
+        .run(
+            r#"
+try {
+    job("app.start", "ghost");
+} catch (err) {
+    print(`caught: kind=${err.kind} job_id=${err.job_id} errname=${err.errname} reason=${err.reason}`);
+}
+job("app.create", #{ app_name: "Bad_Name", custom_app: true, custom_compose_config: #{} });
+"#,
+        )
+        .await;
+    assert_eq!(run.outcome, Outcome::Failed(script::FailureKind::Server));
+    // Job events race with the error report, so only the output is a snapshot here.
+    insta::assert_snapshot!(run.output);
+    assert!(
+        run.transcript.contains(r#""method":"app.create""#),
+        "{}",
+        run.transcript
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callback_that_throws() {
+    let h = Harness::start().await;
+    h.prepare(DEMO_APPS).await;
+    let run = h
+        .run(
+            r#"let seen = 0;
+subscribe("app.query", |ev| {
+    seen += 1;
+    if ev.fields.state == "STOPPING" {
+        throw `unexpected stop of ${ev.id}`;
+    }
+});
+job("app.stop", "nginx");
+print("not reached");
+"#,
+        )
+        .await;
+    assert_eq!(run.outcome, Outcome::Failed(script::FailureKind::Runtime));
+    let output: Vec<&str> = run
+        .output
+        .lines()
+        .filter(|l| !l.starts_with("progress:"))
+        .collect();
+    insta::assert_snapshot!(output.join("\n"));
+    assert!(
+        run.transcript.contains(r#""method":"core.unsubscribe""#),
+        "{}",
+        run.transcript
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_for_times_out() {
+    let h = Harness::start().await;
+    let run = h
+        .run(
+            r#"try {
+    wait_for("app.query", |ev| ev.id == "nginx", 50);
+} catch (err) {
+    print(`caught: ${err.kind} ${err.errname}: ${err.summary}`);
+}
+let ev = wait_for("alert.list", 50);
+"#,
+        )
+        .await;
+    assert_eq!(run.outcome, Outcome::Failed(script::FailureKind::Runtime));
+    insta::assert_snapshot!(run.snapshot());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_run_aborts_the_job_it_waits_for() {
+    let config = MockConfig {
+        job_step: Duration::from_millis(150),
+        ..MockConfig::for_tests()
+    };
+    let h = Harness::with_config(config).await;
+    h.prepare(DEMO_APPS).await;
+    let token = CancellationToken::new();
+    let script = Script::inline(
+        "print(\"starting\");\njob(\"app.start\", \"whoami\");\nprint(\"not reached\");\n",
+    );
+    let run = h
+        .run_traced(script, &[], Trigger::Cancel("Starting 'whoami' app", token))
+        .await;
+    assert_eq!(run.outcome, Outcome::Cancelled);
+    assert_eq!(run.outcome.exit_code(), 130);
+    let job_id = run
+        .output
+        .lines()
+        .find_map(|l| l.strip_prefix("err: cancelling: aborting job "))
+        .and_then(|rest| rest.split(' ').next())
+        .expect("the job is aborted");
+    assert!(!run.output.contains("not reached"), "{}", run.output);
+    assert!(run.output.ends_with("err: cancelled"), "{}", run.output);
+    let abort = format!(r#""method":"core.job_abort","params":[{job_id}]"#);
+    assert!(run.transcript.contains(&abort), "{}", run.transcript);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_sleep_stops_at_once() {
+    let h = Harness::start().await;
+    let token = CancellationToken::new();
+    let started = std::time::Instant::now();
+    let script = Script::inline("print(\"sleeping\");\nsleep(60000);\n");
+    let run = h
+        .run_traced(script, &[], Trigger::Cancel("sleeping", token))
+        .await;
+    assert_eq!(run.outcome, Outcome::Cancelled);
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_busy_loop_stops() {
+    let h = Harness::start().await;
+    let token = CancellationToken::new();
+    let script = Script::inline("print(\"looping\");\nlet n = 0;\nloop { n += 1; }\n");
+    let run = h
+        .run_traced(script, &[], Trigger::Cancel("looping", token))
+        .await;
+    assert_eq!(run.outcome, Outcome::Cancelled);
 }

@@ -87,6 +87,8 @@ pub(crate) struct Host {
     next_key: Cell<u64>,
     dispatching: Cell<bool>,
     jobs: RefCell<HashMap<i64, JobHandle>>,
+    /// Set by `exit(..)`: Rhai turns an exit into a normal end, so the status is kept here.
+    pub(crate) exit_status: Cell<Option<i32>>,
 }
 
 impl Host {
@@ -110,6 +112,7 @@ impl Host {
             next_key: Cell::new(0),
             dispatching: Cell::new(false),
             jobs: RefCell::default(),
+            exit_status: Cell::new(None),
         }
     }
 
@@ -195,7 +198,18 @@ impl Host {
                     if matches!(*err, EvalAltResult::Exit(..)) || err.is_system_exception() {
                         return err;
                     }
-                    let src = ctx.call_source().unwrap_or_default().to_owned();
+                    // A closure's own frame adds nothing: its call site is this wait.
+                    let (src, err) = match *err {
+                        EvalAltResult::ErrorInFunctionCall(f, src, inner, _)
+                            if f.starts_with("anon$") =>
+                        {
+                            (src, inner)
+                        }
+                        other => (
+                            ctx.call_source().unwrap_or_default().to_owned(),
+                            Box::new(other),
+                        ),
+                    };
                     Box::new(EvalAltResult::ErrorInFunctionCall(
                         format!("the subscribe callback for '{name}'"),
                         src,
@@ -790,6 +804,23 @@ pub(crate) fn register(engine: &mut Engine, host: &Rc<Host>) {
         |ctx: NativeCallContext, s: EventStream, ms: INT| wait_for_stream(&ctx, &s, None, ms),
     );
 
+    // exit(), exit(value): end the run with a status (Rhai's own exit loses the value).
+    let h = host.clone();
+    engine.register_fn("exit", move |ctx: NativeCallContext| -> RhaiResult {
+        h.exit_status.set(Some(0));
+        Err(Box::new(EvalAltResult::Exit(
+            Dynamic::UNIT,
+            ctx.call_position(),
+        )))
+    });
+    let h = host.clone();
+    engine.register_fn(
+        "exit",
+        move |ctx: NativeCallContext, value: Dynamic| -> RhaiResult {
+            h.exit_status.set(Some(exit_status(&value)));
+            Err(Box::new(EvalAltResult::Exit(value, ctx.call_position())))
+        },
+    );
     engine.register_fn("error", |message: &str| user_error(None, message));
     engine.register_fn("error", |errname: &str, message: &str| {
         user_error(Some(errname), message)
@@ -946,5 +977,19 @@ fn wait_for_event(
                 ));
             }
         }
+    }
+}
+
+/// `exit()` is 0, `exit(n)` is n (clamped to 0..=255), `exit(true/false)` 0/1, other values 1.
+fn exit_status(value: &Dynamic) -> i32 {
+    if value.is_unit() {
+        return 0;
+    }
+    if let Ok(n) = value.as_int() {
+        return n.clamp(0, 255) as i32;
+    }
+    match value.as_bool() {
+        Ok(ok) => i32::from(!ok),
+        Err(_) => 1,
     }
 }

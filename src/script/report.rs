@@ -59,8 +59,13 @@ pub(crate) fn render(err: &EvalAltResult, main: &str, sources: &Sources) -> (Fai
     loop {
         match err {
             EvalAltResult::ErrorInFunctionCall(name, src, inner, pos) => {
+                let how = if name.starts_with("the subscribe callback") {
+                    "run while the script waited at"
+                } else {
+                    "called from"
+                };
                 notes.push(format!(
-                    "in {}, called from {}",
+                    "in {}, {how} {}",
                     describe_fn(name),
                     at(&file, *pos)
                 ));
