@@ -2,13 +2,17 @@
 //!
 //! The library holds everything; the `midscript` binary is a thin front end.
 //! - [`catalog`]: the method catalog (`core.get_methods`), offline docs and argument validation.
+//! - [`cli`]: the command line (argument definitions, commands, exit codes).
 //! - [`client`]: the JSON-RPC client (transport, calls, auth, jobs, events).
+//! - [`mock`]: the built-in mock middleware, a simulated TrueNAS.
+//! - [`output`]: how results, progress and errors are printed.
 //! - [`protocol`]: wire types shared by the client and the mock.
-//! - [`mock`]: the built-in mock middleware (a simulated TrueNAS server).
 //! - [`script`]: the Rhai script runner (`midscript run`), its bindings and embedded stdlib.
 
 pub mod catalog;
+pub mod cli;
 pub mod client;
 pub mod mock;
+pub mod output;
 pub mod protocol;
 pub mod script;

@@ -1,6 +1,7 @@
 //! Waiting for middleware jobs (`protocol.md` §4), in legacy job mode, which every version
 //! speaks: the call answers at once with a job id, and the outcome arrives as `core.get_jobs`
-//! events.
+//! events. The same on both dialects: on the legacy `/websocket` the subscription is a `sub`
+//! and the events are `added` / `changed` frames (§1.4).
 //!
 //! - The connection subscribes to `core.get_jobs` *before* the first job call, and every job
 //!   event is recorded by id from then on, so events that beat the job-id reply are not lost
@@ -140,11 +141,11 @@ impl JobHandle {
         let mut misses = 0;
         loop {
             let job = rx.borrow_and_update().clone();
-            if let Some(p) = JobProgress::from_job(&job) {
-                if last.as_ref() != Some(&p) {
-                    progress(&p);
-                    last = Some(p);
-                }
+            if let Some(p) = JobProgress::from_job(&job)
+                && last.as_ref() != Some(&p)
+            {
+                progress(&p);
+                last = Some(p);
             }
             if terminal(&job) {
                 drop(guard);
@@ -194,10 +195,7 @@ impl JobHandle {
                 method: self.method.clone(),
                 job_id: self.id,
             }),
-            _ => Err(Error::Server(ServerError::from_failed_job(
-                &self.method,
-                job,
-            ))),
+            _ => Err(Error::from(ServerError::from_failed_job(&self.method, job))),
         }
     }
 
@@ -229,19 +227,10 @@ impl Client {
         if !is_new {
             return Ok(());
         }
-        match self
-            .call("core.subscribe", vec![json!("core.get_jobs")])
-            .await
-        {
-            Ok(Value::String(id)) => {
+        match self.conn.subscribe("core.get_jobs").await {
+            Ok(id) => {
                 self.conn.lock_router().set_server_id("core.get_jobs", id);
                 Ok(())
-            }
-            Ok(other) => {
-                self.conn.lock_router().remove("core.get_jobs");
-                Err(Error::Protocol(format!(
-                    "core.subscribe returned {other} instead of an id"
-                )))
             }
             Err(e) => {
                 self.conn.lock_router().remove("core.get_jobs");

@@ -114,11 +114,24 @@ impl fmt::Display for Transcript {
 #[derive(Debug, Default)]
 pub(crate) struct TranscriptLog {
     lines: Mutex<Vec<TranscriptLine>>,
+    /// Off for a long-running standalone mock, whose log would otherwise grow without bound.
+    enabled: bool,
 }
 
 impl TranscriptLog {
+    /// A log that records (or, when `enabled` is false, drops) events.
+    pub fn new(enabled: bool) -> TranscriptLog {
+        TranscriptLog {
+            lines: Mutex::default(),
+            enabled,
+        }
+    }
+
     /// Append one event.
     pub fn push(&self, conn: u64, event: TranscriptEvent) {
+        if !self.enabled {
+            return;
+        }
         if let Ok(mut l) = self.lines.lock() {
             l.push(TranscriptLine { conn, event });
         }

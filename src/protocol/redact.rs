@@ -73,9 +73,7 @@ pub fn redact_result(method: &str, result: &mut Value) {
     match method {
         "auth.generate_token" => *result = REDACTED.into(),
         "api_key.create" | "api_key.update" => {
-            if let Some(m) = result.as_object_mut()
-                && let Some(k) = m.get_mut("key")
-            {
+            if let Some(k) = result.as_object_mut().and_then(|m| m.get_mut("key")) {
                 *k = REDACTED.into();
             }
         }

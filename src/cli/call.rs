@@ -1,0 +1,182 @@
+//! `call`, `job`, `ping` and `subscribe`: one-off commands, midclt-compatible.
+
+use std::io::Read;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::{CliError, ConnArgs, Exit};
+use crate::client::Error;
+use crate::output::{self, Format, ProgressPrinter, ProgressStyle};
+
+/// midclt's rule: each argument is JSON when it parses, else a plain string. A single `-` reads
+/// one JSON array of arguments from stdin, so secrets stay out of the process list.
+pub fn parse_args(
+    args: &[String],
+    stdin: impl FnOnce() -> std::io::Result<String>,
+) -> Result<Vec<Value>, CliError> {
+    if args.len() == 1 && args[0] == "-" {
+        let text = stdin().map_err(|e| usage(format!("reading arguments from stdin: {e}")))?;
+        return match serde_json::from_str::<Value>(&text) {
+            Ok(Value::Array(items)) => Ok(items),
+            Ok(_) => Err(usage(
+                "stdin must hold one JSON array of arguments, e.g. [1, {\"password\": \"…\"}]"
+                    .into(),
+            )),
+            Err(e) => Err(usage(format!("stdin is not valid JSON: {e}"))),
+        };
+    }
+    Ok(args
+        .iter()
+        .map(|a| serde_json::from_str(a).unwrap_or_else(|_| Value::String(a.clone())))
+        .collect())
+}
+
+fn usage(reason: String) -> CliError {
+    CliError::Usage(reason)
+}
+
+fn read_stdin() -> std::io::Result<String> {
+    let mut s = String::new();
+    std::io::stdin().read_to_string(&mut s)?;
+    Ok(s)
+}
+
+/// `midscript call METHOD ARGS…` (and `job`).
+pub async fn call(
+    conn: &ConnArgs,
+    method: &str,
+    args: &[String],
+    job: bool,
+    progress: ProgressStyle,
+    format: Format,
+    raw: bool,
+) -> Result<Exit, CliError> {
+    let params = parse_args(args, read_stdin)?;
+    let session = conn.connect().await?;
+    let client = &session.client;
+    let result = if job {
+        let mut printer = ProgressPrinter::new(progress);
+        let handle = client.start_job(method, params).await?;
+        let outcome = tokio::select! {
+            r = handle.wait(|p| printer.update(p)) => r,
+            _ = tokio::signal::ctrl_c() => {
+                printer.finish();
+                eprintln!("midscript: interrupted; aborting job {}", handle.id);
+                let _ = handle.abort().await;
+                return Err(Error::Cancelled.into());
+            }
+        };
+        printer.finish();
+        outcome?
+    } else {
+        client.call(method, params).await?
+    };
+    output::emit_line(&output::render(&result, format, raw));
+    session.finish().await;
+    Ok(Exit::Ok)
+}
+
+/// `midscript ping`: prints `pong`, exit 0; anything else is an error.
+pub async fn ping(conn: &ConnArgs) -> Result<Exit, CliError> {
+    let session = conn.connect().await?;
+    let reply = session.client.call("core.ping", vec![]).await?;
+    session.finish().await;
+    match reply.as_str() {
+        Some("pong") => {
+            output::emit_line("pong");
+            Ok(Exit::Ok)
+        }
+        _ => Err(Error::Protocol(format!("core.ping answered {reply} instead of \"pong\"")).into()),
+    }
+}
+
+/// `midscript subscribe EVENT`: one JSON line per event, as the server sent it.
+pub async fn subscribe(
+    conn: &ConnArgs,
+    event: &str,
+    count: Option<u64>,
+    timeout: Option<f64>,
+) -> Result<Exit, CliError> {
+    let session = conn.connect().await?;
+    let mut sub = session.client.subscribe(event).await?;
+    let mut seen = 0;
+    let wait = timeout.map(Duration::from_secs_f64);
+    while count.is_none_or(|n| seen < n) {
+        let next = match wait {
+            Some(d) => match tokio::time::timeout(d, sub.recv()).await {
+                Ok(n) => n,
+                Err(_) => {
+                    eprintln!("midscript: no event on {event} within {}s", d.as_secs_f64());
+                    return Ok(Exit::MethodError);
+                }
+            },
+            None => tokio::select! {
+                n = sub.recv() => n,
+                _ = tokio::signal::ctrl_c() => return Err(Error::Cancelled.into()),
+            },
+        };
+        match next {
+            Some(Ok(ev)) => {
+                output::emit_line(&serde_json::to_string(&ev).unwrap_or_default());
+                seen += 1;
+            }
+            Some(Err(e)) => return Err(e.into()),
+            None => break,
+        }
+    }
+    let _ = sub.unsubscribe().await;
+    session.finish().await;
+    Ok(Exit::Ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn args_follow_midclt() {
+        let args: Vec<String> = [
+            "1",
+            "\"x\"",
+            "true",
+            "{\"a\":1}",
+            "[[\"name\",\"=\",\"x\"]]",
+            "plain",
+            "null",
+        ]
+        .map(String::from)
+        .to_vec();
+        let parsed = parse_args(&args, || unreachable!()).unwrap();
+        assert_eq!(
+            parsed,
+            vec![
+                json!(1),
+                json!("x"),
+                json!(true),
+                json!({"a": 1}),
+                json!([["name", "=", "x"]]),
+                json!("plain"),
+                Value::Null
+            ]
+        );
+    }
+
+    #[test]
+    fn stdin_args_are_one_json_array() {
+        let dash = vec!["-".to_owned()];
+        assert_eq!(
+            parse_args(&dash, || Ok("[1, {\"password\": \"s\"}]".into())).unwrap(),
+            vec![json!(1), json!({"password": "s"})]
+        );
+        let err = parse_args(&dash, || Ok("{\"a\": 1}".into()))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("one JSON array"), "{err}");
+        let err = parse_args(&dash, || Ok("[1,".into()))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not valid JSON"), "{err}");
+    }
+}

@@ -1,0 +1,145 @@
+//! `midscript mock`: the built-in mock middleware as a standalone server.
+//!
+//! Other programs drive it, so its start-up output is a contract: the first line is
+//! `URL <url>`, then `FINGERPRINT <sha256>` for wss, the generated accounts when none were
+//! given (`USER <name> <password>`, `API_KEY <owner> <key>`), then `READY`.
+
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr};
+use std::process::ExitCode;
+
+use clap::Args;
+
+use super::Exit;
+use crate::mock::{MockApiKey, MockConfig, MockServer, MockUser, ServerVersion};
+
+/// Options of `midscript mock`.
+#[derive(Debug, Args)]
+pub struct MockArgs {
+    /// Port to listen on (0 picks a free one).
+    #[arg(long, default_value_t = 0)]
+    port: u16,
+    /// Address to listen on; loopback only unless you mean it.
+    #[arg(long, default_value = "127.0.0.1")]
+    bind: IpAddr,
+    /// Serve plain ws:// instead of wss:// with a generated certificate.
+    #[arg(long)]
+    plain: bool,
+    /// An account NAME:PASSWORD (repeatable); full admin.
+    #[arg(long = "user", value_name = "NAME:PASSWORD")]
+    users: Vec<String>,
+    /// An API key `<id>-<key>` owned by the first user (repeatable).
+    #[arg(long = "api-key", value_name = "KEY")]
+    api_keys: Vec<String>,
+    /// The TrueNAS version to simulate: 24.10 (legacy /websocket only), 25.04, 25.10 or 26.0.
+    #[arg(long = "server-version", default_value = "25.10")]
+    server_version: ServerVersion,
+    /// Fixed ids, clock and job speed (for tests).
+    #[arg(long)]
+    deterministic: bool,
+    /// Apps whose deployment crashes (repeatable).
+    #[arg(long = "crash-app", value_name = "APP")]
+    crash_apps: Vec<String>,
+}
+
+fn config_from(args: &MockArgs) -> Result<MockConfig, String> {
+    let mut config = if args.deterministic {
+        MockConfig::for_tests()
+    } else {
+        MockConfig::default()
+    };
+    config.tls = !args.plain;
+    config.version = args.server_version;
+    config.crash_apps.extend(args.crash_apps.iter().cloned());
+    if !args.users.is_empty() {
+        config.users = args
+            .users
+            .iter()
+            .enumerate()
+            .map(|(i, spec)| {
+                let (name, password) = spec
+                    .split_once(':')
+                    .ok_or_else(|| format!("--user {spec:?}: expected NAME:PASSWORD"))?;
+                if name.is_empty() {
+                    return Err(format!("--user {spec:?}: the name is empty"));
+                }
+                Ok(MockUser {
+                    id: 1000 + i as i64,
+                    username: name.into(),
+                    password: password.into(),
+                    otp_code: None,
+                    full_admin: true,
+                    api_access: true,
+                })
+            })
+            .collect::<Result<_, _>>()?;
+    }
+    if !args.api_keys.is_empty() {
+        let owner = config
+            .users
+            .first()
+            .map(|u| u.username.clone())
+            .ok_or("--api-key needs a user to own it")?;
+        config.api_keys = args
+            .api_keys
+            .iter()
+            .map(|key| {
+                let id = key.split_once('-').and_then(|(id, m)| if m.is_empty() { None } else { id.parse::<i64>().ok() });
+                let id = id.ok_or_else(|| format!("--api-key: expected <id>-<key> such as 1-abc…, got {} characters without that shape", key.len()))?;
+                Ok(MockApiKey { id, owner: owner.clone(), key: key.clone(), revoked: false, expired: false })
+            })
+            .collect::<Result<_, String>>()?;
+    } else if !args.users.is_empty() {
+        // Keys generated for the default account would belong to a user that no longer exists.
+        let owner = config.users[0].username.clone();
+        for k in &mut config.api_keys {
+            k.owner = owner.clone();
+        }
+    }
+    Ok(config)
+}
+
+/// Run the mock until Ctrl-C.
+pub async fn run(args: MockArgs) -> ExitCode {
+    let config = match config_from(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("midscript: error: {e}");
+            return Exit::Usage.into();
+        }
+    };
+    let show_accounts = args.users.is_empty() || args.api_keys.is_empty();
+    let server = match MockServer::start_on(SocketAddr::new(args.bind, args.port), config).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!(
+                "midscript: error: cannot start the mock on {}:{}: {e}",
+                args.bind, args.port
+            );
+            return Exit::Connection.into();
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "URL {}", server.url());
+    if let Some(fp) = server.fingerprint() {
+        let _ = writeln!(out, "FINGERPRINT {fp}");
+    }
+    if show_accounts {
+        if args.users.is_empty() {
+            for u in &server.config().users {
+                let _ = writeln!(out, "USER {} {}", u.username, u.password);
+            }
+        }
+        if args.api_keys.is_empty() {
+            for k in &server.config().api_keys {
+                let _ = writeln!(out, "API_KEY {} {}", k.owner, k.key);
+            }
+        }
+    }
+    let _ = writeln!(out, "READY");
+    let _ = out.flush();
+    drop(out);
+    let _ = tokio::signal::ctrl_c().await;
+    server.shutdown().await;
+    Exit::Ok.into()
+}

@@ -1,0 +1,340 @@
+//! The command line: argument definitions, dispatch, and exit codes.
+
+mod call;
+mod connection;
+pub mod dirs;
+mod methods;
+mod mock;
+pub mod profile;
+pub mod prompt;
+mod trace;
+pub mod trust;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+pub use connection::{ConnArgs, Session};
+
+use crate::client::Error;
+use crate::output::{self, Format, ProgressStyle};
+
+/// Exit statuses, as documented in `--help` and the README.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Exit {
+    /// Success.
+    Ok = 0,
+    /// The server reported an error (method error, failed or aborted job, timeout).
+    MethodError = 1,
+    /// Bad usage: unknown option, bad argument, bad URL.
+    Usage = 2,
+    /// Could not connect: network, TLS, handshake, connection closed.
+    Connection = 3,
+    /// Authentication failed, or was refused before trying.
+    Auth = 4,
+    /// Interrupted (Ctrl-C).
+    Interrupted = 130,
+}
+
+impl From<Exit> for ExitCode {
+    fn from(e: Exit) -> ExitCode {
+        ExitCode::from(e as u8)
+    }
+}
+
+/// A command's failure: bad usage, or what the client reported.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// The command line (or its stdin) is wrong.
+    #[error("{0}")]
+    Usage(String),
+    /// The client failed.
+    #[error(transparent)]
+    Client(#[from] Error),
+}
+
+impl CliError {
+    /// The exit status for this failure.
+    pub fn exit(&self) -> Exit {
+        match self {
+            CliError::Usage(_) => Exit::Usage,
+            CliError::Client(e) => exit_for(e),
+        }
+    }
+
+    /// The message for stderr.
+    pub fn describe(&self, verbose: bool) -> String {
+        match self {
+            CliError::Usage(m) => m.clone(),
+            CliError::Client(e) => output::describe_error(e, verbose),
+        }
+    }
+}
+
+/// The exit status for a client error.
+pub fn exit_for(err: &Error) -> Exit {
+    match err {
+        Error::InvalidUrl { .. } => Exit::Usage,
+        Error::Auth(_) => Exit::Auth,
+        Error::Server(s) if s.is_not_authenticated() => Exit::Auth,
+        Error::Cancelled => Exit::Interrupted,
+        e if e.is_connection() => Exit::Connection,
+        _ => Exit::MethodError,
+    }
+}
+
+const AFTER_HELP: &str = "\
+Exit status:
+  0    success
+  1    the server reported an error (method error, failed or aborted job, timeout)
+  2    usage error (bad option, argument or URL)
+  3    connection error (network, TLS, handshake, connection closed)
+  4    authentication failed (a failed login never exits 0)
+  130  interrupted
+
+Files:
+  $XDG_CONFIG_HOME/midscript/config.toml  profiles (--profile, MIDSCRIPT_PROFILE)
+  $XDG_STATE_HOME/midscript/known_hosts   certificates accepted on first use
+  $XDG_CACHE_HOME/midscript/methods/      server catalogs, per server and version";
+
+/// Script, explore and deploy to TrueNAS through its middleware API.
+#[derive(Debug, Parser)]
+#[command(name = "midscript", version, about, after_help = AFTER_HELP, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub conn: ConnArgs,
+
+    /// How to print results.
+    #[arg(long, short = 'o', value_enum, default_value_t = Format::Auto, global = true)]
+    pub output: Format,
+
+    /// Print a string result bare, without JSON quotes.
+    #[arg(long, global = true)]
+    pub raw: bool,
+
+    /// More detail on errors (the server traceback) and on what happens.
+    #[arg(long, short = 'v', global = true)]
+    pub verbose: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Call a method, as `midclt call` does: each ARG is JSON when it parses, else a string.
+    Call {
+        #[command(flatten)]
+        conn: ConnArgs,
+        /// The method, e.g. system.info.
+        method: String,
+        /// Positional arguments; a single `-` reads them as one JSON array from stdin.
+        args: Vec<String>,
+        /// Wait for the job the method starts, showing its progress.
+        #[arg(long, short = 'j')]
+        job: bool,
+        /// How to show job progress.
+        #[arg(long, value_enum, default_value_t = ProgressStyle::Auto)]
+        progress: ProgressStyle,
+    },
+    /// Run a job method and wait for it (same as `call --job`).
+    Job {
+        #[command(flatten)]
+        conn: ConnArgs,
+        /// The method, e.g. app.start.
+        method: String,
+        /// Positional arguments; a single `-` reads them as one JSON array from stdin.
+        args: Vec<String>,
+        /// How to show job progress.
+        #[arg(long, value_enum, default_value_t = ProgressStyle::Auto)]
+        progress: ProgressStyle,
+    },
+    /// Check that the server answers (`core.ping`); prints `pong`.
+    Ping {
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+    /// Print events as JSON lines, one per event (logs in first, unlike midclt).
+    #[command(mut_arg("timeout", |a| a.long("call-timeout").short(None)))]
+    Subscribe {
+        #[command(flatten)]
+        conn: ConnArgs,
+        /// The event, e.g. app.query or `reporting.realtime:{"interval":2}`.
+        event: String,
+        /// Stop after this many events.
+        #[arg(long, short = 'n')]
+        count: Option<u64>,
+        /// Stop (exit 1) when no event came for this many seconds (midclt's `subscribe -t`).
+        #[arg(long = "timeout", short = 't', value_name = "SECONDS")]
+        wait: Option<f64>,
+    },
+    /// List methods (name, `[job]` mark, summary) from the server's catalog, cached per version.
+    Methods {
+        #[command(flatten)]
+        conn: ConnArgs,
+        /// Only names containing this, or matching it as a glob with `*` (`app.*`, `*.query`).
+        pattern: Option<String>,
+        /// Use the bundled TrueNAS 25.04 catalog instead of asking a server.
+        #[arg(long)]
+        offline: bool,
+    },
+    /// Show a method's documentation: arguments with types and defaults, result, job, roles.
+    Doc {
+        #[command(flatten)]
+        conn: ConnArgs,
+        /// The method, e.g. user.update.
+        method: String,
+        /// Use the bundled TrueNAS 25.04 catalog instead of asking a server.
+        #[arg(long)]
+        offline: bool,
+    },
+    /// Print a shell completion script, e.g. `midscript completions bash > /etc/bash_completion.d/midscript`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Run the built-in mock middleware: a simulated TrueNAS on this machine.
+    Mock(mock::MockArgs),
+}
+
+/// Run a parsed command line.
+pub async fn run(mut cli: Cli) -> ExitCode {
+    let verbose = cli.verbose;
+    cli.conn.verbose = verbose;
+    let outer = &cli.conn;
+    let result = match cli.command {
+        Command::Mock(args) => {
+            if !outer.is_empty() {
+                eprintln!("midscript: error: connection options do not apply to `midscript mock`");
+                return Exit::Usage.into();
+            }
+            return mock::run(args).await;
+        }
+        Command::Call {
+            conn,
+            method,
+            args,
+            job,
+            progress,
+        } => {
+            call::call(
+                &conn.or(outer),
+                &method,
+                &args,
+                job,
+                progress,
+                cli.output,
+                cli.raw,
+            )
+            .await
+        }
+        Command::Job {
+            conn,
+            method,
+            args,
+            progress,
+        } => {
+            call::call(
+                &conn.or(outer),
+                &method,
+                &args,
+                true,
+                progress,
+                cli.output,
+                cli.raw,
+            )
+            .await
+        }
+        Command::Ping { conn } => call::ping(&conn.or(outer)).await,
+        Command::Subscribe {
+            conn,
+            event,
+            count,
+            wait,
+        } => call::subscribe(&conn.or(outer), &event, count, wait).await,
+        Command::Methods {
+            conn,
+            pattern,
+            offline,
+        } => methods::methods(&conn.or(outer), pattern.as_deref(), offline, cli.output).await,
+        Command::Doc {
+            conn,
+            method,
+            offline,
+        } => methods::doc(&conn.or(outer), &method, offline, cli.output).await,
+        Command::Completions { shell } => {
+            use clap::CommandFactory as _;
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "midscript", &mut script);
+            output::emit(&String::from_utf8_lossy(&script));
+            Ok(Exit::Ok)
+        }
+    };
+    match result {
+        Ok(exit) => exit.into(),
+        Err(err) => {
+            eprintln!("midscript: error: {}", err.describe(verbose));
+            err.exit().into()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn connection_options_work_before_and_after_the_command() {
+        let before = Cli::try_parse_from(["midscript", "--mock", "-t", "5", "ping"]).unwrap();
+        let after = Cli::try_parse_from(["midscript", "ping", "--mock", "-t", "5"]).unwrap();
+        for cli in [before, after] {
+            let Command::Ping { conn } = cli.command else {
+                panic!()
+            };
+            let merged = conn.or(&cli.conn);
+            assert!(merged.mock);
+            assert_eq!(merged.timeout, Some(5.0));
+        }
+        let mixed = Cli::try_parse_from([
+            "midscript",
+            "--url",
+            "ws://a/api/current",
+            "call",
+            "--url",
+            "ws://b/api/current",
+            "x",
+        ])
+        .unwrap();
+        let Command::Call { conn, .. } = mixed.command else {
+            panic!()
+        };
+        assert_eq!(
+            conn.or(&mixed.conn).url.as_deref(),
+            Some("ws://b/api/current")
+        );
+    }
+
+    #[test]
+    fn the_mock_takes_its_own_api_keys() {
+        let cli = Cli::try_parse_from([
+            "midscript",
+            "mock",
+            "--api-key",
+            "1-a",
+            "--api-key",
+            "2-b",
+            "--server-version",
+            "26.0",
+        ])
+        .unwrap();
+        assert!(matches!(cli.command, Command::Mock(_)));
+    }
+}

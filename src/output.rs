@@ -1,0 +1,292 @@
+//! Everything the command line prints: results as JSON (pretty on a terminal, compact when
+//! piped), bare strings with `--raw`, tables, job progress, and errors with their details.
+
+use std::io::{IsTerminal, Write};
+
+use serde_json::Value;
+
+use crate::client::{Error, JobProgress};
+use crate::protocol::{ejson, errno};
+
+/// How results are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Pretty JSON on a terminal (dates shown as ISO-8601), compact JSON when piped.
+    Auto,
+    /// Pretty JSON, values exactly as the server sent them.
+    Json,
+    /// One line of JSON, values exactly as the server sent them.
+    Compact,
+    /// A table, for a list of objects (falls back to JSON otherwise).
+    Table,
+    /// YAML (dates shown as ISO-8601).
+    Yaml,
+}
+
+/// Print `text` on stdout. A closed pipe (`midscript methods | head`) is not an error: what
+/// is left is dropped quietly instead of panicking as `println!` would.
+pub fn emit(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+}
+
+/// [`emit`] `text` and a newline.
+pub fn emit_line(text: &str) {
+    emit(&format!("{text}\n"));
+}
+
+/// Render a result for stdout.
+pub fn render(value: &Value, format: Format, raw: bool) -> String {
+    if raw && let Value::String(s) = value {
+        return s.clone();
+    }
+    match format {
+        Format::Auto if std::io::stdout().is_terminal() => pretty(&ejson::humanize(value)),
+        Format::Auto | Format::Compact => value.to_string(),
+        Format::Json => pretty(value),
+        Format::Table => table(value).unwrap_or_else(|| pretty(&ejson::humanize(value))),
+        Format::Yaml => yaml(&ejson::humanize(value)),
+    }
+}
+
+/// YAML without the trailing newline; JSON (valid YAML too) should the serializer refuse.
+fn yaml(value: &Value) -> String {
+    match serde_saphyr::to_string(value) {
+        Ok(s) => s.trim_end_matches('\n').to_owned(),
+        Err(_) => pretty(value),
+    }
+}
+
+fn pretty(value: &Value) -> String {
+    serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
+}
+
+/// A plain-text table of a list of objects: the union of their keys as columns, in first-seen
+/// order; nested values as compact JSON. `None` when the value is not a list of objects.
+pub fn table(value: &Value) -> Option<String> {
+    let rows = value.as_array()?;
+    if rows.is_empty() || !rows.iter().all(Value::is_object) {
+        return None;
+    }
+    let mut columns: Vec<String> = Vec::new();
+    for row in rows {
+        for key in row.as_object()?.keys() {
+            if !columns.contains(key) {
+                columns.push(key.clone());
+            }
+        }
+    }
+    let cell = |v: Option<&Value>| match v.map(ejson::humanize) {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s,
+        Some(other) => other.to_string(),
+    };
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| columns.iter().map(|c| cell(r.get(c))).collect())
+        .collect();
+    let widths: Vec<usize> = columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            cells
+                .iter()
+                .map(|r| r[i].chars().count())
+                .chain([c.chars().count()])
+                .max()
+                .unwrap_or(0)
+                .min(60)
+        })
+        .collect();
+    let line = |items: &[String]| {
+        items
+            .iter()
+            .zip(&widths)
+            .map(|(s, w)| {
+                let s: String = s.chars().take(*w).collect();
+                format!("{s:<w$}")
+            })
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_owned()
+    };
+    let mut out = vec![line(&columns)];
+    out.push(
+        widths
+            .iter()
+            .map(|w| "-".repeat(*w))
+            .collect::<Vec<_>>()
+            .join("  "),
+    );
+    out.extend(cells.iter().map(|r| line(r)));
+    Some(out.join("\n"))
+}
+
+/// How job progress is shown on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProgressStyle {
+    /// A redrawn bar on a terminal, lines otherwise.
+    Auto,
+    /// A redrawn bar.
+    Bar,
+    /// One line per change (for logs and systemd).
+    Lines,
+    /// Nothing.
+    None,
+}
+
+/// Draws job progress on stderr.
+pub struct ProgressPrinter {
+    style: ProgressStyle,
+    drawn: bool,
+}
+
+impl ProgressPrinter {
+    /// A printer; `Auto` becomes a bar on a terminal and lines otherwise.
+    pub fn new(style: ProgressStyle) -> ProgressPrinter {
+        let style = match style {
+            ProgressStyle::Auto if std::io::stderr().is_terminal() => ProgressStyle::Bar,
+            ProgressStyle::Auto => ProgressStyle::Lines,
+            other => other,
+        };
+        ProgressPrinter {
+            style,
+            drawn: false,
+        }
+    }
+
+    /// Show one progress change.
+    pub fn update(&mut self, p: &JobProgress) {
+        let percent = p.percent.unwrap_or(0.0).clamp(0.0, 100.0);
+        let description = p.description.as_deref().unwrap_or("");
+        let mut err = std::io::stderr().lock();
+        match self.style {
+            ProgressStyle::Bar => {
+                let filled = (percent / 100.0 * 30.0).round() as usize;
+                let bar = format!("{}{}", "#".repeat(filled), "-".repeat(30 - filled));
+                let _ = write!(err, "\r\x1b[2K[{bar}] {percent:>3.0}% {description}");
+                self.drawn = true;
+            }
+            ProgressStyle::Lines => {
+                let _ = writeln!(
+                    err,
+                    "job {} {} {percent:.0}% {description}",
+                    p.job_id, p.state
+                );
+            }
+            ProgressStyle::Auto | ProgressStyle::None => {}
+        }
+        let _ = err.flush();
+    }
+
+    /// Finish the bar line, if one was drawn.
+    pub fn finish(&mut self) {
+        if self.drawn {
+            let _ = writeln!(std::io::stderr());
+            self.drawn = false;
+        }
+    }
+}
+
+/// An error for stderr: one concise paragraph, validation details one per line, and the server
+/// traceback only when `verbose`.
+pub fn describe_error(err: &Error, verbose: bool) -> String {
+    let mut out = err.to_string();
+    if let Some(server) = err.server() {
+        if server.errname.as_deref() == Some("EBUSY")
+            && server
+                .reason
+                .as_deref()
+                .is_some_and(|r| r.contains("Rate Limit"))
+        {
+            out.push_str(
+                "\nThe server allows 20 anonymous calls per method per minute from one address \
+                 (each login spends one or two). It accepts them again when its 60 s window ends. \
+                 For many calls, keep one connection: a script (midscript run) or the REPL.",
+            );
+        }
+        if let (Some(extra), true) = (&server.extra, server.validation().is_empty())
+            && !extra.is_null()
+            && verbose
+        {
+            out.push_str(&format!("\nextra: {extra}"));
+        }
+        if verbose {
+            if let Some(code) = server.code {
+                out.push_str(&format!("\ncode: {code} ({})", server.message));
+            }
+            if let Some(n) = server.errno {
+                out.push_str(&format!("\nerrno: {n} ({})", errno::name(n)));
+            }
+            if let Some(tb) = server.traceback() {
+                out.push_str("\nserver traceback:\n");
+                out.push_str(tb.trim_end());
+            }
+        } else if server.traceback().is_some() {
+            out.push_str("\n(run with -v for the server traceback)");
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn raw_strings_and_compact_json() {
+        assert_eq!(render(&json!("pong"), Format::Compact, true), "pong");
+        assert_eq!(render(&json!("pong"), Format::Compact, false), "\"pong\"");
+        assert_eq!(render(&json!(true), Format::Compact, true), "true");
+        assert_eq!(
+            render(&json!({"t": {"$date": 0}}), Format::Compact, false),
+            r#"{"t":{"$date":0}}"#
+        );
+    }
+
+    #[test]
+    fn yaml_output() {
+        assert_eq!(
+            render(
+                &json!({"name": "a", "ok": true, "s": "true", "t": {"$date": 0}, "l": [1, null]}),
+                Format::Yaml,
+                false
+            ),
+            "name: a\nok: true\ns: \"true\"\nt: \"1970-01-01T00:00:00.000Z\"\nl:\n- 1\n- null"
+        );
+    }
+
+    #[test]
+    fn rate_limit_errors_explain_the_window() {
+        let e: crate::client::Error = crate::client::ServerError::from_object(
+            "auth.login_ex",
+            serde_json::from_value(json!({"code": -32001, "message": "Method call error", "data": {
+                "error": 16, "errname": "EBUSY", "reason": "[EBUSY] Rate Limit Exceeded", "trace": null, "extra": null}}))
+            .unwrap(),
+        )
+        .into();
+        let text = describe_error(&e, false);
+        assert!(
+            text.starts_with("auth.login_ex: [EBUSY] Rate Limit Exceeded\n"),
+            "{text}"
+        );
+        assert!(text.contains("60 s window"), "{text}");
+    }
+
+    #[test]
+    fn tables_union_columns() {
+        let v = json!([{"name": "a", "state": "RUNNING"}, {"name": "bb", "extra": {"x": 1}, "time": {"$date": 0}}]);
+        let t = table(&v).unwrap();
+        assert_eq!(
+            t,
+            "name  state    extra    time\n----  -------  -------  ------------------------\na     RUNNING\nbb             {\"x\":1}  1970-01-01T00:00:00.000Z"
+        );
+        assert!(table(&json!([1, 2])).is_none());
+        let t =
+            table(&json!([{"name": "a", "locked": false}, {"name": "b", "locked": true}])).unwrap();
+        assert_eq!(t, "name  locked\n----  ------\na     false\nb     true");
+        assert!(table(&json!({"a": 1})).is_none());
+    }
+}

@@ -1,0 +1,640 @@
+//! The client against the in-process mock: behaviour asserted directly, and the exact traffic
+//! (every frame, in order, secrets redacted) checked with insta snapshots. Ids are kept: the
+//! pairing of requests and replies is part of what is under test.
+
+use std::time::Duration;
+
+use midscript::client::{
+    AuthError, Client, ConnectOptions, Credentials, Error, JobProgress, Mechanism, Secret, Trust,
+};
+use midscript::mock::{MockConfig, MockServer, ServerVersion};
+use serde_json::{Value, json};
+
+/// Settings that hide what is random by design (SCRAM nonces and proofs) and nothing else.
+fn settings() -> insta::Settings {
+    let mut s = insta::Settings::clone_current();
+    // SCRAM messages (`rfc_str`): comma-separated `k=v` attributes, RFC 5802.
+    s.add_filter(r#"([,"]r=)[A-Za-z0-9+/=]+"#, "${1}[nonce]");
+    s.add_filter(r#"([,"]s=)[A-Za-z0-9+/=]+"#, "${1}[salt]");
+    s.add_filter(r#"([,"]p=)[A-Za-z0-9+/=]+"#, "${1}[proof]");
+    s.add_filter(r#"([,"]v=)[A-Za-z0-9+/=]+"#, "${1}[signature]");
+    s.add_filter(r"127\.0\.0\.1:\d+", "127.0.0.1:[port]");
+    s.set_prepend_module_to_snapshot(false);
+    s
+}
+
+fn password(server: &MockServer) -> Credentials {
+    let u = &server.config().users[0];
+    Credentials::Password {
+        username: u.username.clone(),
+        password: Secret::new(u.password.clone()),
+        otp: None,
+        otp_prompt: None,
+    }
+}
+
+fn api_key(server: &MockServer, with_username: bool) -> Credentials {
+    let k = &server.config().api_keys[0];
+    Credentials::ApiKey {
+        username: with_username.then(|| k.owner.clone()),
+        key: Secret::new(k.key.clone()),
+    }
+}
+
+async fn connect(server: &MockServer, credentials: Option<Credentials>) -> Result<Client, Error> {
+    let mut options = ConnectOptions::new(server.url());
+    options.credentials = credentials;
+    if let Some(fp) = server.fingerprint() {
+        options.trust = Trust::Pinned(fp.parse().unwrap());
+    }
+    Client::connect(options).await
+}
+
+async fn mock(edit: impl FnOnce(&mut MockConfig)) -> MockServer {
+    let mut config = MockConfig::for_tests();
+    edit(&mut config);
+    MockServer::start(config).await.expect("mock starts")
+}
+
+fn transcript(server: &MockServer) -> String {
+    server.transcript().to_string()
+}
+
+/// The transcript holds no secret of the given credentials.
+fn assert_no_secrets(server: &MockServer) {
+    let t = transcript(server);
+    for u in &server.config().users {
+        assert!(
+            !t.contains(&u.password),
+            "password leaked into the transcript:\n{t}"
+        );
+    }
+    for k in &server.config().api_keys {
+        assert!(
+            !t.contains(&k.key),
+            "API key leaked into the transcript:\n{t}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn password_login_and_a_call() {
+    let server = mock(|_| {}).await;
+    let client = connect(&server, Some(password(&server))).await.unwrap();
+    assert_eq!(client.login_info().unwrap().mechanism, Mechanism::Password);
+    let info = client.call("system.info", vec![]).await.unwrap();
+    assert!(
+        info["version"].as_str().unwrap().contains("25.10"),
+        "{info}"
+    );
+    client.close().await;
+    assert_no_secrets(&server);
+    settings().bind(|| insta::assert_snapshot!("password_login_and_a_call", transcript(&server)));
+}
+
+#[tokio::test]
+async fn password_login_with_otp() {
+    let server = mock(|c| c.users[0].otp_code = Some("246810".into())).await;
+    let mut creds = password(&server);
+    let Credentials::Password { otp_prompt, .. } = &mut creds else {
+        unreachable!()
+    };
+    *otp_prompt = Some(std::sync::Arc::new(|| Some("246810".to_owned())));
+    let client = connect(&server, Some(creds.clone())).await.unwrap();
+    assert!(client.is_authenticated());
+    client.close().await;
+    assert_no_secrets(&server);
+    assert!(!transcript(&server).contains("246810"), "OTP leaked");
+    settings().bind(|| insta::assert_snapshot!("password_login_with_otp", transcript(&server)));
+
+    // Without an OTP source the login fails clearly, and a wrong OTP is refused.
+    let Credentials::Password { otp_prompt, .. } = &mut creds else {
+        unreachable!()
+    };
+    *otp_prompt = None;
+    let err = connect(&server, Some(creds.clone())).await.unwrap_err();
+    assert!(
+        matches!(err, Error::Auth(AuthError::OtpRequired)),
+        "{err:?}"
+    );
+    let Credentials::Password { otp, .. } = &mut creds else {
+        unreachable!()
+    };
+    *otp = Some(Secret::new("000000"));
+    let err = connect(&server, Some(creds)).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Auth(AuthError::OtpRejected | AuthError::Rejected)
+        ),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn wrong_password_is_refused() {
+    let server = mock(|_| {}).await;
+    let u = &server.config().users[0];
+    let creds = Credentials::Password {
+        username: u.username.clone(),
+        password: Secret::new("wrong"),
+        otp: None,
+        otp_prompt: None,
+    };
+    let err = connect(&server, Some(creds)).await.unwrap_err();
+    assert!(matches!(err, Error::Auth(AuthError::Rejected)), "{err:?}");
+    assert!(err.to_string().contains("AUTH_ERR"));
+}
+
+#[tokio::test]
+async fn api_key_plain_login_over_a_secure_transport() {
+    let server = mock(|c| c.plain_is_secure = true).await;
+    let client = connect(&server, Some(api_key(&server, true)))
+        .await
+        .unwrap();
+    assert_eq!(
+        client.login_info().unwrap().mechanism,
+        Mechanism::ApiKeyPlain
+    );
+    client.call("core.ping", vec![]).await.unwrap();
+    client.close().await;
+    assert_no_secrets(&server);
+    settings().bind(|| insta::assert_snapshot!("api_key_plain_login", transcript(&server)));
+}
+
+#[tokio::test]
+async fn api_key_without_owner_uses_login_with_api_key() {
+    let server = mock(|c| c.plain_is_secure = true).await;
+    let client = connect(&server, Some(api_key(&server, false)))
+        .await
+        .unwrap();
+    assert_eq!(
+        client.login_info().unwrap().mechanism,
+        Mechanism::ApiKeyPlain
+    );
+    client.close().await;
+    assert_no_secrets(&server);
+    settings().bind(|| insta::assert_snapshot!("api_key_login_with_api_key", transcript(&server)));
+}
+
+#[tokio::test]
+async fn api_key_scram_login_on_26() {
+    let server = mock(|c| c.version = ServerVersion::V26_0).await;
+    let client = connect(&server, Some(api_key(&server, true)))
+        .await
+        .unwrap();
+    assert_eq!(client.login_info().unwrap().mechanism, Mechanism::Scram);
+    client.call("core.ping", vec![]).await.unwrap();
+    client.close().await;
+    assert_no_secrets(&server);
+    // The key material itself never crossed the wire.
+    let material = server.config().api_keys[0]
+        .key
+        .split_once('-')
+        .unwrap()
+        .1
+        .to_owned();
+    assert!(!transcript(&server).contains(&material));
+    settings().bind(|| insta::assert_snapshot!("api_key_scram_login", transcript(&server)));
+}
+
+#[tokio::test]
+async fn plain_api_key_over_an_insecure_transport_is_revoked_by_the_server() {
+    // The mock treats plain ws as a remote, insecure peer (the client allows it: loopback).
+    let server = mock(|_| {}).await;
+    let err = connect(&server, Some(api_key(&server, true)))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Auth(AuthError::Expired)), "{err:?}");
+    assert!(err.to_string().contains("revoked"), "{err}");
+    // The key is now dead everywhere.
+    let err = connect(&server, Some(api_key(&server, true)))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Auth(AuthError::Rejected)), "{err:?}");
+    assert_no_secrets(&server);
+}
+
+#[tokio::test]
+async fn an_api_key_is_never_sent_over_plain_ws_to_another_host() {
+    let mut options = ConnectOptions::new("ws://nas.example.invalid/api/current");
+    options.credentials = Some(Credentials::ApiKey {
+        username: None,
+        key: Secret::new("1-abc"),
+    });
+    let err = Client::connect(options).await.unwrap_err();
+    assert!(
+        matches!(err, Error::Auth(AuthError::InsecureApiKey { .. })),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("revokes"), "{err}");
+}
+
+#[tokio::test]
+async fn token_login() {
+    let server = mock(|_| {}).await;
+    let admin = connect(&server, Some(password(&server))).await.unwrap();
+    let token = admin.call("auth.generate_token", vec![]).await.unwrap();
+    let token = token.as_str().unwrap().to_owned();
+    admin.close().await;
+    server.clear_transcript();
+    let client = connect(
+        &server,
+        Some(Credentials::Token(Secret::new(token.clone()))),
+    )
+    .await
+    .unwrap();
+    assert_eq!(client.login_info().unwrap().mechanism, Mechanism::Token);
+    client.close().await;
+    assert!(!transcript(&server).contains(&token), "token leaked");
+    settings().bind(|| insta::assert_snapshot!("token_login", transcript(&server)));
+}
+
+#[tokio::test]
+async fn calls_before_login_fail_with_not_authenticated() {
+    let server = mock(|_| {}).await;
+    let client = connect(&server, None).await.unwrap();
+    let err = client.call("system.info", vec![]).await.unwrap_err();
+    let s = err.server().expect("a server error");
+    assert!(s.is_not_authenticated(), "{s:?}");
+    assert_eq!(
+        err.to_string(),
+        "system.info: [ENOTAUTHENTICATED] Not authenticated"
+    );
+}
+
+#[tokio::test]
+async fn validation_errors_carry_their_fields() {
+    let server = mock(|_| {}).await;
+    let client = connect(&server, Some(password(&server))).await.unwrap();
+    let err = client
+        .call("user.update", vec![json!(999), json!({"full_name": "X"})])
+        .await
+        .unwrap_err();
+    let s = err.server().unwrap();
+    assert_eq!(s.code, Some(-32602));
+    assert_eq!(s.validation()[0].errno, 2, "{s:?}");
+    let err = client
+        .call("user.update", vec![json!(1), json!({"bogus": 1})])
+        .await
+        .unwrap_err();
+    let v = err.server().unwrap().validation();
+    assert_eq!(v[0].attribute.as_deref(), Some("user_update.bogus"));
+    assert_eq!(v[0].message, "Extra inputs are not permitted");
+    let err = client.call("no.such_method", vec![]).await.unwrap_err();
+    assert_eq!(err.server().unwrap().code, Some(-32601));
+    client.close().await;
+    settings().bind(|| insta::assert_snapshot!("validation_errors", transcript(&server)));
+}
+
+fn whoami() -> Value {
+    json!({"app_name": "whoami", "custom_app": true, "custom_compose_config": {
+        "services": {"web": {"image": "traefik/whoami:v1.10", "ports": ["8081:80"]}}}})
+}
+
+#[tokio::test]
+async fn a_job_runs_to_success_with_progress() {
+    let server = mock(|_| {}).await;
+    let client = connect(&server, Some(password(&server))).await.unwrap();
+    let mut seen: Vec<JobProgress> = Vec::new();
+    let app = client
+        .job("app.create", vec![whoami()], |p| seen.push(p.clone()))
+        .await
+        .unwrap();
+    assert_eq!(app["name"], "whoami");
+    let descriptions: Vec<_> = seen.iter().filter_map(|p| p.description.clone()).collect();
+    assert!(
+        descriptions
+            .iter()
+            .any(|d| d.contains("installed successfully")),
+        "{descriptions:?}"
+    );
+    assert_eq!(seen.last().unwrap().state, "SUCCESS");
+    assert!(
+        seen.windows(2).all(|w| w[0].percent <= w[1].percent),
+        "progress went backwards: {seen:?}"
+    );
+    client.close().await;
+    settings().bind(|| insta::assert_snapshot!("job_success", transcript(&server)));
+}
+
+#[tokio::test]
+async fn failing_jobs_give_typed_errors() {
+    let server = mock(|_| {}).await;
+    let client = connect(&server, Some(password(&server))).await.unwrap();
+    client
+        .job("app.create", vec![whoami()], |_| {})
+        .await
+        .unwrap();
+    server.clear_transcript();
+    let err = client
+        .job("app.create", vec![whoami()], |_| {})
+        .await
+        .unwrap_err();
+    let s = err.server().expect("server error");
+    assert_eq!(s.errname.as_deref(), Some("EEXIST"), "{s:?}");
+    assert!(s.job_id.is_some());
+    let err = client.job("app.create", vec![json!({"app_name": "Bad_Name", "custom_app": true, "custom_compose_config": {"services": {}}})], |_| {}).await.unwrap_err();
+    let v = err.server().unwrap().validation();
+    assert_eq!(
+        v[0].attribute.as_deref(),
+        Some("app_create.app_name"),
+        "{err}"
+    );
+    client.close().await;
+    settings().bind(|| insta::assert_snapshot!("job_failures", transcript(&server)));
+}
+
+#[tokio::test]
+async fn a_job_can_be_aborted() {
+    let server = mock(|c| c.job_step = Duration::from_millis(200)).await;
+    let client = connect(&server, Some(password(&server))).await.unwrap();
+    let handle = client
+        .start_job("app.create", vec![whoami()])
+        .await
+        .unwrap();
+    // Abort once the job is known to be running (each later step is 200 ms away).
+    let (started, running) = tokio::sync::oneshot::channel();
+    let mut started = Some(started);
+    let waiter = handle.clone();
+    let outcome = tokio::spawn(async move {
+        waiter
+            .wait(move |p| {
+                if p.percent.unwrap_or(0.0) > 0.0
+                    && let Some(tx) = started.take()
+                {
+                    let _ = tx.send(());
+                }
+            })
+            .await
+    });
+    running.await.unwrap();
+    handle.abort().await.unwrap();
+    let err = outcome.await.unwrap().unwrap_err();
+    assert!(matches!(err, Error::JobAborted { .. }), "{err:?}");
+    client.close().await;
+    settings().bind(|| insta::assert_snapshot!("job_aborted", transcript(&server)));
+}
+
+#[tokio::test]
+async fn a_subscription_delivers_events_until_its_source_ends() {
+    let server = mock(|_| {}).await;
+    let client = connect(&server, Some(password(&server))).await.unwrap();
+    client
+        .job("app.create", vec![whoami()], |_| {})
+        .await
+        .unwrap();
+    let ids = client
+        .call("app.container_ids", vec![json!("whoami")])
+        .await
+        .unwrap();
+    let container = ids.as_object().unwrap().keys().next().unwrap().clone();
+    server.clear_transcript();
+    let name = format!(
+        r#"app.container_log_follow:{{"app_name":"whoami","container_id":"{container}","tail_lines":3}}"#
+    );
+    let mut sub = client.subscribe(&name).await.unwrap();
+    let mut lines = Vec::new();
+    while let Some(ev) = sub.recv().await {
+        let ev = ev.unwrap();
+        assert_eq!(ev.collection, name);
+        lines.push(ev.fields.unwrap()["data"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    client.close().await;
+    settings().bind(|| insta::assert_snapshot!("subscription_log_follow", transcript(&server)));
+}
+
+/// Collect `app.query` states for `app` until one of them is `last`.
+async fn states_until(
+    sub: &mut midscript::client::Subscription,
+    app: &str,
+    last: &str,
+) -> Vec<String> {
+    let mut states: Vec<String> = Vec::new();
+    while states.last().map(String::as_str) != Some(last) {
+        let ev = tokio::time::timeout(Duration::from_secs(5), sub.recv())
+            .await
+            .expect("an event in time")
+            .expect("open")
+            .expect("no error");
+        assert_eq!(ev.id, Some(json!(app)));
+        states.push(
+            ev.fields.expect("fields")["state"]
+                .as_str()
+                .expect("a state")
+                .to_owned(),
+        );
+    }
+    states
+}
+
+#[tokio::test]
+async fn app_events_follow_the_lifecycle_and_unsubscribe_ends_them() {
+    let server = mock(|_| {}).await;
+    let client = connect(&server, Some(password(&server))).await.unwrap();
+    let mut sub = client.subscribe("app.query").await.unwrap();
+    client
+        .job("app.create", vec![whoami()], |_| {})
+        .await
+        .unwrap();
+    assert_eq!(
+        states_until(&mut sub, "whoami", "RUNNING").await,
+        ["DEPLOYING", "RUNNING"]
+    );
+    client
+        .job("app.stop", vec![json!("whoami")], |_| {})
+        .await
+        .unwrap();
+    assert_eq!(
+        states_until(&mut sub, "whoami", "STOPPED").await,
+        ["STOPPING", "STOPPED"]
+    );
+    sub.unsubscribe().await.unwrap();
+    assert!(client.subscriptions().iter().all(|s| s != "app.query"));
+    assert!(transcript(&server).contains(r#""method":"core.unsubscribe""#));
+    client.close().await;
+}
+
+#[tokio::test]
+async fn bad_event_source_arguments_end_the_subscription_with_an_error() {
+    let server = mock(|_| {}).await;
+    let client = connect(&server, Some(password(&server))).await.unwrap();
+    let mut sub = client
+        .subscribe(r#"reporting.realtime:{"interval":1}"#)
+        .await
+        .unwrap();
+    let ev = tokio::time::timeout(Duration::from_secs(5), sub.recv())
+        .await
+        .unwrap();
+    let err = ev.expect("an item").unwrap_err();
+    assert!(matches!(err, Error::SubscriptionEnded { .. }), "{err:?}");
+    assert!(sub.recv().await.is_none());
+    client.close().await;
+    settings().bind(|| insta::assert_snapshot!("subscription_bad_arguments", transcript(&server)));
+}
+
+#[tokio::test]
+async fn many_concurrent_calls_never_exceed_the_servers_limit() {
+    let server = mock(|_| {}).await;
+    let client = connect(&server, Some(password(&server))).await.unwrap();
+    let calls: Vec<_> = (0..60)
+        .map(|_| {
+            let c = client.clone();
+            tokio::spawn(async move { c.call("system.info", vec![]).await })
+        })
+        .collect();
+    for c in calls {
+        c.await.unwrap().expect("no call refused");
+    }
+    assert!(!transcript(&server).contains("-32000"));
+    client.close().await;
+}
+
+#[tokio::test]
+async fn an_oversized_message_is_refused_before_sending() {
+    let server = mock(|_| {}).await;
+    let client = connect(&server, Some(password(&server))).await.unwrap();
+    let big = "x".repeat(70_000);
+    let err = client
+        .call("core.ping", vec![json!(big)])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::MessageTooBig { limit: 65536, .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("65536"));
+    // The connection is still usable: nothing was sent.
+    assert_eq!(client.call("core.ping", vec![]).await.unwrap(), "pong");
+    assert!(!transcript(&server).contains("xxxxxxxx"));
+}
+
+#[tokio::test]
+async fn rate_limited_anonymous_calls_get_ebusy_and_a_call_timeout_fires() {
+    let server = mock(|c| {
+        c.rate_limit.max_calls = 2;
+        c.rate_limit.delay_min = Duration::ZERO;
+        c.rate_limit.delay_max = Duration::ZERO;
+    })
+    .await;
+    let client = connect(&server, None).await.unwrap();
+    for _ in 0..2 {
+        client.call("auth.mechanism_choices", vec![]).await.unwrap();
+    }
+    let err = client
+        .call("auth.mechanism_choices", vec![])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.server().unwrap().errname.as_deref(),
+        Some("EBUSY"),
+        "{err:?}"
+    );
+    client.close().await;
+
+    let slow = mock(|c| {
+        c.rate_limit.max_calls = 0;
+        c.rate_limit.delay_min = Duration::from_secs(3);
+        c.rate_limit.delay_max = Duration::from_secs(3);
+    })
+    .await;
+    let client = connect(&slow, None).await.unwrap();
+    let err = client
+        .call_with_timeout("auth.mechanism_choices", vec![], Duration::from_millis(200))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Timeout { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn tls_trust_modes() {
+    let server = mock(|c| c.tls = true).await;
+    let fp = server.fingerprint().expect("wss has a fingerprint");
+    assert!(server.url().starts_with("wss://"));
+    // Pinned to the right certificate: connects.
+    let client = connect(&server, Some(password(&server))).await.unwrap();
+    assert_eq!(client.fingerprint().unwrap().to_string(), fp);
+    client.close().await;
+    // Pinned to another certificate: refused, showing both.
+    let mut options = ConnectOptions::new(server.url());
+    options.trust = Trust::Pinned(["AB"; 32].join(":").parse().unwrap());
+    let err = Client::connect(options).await.unwrap_err();
+    assert!(matches!(&err, Error::Tls { .. }), "{err:?}");
+    assert!(err.to_string().contains(&fp), "{err}");
+    // System roots do not know a self-signed certificate: the error offers the fingerprint.
+    let err = Client::connect(ConnectOptions::new(server.url()))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains(&format!("--fingerprint {fp}")),
+        "{err}"
+    );
+    // Insecure: connects.
+    let mut options = ConnectOptions::new(server.url());
+    options.trust = Trust::Insecure;
+    Client::connect(options).await.unwrap().close().await;
+}
+
+#[tokio::test]
+async fn unknown_paths_get_http_404() {
+    let server = mock(|_| {}).await;
+    let url = server.url().replace("/api/current", "/api/nowhere");
+    let err = Client::connect(ConnectOptions::new(url)).await.unwrap_err();
+    assert!(
+        matches!(err, Error::Handshake { status: 404, .. }),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_transient_job_without_events_is_polled_to_its_end() {
+    // pool.scrub.scrub is transient on the server: it sends no core.get_jobs events.
+    let server = mock(|_| {}).await;
+    let client = connect(&server, Some(password(&server))).await.unwrap();
+    let outcome = tokio::time::timeout(
+        Duration::from_secs(20),
+        client.job("pool.scrub.scrub", vec![json!("tank")], |_| {}),
+    )
+    .await
+    .expect("a transient job must not hang");
+    outcome.unwrap();
+    let t = transcript(&server);
+    assert!(
+        t.contains(
+            r#""method":"core.get_jobs","params":[[["id","=",1]],{"extra":{"raw_result":true}}]"#
+        ),
+        "{t}"
+    );
+    assert!(
+        !t.contains(r#""collection":"core.get_jobs""#),
+        "a transient job sends no events:\n{t}"
+    );
+    client.close().await;
+}
+
+#[tokio::test]
+async fn keepalive_detects_a_peer_that_stopped_answering() {
+    use tokio::net::TcpListener;
+    // A server that completes the handshake and then never reads again (so never answers pings).
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let silent = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        drop(ws);
+    });
+    let mut options = ConnectOptions::new(format!("ws://{addr}/api/current"));
+    options.rpc.keepalive = Some(Duration::from_millis(100));
+    options.rpc.call_timeout = Duration::from_secs(20);
+    let client = Client::connect(options).await.unwrap();
+    let err = tokio::time::timeout(Duration::from_secs(10), client.call("core.ping", vec![]))
+        .await
+        .expect("the dead peer is detected well before the call timeout")
+        .unwrap_err();
+    assert!(matches!(err, Error::Closed { code: None, .. }), "{err:?}");
+    assert!(err.to_string().contains("keepalive"), "{err}");
+    assert!(!client.is_open());
+    silent.abort();
+}
