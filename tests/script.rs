@@ -1,13 +1,15 @@
 //! The script runner against the built-in mock: every example in `scripts/` (snapshots of its
 //! output and of its connection's traffic), the stdlib modules, and the error cases.
 
+mod common;
+
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use midscript::client::{Client, ConnectOptions, Credentials, JobProgress, Secret};
 use midscript::mock::{MockConfig, MockServer, TEST_PASSWORD};
-use midscript::script::{self, Console, Outcome, RunOptions, Script, progress_line};
+use midscript::script::{self, Console, Outcome, RunOptions, Script};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -75,6 +77,19 @@ impl Console for TestConsole {
     fn job_finished(&self, job_id: i64) {
         self.push(format!("progress: job {job_id} done"));
     }
+}
+
+/// `app.start (job 3): RUNNING 40% Starting`.
+fn progress_line(method: &str, p: &JobProgress) -> String {
+    let mut line = format!("{method} (job {}): {}", p.job_id, p.state);
+    if let Some(pct) = p.percent {
+        line.push_str(&format!(" {pct:.0}%"));
+    }
+    if let Some(d) = &p.description {
+        line.push(' ');
+        line.push_str(d);
+    }
+    line
 }
 
 /// What a run produced.
@@ -480,4 +495,207 @@ async fn cancelled_busy_loop_stops() {
         .run_traced(script, &[], Trigger::Cancel("looping", token))
         .await;
     assert_eq!(run.outcome, Outcome::Cancelled);
+}
+
+// ---- features ----------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_login_per_run() {
+    let server = MockServer::start(MockConfig::for_tests())
+        .await
+        .expect("mock");
+    let client = login(&server).await;
+    let console = Arc::new(TestConsole::default());
+    let code = "for i in 0..5 { call(\"core.ping\"); }\njob(\"app.create\", #{ app_name: \"a\", custom_app: true, custom_compose_config: #{ services: #{ w: #{ image: \"x:1\" } } } });";
+    let outcome = script::run(
+        client.clone(),
+        Script::inline(code),
+        RunOptions::new(console.clone()),
+    )
+    .await;
+    assert_eq!(outcome, Outcome::Success, "{}", console.text());
+    let transcript = server.transcript().to_string();
+    assert_eq!(transcript.matches("auth.login").count(), 1, "{transcript}");
+    assert_eq!(transcript.matches(" open ").count(), 1, "{transcript}");
+    assert_eq!(transcript.matches(r#""method":"core.ping""#).count(), 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bindings_and_helpers() {
+    let h = Harness::start().await;
+    h.prepare(DEMO_APPS).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("data.json"),
+        r#"{"n": 1.0, "big": 9007199254740993, "none": null, "s": "é"}"#,
+    )
+    .expect("write");
+    std::fs::write(
+        dir.path().join("data.yaml"),
+        "base: &b {a: 1}\nitem:\n  <<: *b\n  b: [x, y, on, 0755, true, 1.5]\n",
+    )
+    .expect("write");
+    std::fs::write(
+        dir.path().join("helper.rhai"),
+        "/// Double it.\nfn twice(x) { x * 2 }\n",
+    )
+    .expect("write");
+    let script_path = dir.path().join("main.rhai");
+    std::fs::write(
+        &script_path,
+        r#"#!/usr/bin/env midscript
+import "helper" as helper;
+import "apps" as apps;
+import "jobs" as jobs;
+import "users" as users;
+print(`args=${args} twice=${helper::twice(21)}`);
+let data = json::parse(read_file("data.json"));
+print(`json: ${json::stringify(data)} none_is_unit=${data.none == ()}`);
+print(`yaml: ${json::stringify(yaml::parse(read_file("data.yaml")).item)}`);
+print(`env: ${env("CARGO_PKG_NAME")} ${env("MIDSCRIPT_SURELY_UNSET") == ()}`);
+print(`time: ${type_of(now())} ${iso_time(0)} ${iso_time(#{"$date": 1000})}`);
+print(`apps: ${apps::names_in_state("RUNNING")} ${apps::exists("nginx")} ${apps::exists("nope")}`);
+print(`get: ${apps::get("whoami").state}`);
+apps::start("whoami");
+print(`waited: ${apps::wait_state("whoami", "RUNNING", 5000).state}`);
+let logs = apps::logs("nginx", 2);
+print(`logs: ${logs.keys()} ${logs.web.len()}`);
+print(`user: ${users::get("truenas_admin").uid} jobs: ${jobs::running().len()} ${jobs::get(99999)}`);
+let id = job_start("app.stop", "nginx");
+print(`job_start: ${type_of(id)} wait_job: ${wait_job(id)} get: ${jobs::get(id).state}`);
+print(`rpc_raw: ${rpc_raw("core.ping", [])} call(fp): ${call(|x| x + 1, 1)}`);
+let seen = [];
+let sub = subscribe("app.query", |ev| seen.push(`${ev.msg} ${ev.id} ${ev.fields.state}`));
+print(`handle: ${sub} ${sub.name}`);
+apps::start("nginx");
+sub.cancel();
+print(`seen first: ${seen[0]}`);
+let stream = events("app.query");
+print("pulling");
+for ev in stream {
+    print(`pulled: ${ev.keys()}`);
+    break;
+}
+"#,
+    )
+    .expect("write");
+    // `events` needs something to happen: stop whoami from another connection meanwhile.
+    let driver = h.second_client().await;
+    let trigger = Arc::new(Notify::new());
+    let t = trigger.clone();
+    let drive = tokio::spawn(async move {
+        t.notified().await;
+        driver
+            .job("app.stop", vec!["whoami".into()], |_| {})
+            .await
+            .expect("stop");
+    });
+    let script = Script::from_file(&script_path).expect("script");
+    let run = h
+        .run_traced(script, &["a", "--b"], Trigger::Notify("pulling", trigger))
+        .await;
+    tokio::time::timeout(Duration::from_secs(5), drive)
+        .await
+        .expect("driver ends")
+        .expect("driver");
+    assert_eq!(run.outcome, Outcome::Success, "{}", run.output);
+    let output: Vec<&str> = run
+        .output
+        .lines()
+        .filter(|l| l.starts_with("out:"))
+        .collect();
+    insta::assert_snapshot!(output.join("\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strict_variables_and_properties() {
+    let h = Harness::start().await;
+    let run = h
+        .run("let info = call(\"system.info\");\nprint(inof.hostname);\n")
+        .await;
+    assert_eq!(run.outcome, Outcome::Failed(script::FailureKind::Parse));
+    assert!(
+        run.output.contains("Undefined variable: inof"),
+        "{}",
+        run.output
+    );
+    assert!(
+        run.transcript.is_empty(),
+        "nothing is sent before the script parses"
+    );
+    let run = h
+        .run("let info = call(\"system.info\");\nprint(info.hostnme);\n")
+        .await;
+    assert_eq!(run.outcome, Outcome::Failed(script::FailureKind::Runtime));
+    assert!(run.output.contains("hostnme"), "{}", run.output);
+    assert!(run.output.contains("-e:2:12"), "{}", run.output);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn values_that_are_not_json_are_refused() {
+    let h = Harness::start().await;
+    let run = h.run("call(\"core.ping\", #{ f: || 1 });").await;
+    assert_eq!(run.outcome, Outcome::Failed(script::FailureKind::Runtime));
+    assert!(
+        run.output
+            .contains("core.ping: argument 1: a function pointer cannot be sent as JSON (at f)"),
+        "{}",
+        run.output
+    );
+    assert!(run.transcript.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_inside_stdlib_modules_show_both_places() {
+    let h = Harness::start().await;
+    let run = h
+        .run("import \"users\" as users;\nusers::set_password(\"ghost\", \"x\");\n")
+        .await;
+    insta::assert_snapshot!(run.output);
+}
+
+// ---- the binary --------------------------------------------------------------------------
+
+#[test]
+fn the_binary_runs_the_system_report_against_its_mock() {
+    let out = common::run(&["--mock", "run", "scripts/system-report.rhai"]);
+    assert_eq!(out.status.code(), Some(0), "{}", common::stderr(&out));
+    let text = common::stdout(&out);
+    assert!(text.starts_with("System report for truenas\n"), "{text}");
+    assert!(text.contains("Apps (0)"), "{text}");
+}
+
+#[test]
+fn the_binary_takes_scripts_as_shorthands_and_keeps_their_arguments() {
+    let out = common::run(&["--mock", "scripts/cleanup-stopped-apps.rhai", "--yes"]);
+    assert_eq!(out.status.code(), Some(0), "{}", common::stderr(&out));
+    assert_eq!(common::stdout(&out), "no stopped apps\n");
+    let out = common::run(&["--mock", "-e", "print(args); exit(7)", "-v", "x"]);
+    assert_eq!(out.status.code(), Some(7));
+    assert_eq!(common::stdout(&out), "[\"-v\", \"x\"]\n");
+    let out = common::run(&["--mock", "-e", "let x = ;"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        common::stderr(&out).contains(" --> -e:1:9"),
+        "{}",
+        common::stderr(&out)
+    );
+    let out = common::run(&["--mock", "-e", "call(\"app.get_instance\", \"nope\")"]);
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn user_modules_come_from_the_lib_folder() {
+    let sandbox = common::Sandbox::new();
+    sandbox.write(
+        "config/midscript/lib/greet.rhai",
+        "/// Greet.\nfn hello(n) { `hello ${n}` }\n",
+    );
+    let script = sandbox.write(
+        "work/s.rhai",
+        "import \"greet\" as g;\nprint(g::hello(call(\"system.info\").hostname));\n",
+    );
+    let out = sandbox.run(&["--mock", "run", script.to_str().expect("utf-8 path")]);
+    assert_eq!(out.status.code(), Some(0), "{}", common::stderr(&out));
+    assert_eq!(common::stdout(&out), "hello truenas\n");
 }

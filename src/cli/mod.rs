@@ -7,6 +7,7 @@ mod methods;
 mod mock;
 pub mod profile;
 pub mod prompt;
+mod run;
 mod trace;
 pub mod trust;
 
@@ -15,6 +16,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub use connection::{ConnArgs, Session};
+pub use run::script_shorthand;
 
 use crate::client::Error;
 use crate::output::{self, Format, ProgressStyle};
@@ -197,6 +199,9 @@ pub enum Command {
     },
     /// Run the built-in mock middleware: a simulated TrueNAS on this machine.
     Mock(mock::MockArgs),
+    /// Run a Rhai script on one connection: `midscript run FILE [ARGS]…`, also `midscript
+    /// FILE.rhai …`, `#!/usr/bin/env midscript`, and `midscript -e CODE`.
+    Run(run::RunArgs),
 }
 
 /// Run a parsed command line.
@@ -212,6 +217,7 @@ pub async fn run(mut cli: Cli) -> ExitCode {
             }
             return mock::run(args).await;
         }
+        Command::Run(args) => return run::run(args, outer, verbose).await,
         Command::Call {
             conn,
             method,

@@ -259,7 +259,11 @@ impl Client {
     /// another connection), to wait for it or abort it.
     pub async fn attach_job(&self, id: i64, method: &str) -> Result<JobHandle> {
         self.ensure_job_events().await?;
-        Ok(JobHandle { client: self.clone(), id, method: method.to_owned() })
+        Ok(JobHandle {
+            client: self.clone(),
+            id,
+            method: method.to_owned(),
+        })
     }
 
     /// Run a job method to its end: the result on SUCCESS, a [`ServerError`] on FAILED
