@@ -682,6 +682,13 @@ fn the_binary_takes_scripts_as_shorthands_and_keeps_their_arguments() {
     );
     let out = common::run(&["--mock", "-e", "call(\"app.get_instance\", \"nope\")"]);
     assert_eq!(out.status.code(), Some(1));
+    let out = common::run(&["--mock", "-e", "call(\"pool.qurey\")"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        common::stderr(&out).contains("  = help: did you mean pool.query"),
+        "{}",
+        common::stderr(&out)
+    );
 }
 
 #[test]

@@ -10,6 +10,7 @@ use clap::{Args, CommandFactory};
 use tokio_util::sync::CancellationToken;
 
 use super::{Cli, ConnArgs, Exit};
+use crate::catalog::Catalog;
 use crate::output::ProgressStyle;
 use crate::script::{self, FailureKind, Outcome, RunOptions, Script, StdConsole};
 
@@ -100,6 +101,9 @@ pub async fn run(args: RunArgs, outer: &ConnArgs, verbose: bool) -> ExitCode {
     options.args = script_args;
     options.cancel = cancel;
     options.verbose = verbose;
+    options.suggest = Some(Arc::new(|name: &str| {
+        super::methods::suggestions(Catalog::bundled(), name)
+    }));
     let outcome = script::run(session.client.clone(), script, options).await;
     on_ctrl_c.abort();
     session.finish().await;

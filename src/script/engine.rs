@@ -205,7 +205,8 @@ pub(crate) fn execute(
                 Outcome::Cancelled
             }
             err => {
-                let (kind, text) = report::render(&err, &script.name, &sources);
+                let (kind, text) =
+                    report::render(&err, &script.name, &sources, options.suggest.as_deref());
                 console.err(text.trim_end());
                 Outcome::Failed(kind)
             }

@@ -43,7 +43,7 @@ use crate::client::{Client, JobProgress};
 use crate::output::{self, ProgressPrinter, ProgressStyle};
 
 pub use engine::register_call_syntax;
-pub use report::FailureKind;
+pub use report::{FailureKind, Suggest};
 pub use stdlib::{STDLIB, StdModule};
 pub use values::{NotJson, from_dynamic, to_dynamic};
 
@@ -163,6 +163,9 @@ pub struct RunOptions {
     pub verbose: bool,
     /// Stop after this many Rhai operations (0: no limit, the default for `run`).
     pub max_operations: u64,
+    /// Names close to a method the server does not know, for a "did you mean" under an
+    /// uncaught -32601 error.
+    pub suggest: Option<Arc<Suggest>>,
 }
 
 impl RunOptions {
@@ -175,6 +178,7 @@ impl RunOptions {
             lib_dir: default_lib_dir(),
             verbose: false,
             max_operations: 0,
+            suggest: None,
         }
     }
 }
