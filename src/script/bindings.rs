@@ -510,6 +510,13 @@ impl Drop for StreamInner {
 }
 
 impl EventStream {
+    fn name(&self) -> ImmutableString {
+        self.0
+            .try_borrow()
+            .map(|i| i.name.clone())
+            .unwrap_or_default()
+    }
+
     fn cancel(&self) {
         let Ok(mut inner) = self.0.try_borrow_mut() else {
             return;
@@ -715,12 +722,12 @@ pub(crate) fn register(engine: &mut Engine, host: &Rc<Host>) {
         },
     );
     engine.register_fn("cancel", |s: &mut EventStream| s.cancel());
-    engine.register_get("name", |s: &mut EventStream| s.0.borrow().name.clone());
+    engine.register_get("name", |s: &mut EventStream| s.name());
     engine.register_fn("to_string", |s: &mut EventStream| {
-        format!("Events({})", s.0.borrow().name)
+        format!("Events({})", s.name())
     });
     engine.register_fn("to_debug", |s: &mut EventStream| {
-        format!("Events({})", s.0.borrow().name)
+        format!("Events({})", s.name())
     });
 
     // wait_for(name | stream, [predicate,] timeout_ms)
@@ -784,7 +791,7 @@ pub(crate) fn register(engine: &mut Engine, host: &Rc<Host>) {
         "wait",
         move |ctx: NativeCallContext| -> Result<(), Box<EvalAltResult>> {
             let all_ended = std::future::poll_fn(|_| {
-                if h.subs.borrow().is_empty() {
+                if h.subs.try_borrow().is_ok_and(|s| s.is_empty()) {
                     Poll::Ready(())
                 } else {
                     Poll::Pending
@@ -798,7 +805,7 @@ pub(crate) fn register(engine: &mut Engine, host: &Rc<Host>) {
         "wait",
         move |ctx: NativeCallContext, ms: INT| -> Result<(), Box<EvalAltResult>> {
             let all_ended = std::future::poll_fn(|_| {
-                if h.subs.borrow().is_empty() {
+                if h.subs.try_borrow().is_ok_and(|s| s.is_empty()) {
                     Poll::Ready(())
                 } else {
                     Poll::Pending
@@ -854,11 +861,7 @@ fn wait_for_stream(
     pred: Option<FnPtr>,
     ms: INT,
 ) -> RhaiResult {
-    let name = stream
-        .0
-        .try_borrow()
-        .map(|i| i.name.to_string())
-        .unwrap_or_default();
+    let name = stream.name().to_string();
     let Some((mut sub, host)) = stream.take() else {
         return Err(script_error(
             "subscription",
