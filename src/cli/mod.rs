@@ -1,6 +1,7 @@
 //! The command line: argument definitions, dispatch, and exit codes.
 
 mod call;
+mod compose;
 mod connection;
 mod mock;
 
@@ -27,6 +28,8 @@ pub enum Exit {
     Connection = 3,
     /// Authentication failed, or was refused before trying.
     Auth = 4,
+    /// `compose up`: the deployment went through but the app CRASHED (its logs are shown).
+    Crashed = 6,
     /// Interrupted (Ctrl-C).
     Interrupted = 130,
 }
@@ -46,6 +49,14 @@ pub enum CliError {
     /// The client failed.
     #[error(transparent)]
     Client(#[from] Error),
+    /// Anything else, with its exit status.
+    #[error("{message}")]
+    Failed {
+        /// What to print.
+        message: String,
+        /// How to exit.
+        exit: Exit,
+    },
 }
 
 impl CliError {
@@ -54,6 +65,7 @@ impl CliError {
         match self {
             CliError::Usage(_) => Exit::Usage,
             CliError::Client(e) => exit_for(e),
+            CliError::Failed { exit, .. } => *exit,
         }
     }
 
@@ -62,6 +74,7 @@ impl CliError {
         match self {
             CliError::Usage(m) => m.clone(),
             CliError::Client(e) => output::describe_error(e, verbose),
+            CliError::Failed { message, .. } => message.clone(),
         }
     }
 }
@@ -85,6 +98,7 @@ Exit status:
   2    usage error (bad option, argument or URL)
   3    connection error (network, TLS, handshake, connection closed)
   4    authentication failed (a failed login never exits 0)
+  6    compose up: deployed, but the app CRASHED
   130  interrupted";
 
 /// Script, explore and deploy to TrueNAS through its middleware API.
@@ -161,6 +175,11 @@ pub enum Command {
     },
     /// Run the built-in mock middleware: a simulated TrueNAS on this machine.
     Mock(mock::MockArgs),
+    /// Deploy a docker-compose project as a TrueNAS custom app, idempotently.
+    Compose {
+        #[command(subcommand)]
+        command: compose::ComposeCommand,
+    },
 }
 
 /// Run a parsed command line.
@@ -217,6 +236,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             count,
             wait,
         } => call::subscribe(&conn.or(outer), &event, count, wait).await,
+        Command::Compose { command } => compose::run(command, outer, cli.output).await,
     };
     match result {
         Ok(exit) => exit.into(),

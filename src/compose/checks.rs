@@ -101,7 +101,7 @@ pub fn check(
                         "{}: build: is dropped: TrueNAS cannot build images, so {i} is pulled",
                         place(&pointer_key(&sp, "build"))
                     ));
-                    s.remove("build");
+                    s.shift_remove("build");
                 }
             }
         } else if image.is_none() {

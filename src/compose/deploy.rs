@@ -16,6 +16,8 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::canonical::{create_params, semantic_eq};
+use super::error::ComposeError;
+use super::journal::Journal;
 use super::paths::{BindMount, MountKind};
 use crate::client::{Client, Error, JobProgress, Subscription};
 use crate::protocol::{EventKind, errno};
@@ -38,6 +40,10 @@ pub struct DeployOptions {
     pub log_quiet: Duration,
     /// Poll `app.query` after this long without an event while waiting.
     pub poll: Duration,
+    /// Record created/updated documents here (journal, server key), right after the job.
+    pub journal: Option<(Journal, String)>,
+    /// The journal action for an update (`updated`, or `rolled_back`).
+    pub update_action: String,
 }
 
 impl Default for DeployOptions {
@@ -49,6 +55,8 @@ impl Default for DeployOptions {
             log_lines: 50,
             log_quiet: Duration::from_secs(2),
             poll: Duration::from_secs(5),
+            journal: None,
+            update_action: "updated".into(),
         }
     }
 }
@@ -143,6 +151,9 @@ pub enum DeployError {
         /// The app.
         app: String,
     },
+    /// The deploy journal could not be written (the deployment itself went through).
+    #[error(transparent)]
+    Journal(#[from] ComposeError),
     /// A bind-mount path exists on the NAS but is not a directory.
     #[error("{path} exists on the NAS but is not a directory (it is {kind})")]
     NotADirectory {
@@ -366,6 +377,16 @@ pub async fn up(
         )
         .await?
     };
+    if let Some((journal, server)) = &options.journal
+        && matches!(outcome.action, Action::Created | Action::Updated)
+    {
+        let action = if outcome.action == Action::Created {
+            "created"
+        } else {
+            options.update_action.as_str()
+        };
+        journal.record(server, app, action, document)?;
+    }
     // An update of a stopped app only saves the config (§1.3); `up` means running.
     if unchanged || state_of(&entry) == Some("STOPPED") {
         if unchanged {

@@ -15,21 +15,32 @@ use super::canonical::semantic_eq;
 /// What a masked value is shown as.
 pub const MASK: &str = "********";
 
-/// Values to mask: the resolved strings that contain values from `.env` or `env_file`.
+/// Values to mask: the resolved strings that contain values from `.env` or `env_file`, and
+/// any string containing one of those files' raw values (so an old value on the NAS that
+/// embeds a secret is masked too).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Secrets {
     values: BTreeSet<String>,
+    raw: BTreeSet<String>,
 }
 
+/// Raw values shorter than this are matched whole only (`1`, `on` would mask everything).
+const MIN_RAW: usize = 4;
+
 impl Secrets {
-    /// From the set of (escaped) strings.
-    pub fn new(values: BTreeSet<String>) -> Secrets {
-        Secrets { values }
+    /// From the (escaped) resolved strings and the (escaped) raw variable values.
+    pub fn new(values: BTreeSet<String>, raw: BTreeSet<String>) -> Secrets {
+        Secrets { values, raw }
     }
 
-    /// Is this string one of them?
+    /// Is this string secret-sourced?
     pub fn contains(&self, s: &str) -> bool {
         self.values.contains(s)
+            || self.raw.contains(s)
+            || self
+                .raw
+                .iter()
+                .any(|r| r.chars().count() >= MIN_RAW && s.contains(r.as_str()))
     }
 
     /// Does a key name look like it holds a secret?
@@ -197,7 +208,15 @@ pub fn diff(
         .get("services")
         .and_then(Value::as_object)
         .unwrap_or(&empty);
-    let image = |v: &Value| v.get("image").and_then(Value::as_str).map(str::to_owned);
+    let image = |v: &Value| {
+        v.get("image").map(|i| {
+            if !show_secrets && secrets.tainted(i) {
+                MASK.to_owned()
+            } else {
+                i.as_str().map_or_else(|| i.to_string(), str::to_owned)
+            }
+        })
+    };
     let mut services = Vec::new();
     for (name, svc) in new_services {
         match cur_services.get(name) {
@@ -332,7 +351,10 @@ mod tests {
         let new = json!({"services": {
             "api": {"image": "a:2", "environment": {"LOG_LEVEL": "debug", "DB_PASSWORD": "new", "URL": "pg://u:new@db"}},
             "web": {"image": "w:1"}}, "volumes": {"v": null}});
-        let secrets = Secrets::new(BTreeSet::from(["pg://u:new@db".to_owned()]));
+        let secrets = Secrets::new(
+            BTreeSet::from(["pg://u:new@db".to_owned()]),
+            BTreeSet::new(),
+        );
         let d = diff(Some(&old), &new, &secrets, false);
         assert_eq!(
             d.render(),

@@ -367,7 +367,7 @@ pub fn inline_env_files(
         let explicit = environment_map(svc.get("environment"), lookup, report)
             .map_err(|m| invalid(format!("services.{name}.environment: {m}")))?;
         let mut env = Map::new();
-        if let Some(files) = svc.remove("env_file") {
+        if let Some(files) = svc.shift_remove("env_file") {
             for r in env_file_refs(&files, project_dir, name).map_err(invalid)? {
                 if !r.path.is_file() {
                     if r.required {
@@ -385,6 +385,7 @@ pub fn inline_env_files(
                 }
                 for var in load_env(&r.path, lookup, Origin::EnvFile, r.raw)? {
                     report.tainted.insert(var.value.clone());
+                    report.raw.insert(var.value.clone());
                     env.insert(var.key, Value::String(var.value));
                 }
             }

@@ -315,6 +315,8 @@ fn braced(
 pub struct Report {
     /// Expanded strings that contain values from `.env` / `env_file`.
     pub tainted: BTreeSet<String>,
+    /// The raw values of `.env` / `env_file` variables (found inside other strings too).
+    pub raw: BTreeSet<String>,
     /// Warnings (unset variables).
     pub warnings: Vec<String>,
 }

@@ -187,12 +187,17 @@ pub fn parse(path: &Path, text: String) -> Result<SourceFile, ComposeError> {
 /// serde-saphyr prefixes messages with `error: line L column C: `; the place is shown apart.
 fn strip_location_prefix(msg: &str) -> String {
     let first = msg.lines().next().unwrap_or(msg);
-    let rest = first.strip_prefix("error: ").unwrap_or(first);
+    let mut rest = first.strip_prefix("error: ").unwrap_or(first);
     if let Some(after) = rest.strip_prefix("line ")
         && let Some(i) = after.find(": ")
         && after[..i].contains("column")
     {
-        return after[i + 2..].to_owned();
+        rest = &after[i + 2..];
+    }
+    if let Some(i) = rest.rfind(" at line ")
+        && rest[i..].contains(", column ")
+    {
+        rest = &rest[..i];
     }
     rest.to_owned()
 }

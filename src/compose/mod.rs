@@ -244,13 +244,11 @@ pub fn resolve(options: &Options) -> Result<Project, ComposeError> {
             limit: canonical::MESSAGE_LIMIT,
         });
     }
-    let secrets = Secrets::new(
-        report
-            .tainted
-            .iter()
-            .map(|s| s.replace('$', "$$"))
-            .collect(),
-    );
+    let escape = |set: &std::collections::BTreeSet<String>| {
+        set.iter().map(|s| s.replace('$', "$$")).collect()
+    };
+    report.raw.extend(vars.dotenv.values().cloned());
+    let secrets = Secrets::new(escape(&report.tainted), escape(&report.raw));
     Ok(Project {
         name,
         dir,
