@@ -480,3 +480,66 @@ fn overrides_merge_and_the_size_limit_is_enforced() {
     .unwrap_err();
     assert!(matches!(e, ComposeError::TooLarge { .. }), "{e}");
 }
+
+#[tokio::test]
+async fn the_mock_filesystem_behaves_like_the_middleware() {
+    let server = mock(|_| {}).await;
+    let client = connect(&server).await;
+    let errno_of = |e: midscript::client::Error| {
+        let s = e.server().expect("a server error").clone();
+        (s.errno, s.reason.unwrap_or_default())
+    };
+    let st = client
+        .call("filesystem.stat", vec![json!("/mnt/tank")])
+        .await
+        .unwrap();
+    assert_eq!(st["type"], "DIRECTORY");
+    assert_eq!(st["is_mountpoint"], true);
+    let e = client
+        .call("filesystem.stat", vec![json!("/mnt/tank/nope")])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        errno_of(e),
+        (Some(2), "[ENOENT] Path /mnt/tank/nope not found".into())
+    );
+    let made = client
+        .call(
+            "filesystem.mkdir",
+            vec![json!({"path": "/mnt/tank/a", "options": {"mode": "700"}})],
+        )
+        .await
+        .unwrap();
+    assert_eq!(made["name"], "a");
+    assert_eq!(made["mode"], 0o40700);
+    for (path, errno, reason) in [
+        (
+            "/mnt/tank/a",
+            17,
+            "[EEXIST] /mnt/tank/a: path already exists.",
+        ),
+        (
+            "/mnt/tank/x/y",
+            2,
+            "[ENOENT] [Errno 2] No such file or directory: '/mnt/tank/x/y'",
+        ),
+        ("/etc/x", 1, "[EPERM] /etc/x: path not permitted"),
+        ("rel", 22, "[EINVAL] rel: not an absolute path."),
+    ] {
+        let e = client
+            .call("filesystem.mkdir", vec![json!({"path": path})])
+            .await
+            .unwrap_err();
+        assert_eq!(errno_of(e), (Some(errno), reason.to_owned()), "{path}");
+    }
+    // The argument schema comes from the catalog.
+    let e = client
+        .call(
+            "filesystem.mkdir",
+            vec![json!({"path": "/mnt/tank/b", "bogus": 1})],
+        )
+        .await
+        .unwrap_err();
+    assert!(e.server().is_some_and(|s| s.is_validation), "{e}");
+    client.close().await;
+}

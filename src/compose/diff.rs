@@ -300,11 +300,14 @@ fn masked_change(path: String, old: Option<&Value>, new: Option<&Value>, mask: b
     }
 }
 
+/// Decides whether a change (key, old, new) is shown masked.
+type MaskFn<'a> = dyn Fn(&str, Option<&Value>, Option<&Value>) -> bool + 'a;
+
 fn leaf_changes(
     path: &str,
     old: Option<&Value>,
     new: Option<&Value>,
-    mask: &dyn Fn(&str, Option<&Value>, Option<&Value>) -> bool,
+    mask: &MaskFn<'_>,
     out: &mut Vec<Change>,
 ) {
     if let (Some(Value::Object(o)), Some(Value::Object(n))) = (old, new) {
