@@ -19,6 +19,20 @@ pub enum Format {
     Compact,
     /// A table, for a list of objects (falls back to JSON otherwise).
     Table,
+    /// YAML (dates shown as ISO-8601).
+    Yaml,
+}
+
+/// Print `text` on stdout. A closed pipe (`midscript methods | head`) is not an error: what
+/// is left is dropped quietly instead of panicking as `println!` would.
+pub fn emit(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+}
+
+/// [`emit`] `text` and a newline.
+pub fn emit_line(text: &str) {
+    emit(&format!("{text}\n"));
 }
 
 /// Render a result for stdout.
@@ -31,6 +45,15 @@ pub fn render(value: &Value, format: Format, raw: bool) -> String {
         Format::Auto | Format::Compact => value.to_string(),
         Format::Json => pretty(value),
         Format::Table => table(value).unwrap_or_else(|| pretty(&ejson::humanize(value))),
+        Format::Yaml => yaml(&ejson::humanize(value)),
+    }
+}
+
+/// YAML without the trailing newline; JSON (valid YAML too) should the serializer refuse.
+fn yaml(value: &Value) -> String {
+    match serde_saphyr::to_string(value) {
+        Ok(s) => s.trim_end_matches('\n').to_owned(),
+        Err(_) => pretty(value),
     }
 }
 
@@ -224,6 +247,18 @@ mod tests {
     }
 
     #[test]
+    fn yaml_output() {
+        assert_eq!(
+            render(
+                &json!({"name": "a", "ok": true, "s": "true", "t": {"$date": 0}, "l": [1, null]}),
+                Format::Yaml,
+                false
+            ),
+            "name: a\nok: true\ns: \"true\"\nt: \"1970-01-01T00:00:00.000Z\"\nl:\n- 1\n- null"
+        );
+    }
+
+    #[test]
     fn rate_limit_errors_explain_the_window() {
         let e: crate::client::Error = crate::client::ServerError::from_object(
             "auth.login_ex",
@@ -249,6 +284,9 @@ mod tests {
             "name  state    extra    time\n----  -------  -------  ------------------------\na     RUNNING\nbb             {\"x\":1}  1970-01-01T00:00:00.000Z"
         );
         assert!(table(&json!([1, 2])).is_none());
+        let t =
+            table(&json!([{"name": "a", "locked": false}, {"name": "b", "locked": true}])).unwrap();
+        assert_eq!(t, "name  locked\n----  ------\na     false\nb     true");
         assert!(table(&json!({"a": 1})).is_none());
     }
 }

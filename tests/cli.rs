@@ -1,91 +1,11 @@
 //! The `midscript` binary end to end: the standalone mock's start-up contract, one-off
 //! commands against it, and the exit status of every class of failure.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Output, Stdio};
+mod common;
 
-const BIN: &str = env!("CARGO_BIN_EXE_midscript");
+use std::process::Stdio;
 
-/// A command with a clean environment: no URL or key inherited from the developer's shell.
-fn midscript(args: &[&str]) -> Command {
-    let mut c = Command::new(BIN);
-    c.args(args);
-    for var in [
-        "MIDSCRIPT_URL",
-        "TRUENAS_URL",
-        "MIDSCRIPT_API_KEY",
-        "TRUENAS_API_KEY",
-        "MIDSCRIPT_PROFILE",
-    ] {
-        c.env_remove(var);
-    }
-    c.env("NO_COLOR", "1");
-    c
-}
-
-fn run(args: &[&str]) -> Output {
-    midscript(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("the binary runs")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// `midscript mock` in a child process; killed on drop.
-struct StandaloneMock {
-    child: Child,
-    lines: Vec<String>,
-}
-
-impl StandaloneMock {
-    fn start(extra: &[&str]) -> StandaloneMock {
-        let mut args = vec!["mock", "--deterministic"];
-        args.extend_from_slice(extra);
-        let mut child = midscript(&args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("mock starts");
-        let mut reader = BufReader::new(child.stdout.take().expect("stdout"));
-        let mut lines = Vec::new();
-        loop {
-            let mut line = String::new();
-            assert!(
-                reader.read_line(&mut line).expect("read") > 0,
-                "the mock ended before READY: {lines:?}"
-            );
-            let line = line.trim_end().to_owned();
-            let done = line == "READY";
-            lines.push(line);
-            if done {
-                break;
-            }
-        }
-        StandaloneMock { child, lines }
-    }
-
-    fn value(&self, key: &str) -> String {
-        self.lines
-            .iter()
-            .find_map(|l| l.strip_prefix(&format!("{key} ")))
-            .unwrap_or_else(|| panic!("no {key} line in {:?}", self.lines))
-            .to_owned()
-    }
-}
-
-impl Drop for StandaloneMock {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::{StandaloneMock, midscript, run, stderr, stdout};
 
 #[test]
 fn standalone_mock_follows_its_start_up_contract() {
@@ -356,4 +276,59 @@ fn subscribe_prints_one_json_line_per_event_and_times_out_when_quiet() {
         "{}",
         stderr(&o)
     );
+}
+
+#[test]
+fn host_falls_back_to_the_legacy_websocket_of_a_24_10_box() {
+    for (version, legacy) in [("24.10", true), ("25.10", false)] {
+        let mock = StandaloneMock::start(&["--server-version", version]);
+        let url = mock.value("URL");
+        assert_eq!(url.ends_with("/websocket"), legacy, "{url}");
+        let host = url
+            .trim_start_matches("wss://")
+            .split('/')
+            .next()
+            .unwrap()
+            .to_owned();
+        let fp = mock.value("FINGERPRINT");
+        let (user, password) = mock
+            .value("USER")
+            .split_once(' ')
+            .map(|(u, p)| (u.to_owned(), p.to_owned()))
+            .unwrap();
+        let o = run(&[
+            "--host",
+            &host,
+            "--fingerprint",
+            &fp,
+            "-U",
+            &user,
+            "-P",
+            &password,
+            "-v",
+            "ping",
+        ]);
+        assert!(o.status.success(), "{version}: {}", stderr(&o));
+        assert_eq!(stdout(&o), "pong\n");
+        assert_eq!(
+            stderr(&o).contains("using the legacy /websocket protocol"),
+            legacy,
+            "{version}: {}",
+            stderr(&o)
+        );
+        // Without -v the fallback is silent.
+        let o = run(&[
+            "--host",
+            &host,
+            "--fingerprint",
+            &fp,
+            "-U",
+            &user,
+            "-P",
+            &password,
+            "ping",
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert!(stderr(&o).is_empty(), "{}", stderr(&o));
+    }
 }

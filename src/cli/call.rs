@@ -72,7 +72,7 @@ pub async fn call(
     } else {
         client.call(method, params).await?
     };
-    println!("{}", output::render(&result, format, raw));
+    output::emit_line(&output::render(&result, format, raw));
     session.finish().await;
     Ok(Exit::Ok)
 }
@@ -84,7 +84,7 @@ pub async fn ping(conn: &ConnArgs) -> Result<Exit, CliError> {
     session.finish().await;
     match reply.as_str() {
         Some("pong") => {
-            println!("pong");
+            output::emit_line("pong");
             Ok(Exit::Ok)
         }
         _ => Err(Error::Protocol(format!("core.ping answered {reply} instead of \"pong\"")).into()),
@@ -118,7 +118,7 @@ pub async fn subscribe(
         };
         match next {
             Some(Ok(ev)) => {
-                println!("{}", serde_json::to_string(&ev).unwrap_or_default());
+                output::emit_line(&serde_json::to_string(&ev).unwrap_or_default());
                 seen += 1;
             }
             Some(Err(e)) => return Err(e.into()),

@@ -233,6 +233,14 @@ fn print_json(v: &Value, format: Format) {
     println!("{}", output::render(v, format, false));
 }
 
+/// The deploy journal in the state directory (`$XDG_STATE_HOME/midscript/journal`).
+fn journal() -> Result<Journal, CliError> {
+    match super::dirs::Dirs::from_env().state {
+        Some(state) => Ok(Journal::at(state.join("journal"))),
+        None => Journal::default_location().map_err(compose_err),
+    }
+}
+
 /// The journal's key for the server: `mock` for `--mock` (a new in-process mock each time).
 fn server_of(conn: &ConnArgs, client: &Client) -> String {
     if conn.mock {
@@ -485,10 +493,7 @@ async fn up(
     }
     let mut options = deploy_options(wait)?;
     options.create_dirs = create_dirs;
-    options.journal = Some((
-        Journal::default_location().map_err(compose_err)?,
-        server_of(conn, client),
-    ));
+    options.journal = Some((journal()?, server_of(conn, client)));
     let outcome = apply(
         client,
         &p.name,
@@ -714,7 +719,7 @@ async fn rollback(
     format: Format,
 ) -> Result<Exit, CliError> {
     let client = &session.client;
-    let journal = Journal::default_location().map_err(compose_err)?;
+    let journal = journal()?;
     let server = server_of(conn, client);
     let remote = deploy::remote(client, app).await?;
     let Some(entry) = journal

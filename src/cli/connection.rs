@@ -1,22 +1,29 @@
 //! Connection options shared by every command, and opening a session from them.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
 
-use super::CliError;
-use crate::client::{Client, ConnectOptions, Credentials, Fingerprint, Secret, Trust};
+use super::dirs::{Dirs, warn_if_exposed};
+use super::prompt::{Prompter, Terminal};
+use super::{CliError, profile, trace, trust};
+use crate::client::{
+    Client, ConnectOptions, Credentials, Dialect, Endpoint, Fingerprint, OtpPrompt, Secret, Trust,
+};
 use crate::mock::{MockConfig, MockServer};
 
 /// How to reach and log in to the server. Flags win over the environment.
 #[derive(Debug, Clone, Default, Args)]
 pub struct ConnArgs {
-    /// Server URL, e.g. wss://nas.local/api/current [env: MIDSCRIPT_URL, TRUENAS_URL]
+    /// Server URL, e.g. wss://nas.local/api/current, or wss://nas.local/websocket for the legacy
+    /// protocol of TrueNAS 24.10 [env: MIDSCRIPT_URL, TRUENAS_URL]
     #[arg(long, value_name = "URL")]
     pub url: Option<String>,
 
-    /// Server host name or address; means wss://HOST/api/current.
+    /// Server host name or address; means wss://HOST/api/current, or wss://HOST/websocket
+    /// when /api/current does not exist (TrueNAS 24.10).
     #[arg(long, value_name = "HOST", conflicts_with = "url")]
     pub host: Option<String>,
 
@@ -28,7 +35,8 @@ pub struct ConnArgs {
     #[arg(long, short = 'U', value_name = "NAME")]
     pub username: Option<String>,
 
-    /// Password (visible to other users in the process list: prefer a key file).
+    /// Password; asked for on a terminal when -U comes without -P or a key (-P shows in the
+    /// process list).
     #[arg(long, short = 'P', value_name = "PASSWORD", hide_default_value = true)]
     pub password: Option<String>,
 
@@ -40,7 +48,7 @@ pub struct ConnArgs {
     #[arg(long, value_name = "FILE", conflicts_with = "api_key")]
     pub api_key_file: Option<PathBuf>,
 
-    /// One-time password for two-factor accounts.
+    /// One-time password for two-factor accounts (asked for on a terminal when needed).
     #[arg(long, value_name = "CODE")]
     pub otp: Option<String>,
 
@@ -52,9 +60,22 @@ pub struct ConnArgs {
     #[arg(long, short = 'k')]
     pub insecure: bool,
 
-    /// Trust exactly the certificate with this SHA-256 fingerprint (as openssl prints it).
+    /// Trust exactly the certificate with this SHA-256 fingerprint (as openssl prints it);
+    /// otherwise an untrusted certificate is offered on a terminal and remembered on a yes.
     #[arg(long, value_name = "SHA256", conflicts_with = "insecure")]
     pub fingerprint: Option<String>,
+
+    /// Use this profile of the config file [env: MIDSCRIPT_PROFILE]
+    #[arg(long, value_name = "NAME")]
+    pub profile: Option<String>,
+
+    /// Write what is sent and received to FILE, secrets redacted.
+    #[arg(long, value_name = "FILE")]
+    pub trace: Option<PathBuf>,
+
+    /// Say what happens while connecting (the global `-v/--verbose`, set by [`super::run`]).
+    #[arg(skip)]
+    pub verbose: bool,
 }
 
 /// An open, logged-in client, and the in-process mock behind it when `--mock` was given.
@@ -74,7 +95,13 @@ impl Session {
     }
 }
 
-fn env_any(names: &[&str]) -> Option<String> {
+/// Environment variables naming the server, in order of preference.
+pub(super) const URL_VARS: &[&str] = &["MIDSCRIPT_URL", "TRUENAS_URL"];
+/// Environment variables holding an API key, in order of preference.
+pub(super) const KEY_VARS: &[&str] = &["MIDSCRIPT_API_KEY", "TRUENAS_API_KEY"];
+
+/// The first of `names` set to a non-empty value.
+pub(super) fn env_any(names: &[&str]) -> Option<String> {
     names
         .iter()
         .find_map(|n| std::env::var(n).ok().filter(|v| !v.is_empty()))
@@ -96,6 +123,9 @@ impl ConnArgs {
             timeout: self.timeout.or(outer.timeout),
             insecure: self.insecure || outer.insecure,
             fingerprint: self.fingerprint.or_else(|| outer.fingerprint.clone()),
+            profile: self.profile.or_else(|| outer.profile.clone()),
+            trace: self.trace.or_else(|| outer.trace.clone()),
+            verbose: self.verbose || outer.verbose,
         }
     }
 
@@ -112,6 +142,8 @@ impl ConnArgs {
             && self.timeout.is_none()
             && !self.insecure
             && self.fingerprint.is_none()
+            && self.profile.is_none()
+            && self.trace.is_none()
     }
 
     fn api_key(&self) -> Result<Option<Secret>, CliError> {
@@ -125,6 +157,7 @@ impl ConnArgs {
                     path.display()
                 ))
             })?;
+            warn_if_exposed(path, "an API key");
             let key = text.trim();
             if key.is_empty() {
                 return Err(CliError::Usage(format!(
@@ -134,25 +167,43 @@ impl ConnArgs {
             }
             return Ok(Some(Secret::new(key)));
         }
-        Ok(env_any(&["MIDSCRIPT_API_KEY", "TRUENAS_API_KEY"]).map(Secret::new))
+        Ok(env_any(KEY_VARS).map(Secret::new))
     }
 
-    fn credentials(&self) -> Result<Option<Credentials>, CliError> {
+    /// How to log in; a missing password is asked for (after trust is settled) on a terminal.
+    fn login(&self, prompter: &Arc<dyn Prompter>) -> Result<Option<Login>, CliError> {
         if let Some(key) = self.api_key()? {
-            return Ok(Some(Credentials::ApiKey {
+            return Ok(Some(Login::Ready(Credentials::ApiKey {
                 username: self.username.clone(),
                 key,
-            }));
+            })));
         }
+        let otp_prompt: Option<OtpPrompt> = match (&self.otp, prompter.interactive()) {
+            (None, true) => {
+                let p = prompter.clone();
+                Some(Arc::new(move || {
+                    p.secret("One-time password (2FA): ")
+                        .filter(|s| !s.trim().is_empty())
+                }))
+            }
+            _ => None,
+        };
+        let otp = self.otp.clone().map(Secret::new);
         match (&self.username, &self.password) {
-            (Some(u), Some(p)) => Ok(Some(Credentials::Password {
+            (Some(u), Some(p)) => Ok(Some(Login::Ready(Credentials::Password {
                 username: u.clone(),
                 password: Secret::new(p.clone()),
-                otp: self.otp.clone().map(Secret::new),
-                otp_prompt: None,
+                otp,
+                otp_prompt,
+            }))),
+            (Some(u), None) if prompter.interactive() => Ok(Some(Login::AskPassword {
+                username: u.clone(),
+                otp,
+                otp_prompt,
             })),
             (Some(u), None) => Err(CliError::Usage(format!(
-                "a password login as {u} needs -P/--password (or use an API key: -K/--api-key-file)"
+                "a password login as {u} needs -P/--password, and there is no terminal to ask for it \
+                 (or use an API key: -K/--api-key-file)"
             ))),
             (None, Some(_)) => Err(CliError::Usage("-P/--password needs -U/--username".into())),
             (None, None) => Ok(None),
@@ -179,13 +230,40 @@ impl ConnArgs {
         if let Some(h) = &self.host {
             return Ok(format!("wss://{h}/api/current"));
         }
-        env_any(&["MIDSCRIPT_URL", "TRUENAS_URL"])
+        env_any(URL_VARS)
             .ok_or_else(|| CliError::Usage("no server given: pass --host HOST, --url URL (or set MIDSCRIPT_URL), or --mock to try the built-in mock".into()))
     }
 
-    /// Connect and log in as these arguments say.
+    /// Is a server given, by these flags or the environment? Ask after
+    /// [`ConnArgs::with_profile`] to count the profile's.
+    pub(super) fn names_a_server(&self) -> bool {
+        self.mock || self.url.is_some() || self.host.is_some() || env_any(URL_VARS).is_some()
+    }
+
+    /// These arguments with the chosen profile (`--profile`, `MIDSCRIPT_PROFILE`) filled in.
+    pub(super) fn with_profile(&self) -> Result<ConnArgs, CliError> {
+        profile::apply(self, Dirs::from_env().config_file().as_deref())
+            .map_err(|e| CliError::Usage(e.to_string()))
+    }
+
+    /// Connect and log in as these arguments say (and the chosen profile), settling trust in
+    /// the server's certificate first and asking at the terminal for what is missing.
     pub async fn connect(&self) -> Result<Session, CliError> {
-        let mut credentials = self.credentials()?;
+        self.connect_with(Arc::new(Terminal)).await
+    }
+
+    /// [`ConnArgs::connect`], with questions going to `prompter`.
+    pub async fn connect_with(&self, prompter: Arc<dyn Prompter>) -> Result<Session, CliError> {
+        self.with_profile()?.open(&Dirs::from_env(), prompter).await
+    }
+
+    /// [`ConnArgs::connect`] for arguments that [`ConnArgs::with_profile`] already completed.
+    pub(super) async fn connect_resolved(&self) -> Result<Session, CliError> {
+        self.open(&Dirs::from_env(), Arc::new(Terminal)).await
+    }
+
+    async fn open(&self, dirs: &Dirs, prompter: Arc<dyn Prompter>) -> Result<Session, CliError> {
+        let mut credentials = self.login(&prompter)?;
         let mut mock = None;
         let (url, trust) = if self.mock {
             let server = MockServer::start(MockConfig::default())
@@ -193,10 +271,10 @@ impl ConnArgs {
                 .map_err(|e| CliError::Usage(format!("cannot start the built-in mock: {e}")))?;
             if credentials.is_none() {
                 let key = &server.config().api_keys[0];
-                credentials = Some(Credentials::ApiKey {
+                credentials = Some(Login::Ready(Credentials::ApiKey {
                     username: Some(key.owner.clone()),
                     key: Secret::new(key.key.clone()),
-                });
+                }));
             }
             let trust = server
                 .fingerprint()
@@ -209,8 +287,10 @@ impl ConnArgs {
             (self.url()?, self.trust()?)
         };
         let mut options = ConnectOptions::new(url);
+        // `--host` names a box, not an endpoint: a 24.10 one answers /api/current with HTTP 404
+        // and speaks only the legacy /websocket (`protocol.md` §0.1, §1.2).
+        options.legacy_fallback = self.host.is_some() && self.url.is_none() && !self.mock;
         options.trust = trust;
-        options.credentials = credentials;
         if let Some(t) = self.timeout {
             if !(t.is_finite() && t > 0.0) {
                 return Err(CliError::Usage(format!(
@@ -219,7 +299,114 @@ impl ConnArgs {
             }
             options.rpc.call_timeout = Duration::from_secs_f64(t);
         }
-        let client = Client::connect(options).await?;
+        if let Some(path) = &self.trace {
+            options.tracer = Some(trace::to_file(path)?);
+        }
+        let ask = match credentials {
+            // The client logs in once the handshake has settled trust (and refuses, before
+            // connecting, to send an API key where the server would revoke it).
+            Some(Login::Ready(c)) => {
+                options.credentials = Some(c);
+                None
+            }
+            ask => ask,
+        };
+        let fallback = options.legacy_fallback;
+        let client = trust::open(options, dirs.known_hosts().as_deref(), prompter.as_ref()).await?;
+        if self.verbose && fallback && client.dialect() == Dialect::Legacy {
+            eprintln!(
+                "midscript: {} has no /api/current (HTTP 404, TrueNAS 24.10?); using the legacy /websocket protocol at {}",
+                self.host.as_deref().unwrap_or_default(),
+                client.url()
+            );
+        }
+        // Like ssh, ask for the password only once the server is trusted (this login is not
+        // recorded in `Client::login_info`).
+        if let Some(login) = ask {
+            let result = match login.credentials(prompter.as_ref(), client.url()) {
+                Ok(c) => client.login(&c).await.map_err(CliError::from),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = result {
+                client.close().await;
+                return Err(e);
+            }
+        }
         Ok(Session { client, mock })
+    }
+}
+
+/// How the session will log in, once trust in the server is settled.
+enum Login {
+    /// Everything is known.
+    Ready(Credentials),
+    /// The password is asked for at the terminal.
+    AskPassword {
+        username: String,
+        otp: Option<Secret>,
+        otp_prompt: Option<OtpPrompt>,
+    },
+}
+
+impl Login {
+    fn credentials(self, prompter: &dyn Prompter, url: &str) -> Result<Credentials, CliError> {
+        match self {
+            Login::Ready(c) => Ok(c),
+            Login::AskPassword {
+                username,
+                otp,
+                otp_prompt,
+            } => {
+                let host = Endpoint::parse(url).map_or_else(|_| url.to_owned(), |e| e.host);
+                let password = prompter
+                    .secret(&format!("Password for {username}@{host}: "))
+                    .ok_or_else(|| CliError::Usage("no password was entered".into()))?;
+                Ok(Credentials::Password {
+                    username,
+                    password: Secret::new(password),
+                    otp,
+                    otp_prompt,
+                })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::prompt::Scripted;
+    use crate::mock::TEST_PASSWORD;
+
+    /// ssh's order: the certificate first, then the password, then the one-time password.
+    #[tokio::test]
+    async fn missing_password_and_otp_are_asked_after_trust_is_settled() {
+        let mut config = MockConfig::for_tests();
+        config.tls = true;
+        config.users[0].otp_code = Some("246810".into());
+        let server = MockServer::start(config).await.unwrap();
+        let state = tempfile::tempdir().unwrap();
+        let dirs = Dirs {
+            state: Some(state.path().to_owned()),
+            ..Dirs::default()
+        };
+        let args = ConnArgs {
+            url: Some(server.url()),
+            username: Some("truenas_admin".into()),
+            ..ConnArgs::default()
+        };
+        let prompter = Arc::new(Scripted::new(&["yes", TEST_PASSWORD, "246810"]));
+        let session = args.open(&dirs, prompter.clone()).await.unwrap();
+        assert!(session.client.is_authenticated());
+        let shown = prompter.shown.lock().unwrap().clone();
+        assert_eq!(shown.len(), 3, "{shown:?}");
+        assert!(
+            shown[0].starts_with("The authenticity of 127.0.0.1:"),
+            "{shown:?}"
+        );
+        assert_eq!(shown[1], "Password for truenas_admin@127.0.0.1: ");
+        assert_eq!(shown[2], "One-time password (2FA): ");
+        session.finish().await;
+        server.shutdown().await;
     }
 }

@@ -31,7 +31,7 @@ pub struct MockArgs {
     /// An API key `<id>-<key>` owned by the first user (repeatable).
     #[arg(long = "api-key", value_name = "KEY")]
     api_keys: Vec<String>,
-    /// The TrueNAS version to simulate: 25.04, 25.10 or 26.0.
+    /// The TrueNAS version to simulate: 24.10 (legacy /websocket only), 25.04, 25.10 or 26.0.
     #[arg(long = "server-version", default_value = "25.10")]
     server_version: ServerVersion,
     /// Fixed ids, clock and job speed (for tests).

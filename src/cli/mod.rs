@@ -3,13 +3,19 @@
 mod call;
 mod compose;
 mod connection;
+pub mod dirs;
+mod methods;
 mod mock;
+pub mod profile;
+pub mod prompt;
+mod trace;
+pub mod trust;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-pub use connection::ConnArgs;
+pub use connection::{ConnArgs, Session};
 
 use crate::client::Error;
 use crate::output::{self, Format, ProgressStyle};
@@ -91,7 +97,7 @@ pub fn exit_for(err: &Error) -> Exit {
     }
 }
 
-const EXIT_CODES: &str = "\
+const AFTER_HELP: &str = "\
 Exit status:
   0    success
   1    the server reported an error (method error, failed or aborted job, timeout)
@@ -99,11 +105,17 @@ Exit status:
   3    connection error (network, TLS, handshake, connection closed)
   4    authentication failed (a failed login never exits 0)
   6    compose up: deployed, but the app CRASHED
-  130  interrupted";
+  130  interrupted
+
+Files:
+  $XDG_CONFIG_HOME/midscript/config.toml  profiles (--profile, MIDSCRIPT_PROFILE)
+  $XDG_STATE_HOME/midscript/known_hosts   certificates accepted on first use
+  $XDG_CACHE_HOME/midscript/methods/      server catalogs, per server and version
+  $XDG_STATE_HOME/midscript/journal/      compose deploy journal, per server and app (0600)";
 
 /// Script, explore and deploy to TrueNAS through its middleware API.
 #[derive(Debug, Parser)]
-#[command(name = "midscript", version, about, after_help = EXIT_CODES, propagate_version = true)]
+#[command(name = "midscript", version, about, after_help = AFTER_HELP, propagate_version = true)]
 pub struct Cli {
     #[command(flatten)]
     pub conn: ConnArgs,
@@ -173,6 +185,31 @@ pub enum Command {
         #[arg(long = "timeout", short = 't', value_name = "SECONDS")]
         wait: Option<f64>,
     },
+    /// List methods (name, `[job]` mark, summary) from the server's catalog, cached per version.
+    Methods {
+        #[command(flatten)]
+        conn: ConnArgs,
+        /// Only names containing this, or matching it as a glob with `*` (`app.*`, `*.query`).
+        pattern: Option<String>,
+        /// Use the bundled TrueNAS 25.04 catalog instead of asking a server.
+        #[arg(long)]
+        offline: bool,
+    },
+    /// Show a method's documentation: arguments with types and defaults, result, job, roles.
+    Doc {
+        #[command(flatten)]
+        conn: ConnArgs,
+        /// The method, e.g. user.update.
+        method: String,
+        /// Use the bundled TrueNAS 25.04 catalog instead of asking a server.
+        #[arg(long)]
+        offline: bool,
+    },
+    /// Print a shell completion script, e.g. `midscript completions bash > /etc/bash_completion.d/midscript`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
     /// Run the built-in mock middleware: a simulated TrueNAS on this machine.
     Mock(mock::MockArgs),
     /// Deploy a docker-compose project as a TrueNAS custom app, idempotently.
@@ -183,8 +220,9 @@ pub enum Command {
 }
 
 /// Run a parsed command line.
-pub async fn run(cli: Cli) -> ExitCode {
+pub async fn run(mut cli: Cli) -> ExitCode {
     let verbose = cli.verbose;
+    cli.conn.verbose = verbose;
     let outer = &cli.conn;
     let result = match cli.command {
         Command::Mock(args) => {
@@ -236,6 +274,23 @@ pub async fn run(cli: Cli) -> ExitCode {
             count,
             wait,
         } => call::subscribe(&conn.or(outer), &event, count, wait).await,
+        Command::Methods {
+            conn,
+            pattern,
+            offline,
+        } => methods::methods(&conn.or(outer), pattern.as_deref(), offline, cli.output).await,
+        Command::Doc {
+            conn,
+            method,
+            offline,
+        } => methods::doc(&conn.or(outer), &method, offline, cli.output).await,
+        Command::Completions { shell } => {
+            use clap::CommandFactory as _;
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "midscript", &mut script);
+            output::emit(&String::from_utf8_lossy(&script));
+            Ok(Exit::Ok)
+        }
         Command::Compose { command } => compose::run(command, outer, cli.output).await,
     };
     match result {

@@ -1,6 +1,12 @@
 //! Logging in (`protocol.md` §2): password (+ OTP), API key (SCRAM-SHA-512 where the server
 //! offers it, else plain), and token; with the rule that an API key never goes in plain text
 //! over an insecure transport, where the server would revoke it (§1.5).
+//!
+//! On the legacy `/websocket` dialect (§1.4; TrueNAS 24.10 has no `auth.login_ex` and no
+//! SCRAM) the boolean methods are used: `auth.login [user, password(, otp)]`,
+//! `auth.login_with_api_key [key]` and `auth.login_with_token [token]`; `false` is
+//! [`AuthError::Rejected`]. A two-factor account needs its OTP up front there: without one,
+//! 24.10 just answers `false`, exactly as for a wrong password.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -9,7 +15,7 @@ use serde_json::{Value, json};
 
 use super::Client;
 use super::error::{AuthError, Error, Result};
-use super::transport::Endpoint;
+use super::transport::{Dialect, Endpoint};
 use crate::protocol::codes;
 
 /// A secret string: never printed by `Debug`.
@@ -159,6 +165,42 @@ impl Client {
     pub async fn login(&self, credentials: &Credentials) -> Result<LoginInfo> {
         let endpoint = Endpoint::parse(&self.conn.url)?;
         check_key_safety(&endpoint, Some(credentials))?;
+        let info = match (self.conn.dialect, credentials) {
+            (Dialect::Legacy, creds) => self.login_legacy(creds).await?,
+            (Dialect::JsonRpc, creds) => self.login_jsonrpc(creds).await?,
+        };
+        self.conn.set_authenticated(true);
+        Ok(info)
+    }
+
+    /// The boolean login methods of the legacy dialect (`protocol.md` §1.4).
+    async fn login_legacy(&self, credentials: &Credentials) -> Result<LoginInfo> {
+        let (method, params, mechanism) = match credentials {
+            Credentials::Password {
+                username,
+                password,
+                otp,
+                ..
+            } => {
+                let mut params = vec![json!(username), json!(password.expose())];
+                params.extend(otp.as_ref().map(|o| json!(o.expose())));
+                ("auth.login", params, Mechanism::Password)
+            }
+            Credentials::ApiKey { key, .. } => (
+                "auth.login_with_api_key",
+                vec![json!(key.expose())],
+                Mechanism::ApiKeyPlain,
+            ),
+            Credentials::Token(token) => (
+                "auth.login_with_token",
+                vec![json!(token.expose())],
+                Mechanism::Token,
+            ),
+        };
+        bool_outcome(&self.call(method, params).await?, mechanism)
+    }
+
+    async fn login_jsonrpc(&self, credentials: &Credentials) -> Result<LoginInfo> {
         let info = match credentials {
             Credentials::Password {
                 username,
@@ -196,7 +238,6 @@ impl Client {
                 }
             }
         };
-        self.conn.set_authenticated(true);
         Ok(info)
     }
 

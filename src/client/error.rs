@@ -4,9 +4,11 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::protocol::ddp::LegacyError;
 use crate::protocol::{ErrorData, ErrorObject, ValidationEntry, codes, errno};
 
-/// A failure reported by the server: a JSON-RPC error object, or a job that ended FAILED.
+/// A failure reported by the server: a JSON-RPC error object, a legacy `/websocket` error
+/// object, or a job that ended FAILED.
 ///
 /// It carries everything the middleware sends (`protocol.md` §3.2): code, message, errno,
 /// errname, reason, extra and trace. Validation failures (-32602, or a job whose
@@ -16,7 +18,8 @@ use crate::protocol::{ErrorData, ErrorObject, ValidationEntry, codes, errno};
 pub struct ServerError {
     /// The method that was called.
     pub method: String,
-    /// The JSON-RPC code; `None` for a job that failed after it was accepted.
+    /// The JSON-RPC code; `None` for a job that failed after it was accepted, and for every
+    /// error on the legacy dialect (which has no codes).
     pub code: Option<i64>,
     /// The JSON-RPC message ("Method call error", "Invalid params", …) or the job's error.
     pub message: String,
@@ -52,6 +55,32 @@ impl ServerError {
             reason: data.reason,
             extra: data.extra,
             trace: data.trace,
+            job_id: None,
+            is_validation,
+        }
+    }
+
+    /// Build from a legacy `/websocket` error object (`protocol.md` §1.4). There is no
+    /// JSON-RPC code; `type: "VALIDATION"` marks validation failures (errno EAGAIN for a list
+    /// of them, the error's own errno for a single one; the triples are in `extra`).
+    pub fn from_legacy(method: &str, e: LegacyError) -> Self {
+        let is_validation = e.is_validation();
+        let errname = e
+            .errname
+            .or_else(|| e.error.map(|n| errno::name(n).to_owned()));
+        ServerError {
+            method: method.to_owned(),
+            code: None,
+            message: e
+                .reason
+                .clone()
+                .or_else(|| errname.clone())
+                .unwrap_or_else(|| "Method call error".into()),
+            errname,
+            errno: e.error,
+            reason: e.reason,
+            extra: e.extra,
+            trace: e.trace,
             job_id: None,
             is_validation,
         }
@@ -360,8 +389,9 @@ impl Error {
             Some(1007) => format!("the server closed the connection: it could not decode a message (1007: {reason})"),
             Some(1008) => "the server refused this client (1008): its address is not on the UI allowlist (System > General > Allowed IP addresses)".to_owned(),
             Some(1009) => "the server closed the connection: a message after login may be at most 65536 characters (1009)".to_owned(),
+            // §1.4, §8.7: the legacy handler reads `message['msg']` and fails on a JSON-RPC frame.
             Some(1011) if reason == "'msg'" || reason == "msg" => format!(
-                "the server closed the connection (1011 'msg'): {url} is the legacy /websocket endpoint, which does not speak JSON-RPC; use {} instead",
+                "the server closed the connection (1011 'msg'): {url} is the legacy /websocket endpoint, which does not speak JSON-RPC; use {} instead (or let midscript pick the dialect: a URL ending in /websocket speaks the legacy protocol)",
                 url.trim_end_matches('/').trim_end_matches("/websocket").to_owned() + "/api/current"
             ),
             Some(1011) => format!("the server failed while handling a message and closed the connection (1011): {reason}"),
@@ -426,6 +456,22 @@ mod tests {
             Some("app_create.app_name")
         );
         assert_eq!(e.traceback(), Some("Traceback…"));
+    }
+
+    #[test]
+    fn legacy_errors_map_to_server_errors() {
+        let list: LegacyError = serde_json::from_value(json!({"error":11,"errname":"EAGAIN","type":"VALIDATION","reason":"[EINVAL] user_update.bogus: Extra inputs are not permitted","trace":null,"extra":[["user_update.bogus","Extra inputs are not permitted",22]]})).unwrap();
+        let e = ServerError::from_legacy("user.update", list);
+        assert!(e.is_validation);
+        assert_eq!((e.code, e.errno), (None, Some(11)));
+        assert_eq!(e.validation()[0].errno, 22);
+        let nauth: LegacyError = serde_json::from_value(json!({"error":207,"errname":"ENOTAUTHENTICATED","type":null,"reason":"Not authenticated","trace":null,"extra":null})).unwrap();
+        let e = ServerError::from_legacy("system.info", nauth);
+        assert!(e.is_not_authenticated() && !e.is_validation);
+        assert_eq!(
+            e.to_string(),
+            "system.info: [ENOTAUTHENTICATED] Not authenticated"
+        );
     }
 
     #[test]

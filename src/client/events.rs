@@ -1,5 +1,7 @@
 //! Event subscriptions (`protocol.md` §5): `core.subscribe` / `core.unsubscribe`, routing of
-//! `collection_update` by the exact collection string, and `notify_unsubscribed`.
+//! `collection_update` by the exact collection string, and `notify_unsubscribed`. On the legacy
+//! dialect the same happens with `sub` / `unsub`, `added` / `changed` / `removed` and `nosub`
+//! (§1.4, §5.6); the connection translates, this module does not notice.
 //!
 //! Notifications carry no subscription id, so they are routed by `params.collection`, which the
 //! server echoes exactly as subscribed (`name:{json}` arguments included). Several local
@@ -10,7 +12,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use serde_json::Value;
 use tokio::sync::mpsc;
 
 use super::Client;
@@ -136,6 +137,14 @@ impl Router {
         self.entries.remove(name);
     }
 
+    /// The name subscribed under server id `server_id` (a legacy `nosub` may name only the id).
+    pub(crate) fn name_of(&self, server_id: &str) -> Option<String> {
+        self.entries
+            .iter()
+            .find(|(_, e)| e.server_id.as_deref() == Some(server_id))
+            .map(|(k, _)| k.clone())
+    }
+
     /// Remove one listener; returns the server id to unsubscribe when it was the last interest.
     fn remove_listener(&mut self, name: &str, id: u64) -> Option<String> {
         let entry = self.entries.get_mut(name)?;
@@ -242,9 +251,7 @@ impl Subscription {
         if let Some(sid) = server_id
             && self.client.conn.is_open()
         {
-            self.client
-                .call("core.unsubscribe", vec![Value::String(sid)])
-                .await?;
+            self.client.conn.unsubscribe(&sid).await?;
         }
         Ok(())
     }
@@ -263,16 +270,14 @@ impl Drop for Subscription {
         if let (Some(sid), Ok(handle)) = (server_id, tokio::runtime::Handle::try_current()) {
             let client = self.client.clone();
             handle.spawn(async move {
-                let _ = client
-                    .call("core.unsubscribe", vec![Value::String(sid)])
-                    .await;
+                let _ = client.conn.unsubscribe(&sid).await;
             });
         }
     }
 }
 
 impl Client {
-    /// Subscribe to an event (`core.subscribe`), e.g. `app.query`, `core.get_jobs`, or an event
+    /// Subscribe to an event (`core.subscribe`, or `sub` on the legacy dialect), e.g. `app.query`, `core.get_jobs`, or an event
     /// source with arguments such as `reporting.realtime:{"interval":2}`.
     ///
     /// The listener is registered before `core.subscribe` is sent, so nothing is missed,
@@ -289,20 +294,8 @@ impl Client {
             done: false,
         };
         if is_new {
-            match self
-                .call("core.subscribe", vec![Value::String(name.to_owned())])
-                .await
-            {
-                Ok(Value::String(server_id)) => {
-                    self.conn.lock_router().set_server_id(name, server_id)
-                }
-                Ok(other) => {
-                    self.conn.lock_router().remove(name);
-                    sub.id = 0;
-                    return Err(Error::Protocol(format!(
-                        "core.subscribe returned {other} instead of an id"
-                    )));
-                }
+            match self.conn.subscribe(name).await {
+                Ok(server_id) => self.conn.lock_router().set_server_id(name, server_id),
                 Err(e) => {
                     self.conn.lock_router().remove(name);
                     sub.id = 0;

@@ -1,6 +1,7 @@
 //! Waiting for middleware jobs (`protocol.md` §4), in legacy job mode, which every version
 //! speaks: the call answers at once with a job id, and the outcome arrives as `core.get_jobs`
-//! events.
+//! events. The same on both dialects: on the legacy `/websocket` the subscription is a `sub`
+//! and the events are `added` / `changed` frames (§1.4).
 //!
 //! - The connection subscribes to `core.get_jobs` *before* the first job call, and every job
 //!   event is recorded by id from then on, so events that beat the job-id reply are not lost
@@ -226,19 +227,10 @@ impl Client {
         if !is_new {
             return Ok(());
         }
-        match self
-            .call("core.subscribe", vec![json!("core.get_jobs")])
-            .await
-        {
-            Ok(Value::String(id)) => {
+        match self.conn.subscribe("core.get_jobs").await {
+            Ok(id) => {
                 self.conn.lock_router().set_server_id("core.get_jobs", id);
                 Ok(())
-            }
-            Ok(other) => {
-                self.conn.lock_router().remove("core.get_jobs");
-                Err(Error::Protocol(format!(
-                    "core.subscribe returned {other} instead of an id"
-                )))
             }
             Err(e) => {
                 self.conn.lock_router().remove("core.get_jobs");

@@ -1,4 +1,11 @@
-//! A tokio client for the TrueNAS middleware JSON-RPC 2.0 WebSocket API.
+//! A tokio client for the TrueNAS middleware WebSocket API.
+//!
+//! It speaks both wire dialects behind one API (`protocol.md` §1.2): JSON-RPC 2.0 on
+//! `/api/current` (TrueNAS 25.04 and later), and the legacy DDP-like protocol on `/websocket`
+//! (§1.4), the only one TrueNAS 24.10 "Electric Eel" has. The URL picks the dialect: a path
+//! ending in `/websocket` is legacy, anything else JSON-RPC. With
+//! [`ConnectOptions::legacy_fallback`] (what `--host` uses), an HTTP 404 on `/api/current`
+//! retries once on `/websocket`. `call`, `job` and `subscribe` behave the same on both.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), midscript::client::Error> {
@@ -30,7 +37,7 @@ pub use error::{AuthError, Error, Result, ServerError};
 pub use events::{Event, Subscription};
 pub use jobs::{JobHandle, JobProgress};
 pub use rpc::{Direction, RpcOptions, Tracer};
-pub use transport::{Endpoint, Fingerprint, Trust};
+pub use transport::{Dialect, Endpoint, Fingerprint, Trust};
 
 use rpc::Connection;
 use transport::TransportOptions;
@@ -38,8 +45,17 @@ use transport::TransportOptions;
 /// Everything needed to open a connection and log in.
 #[derive(Clone)]
 pub struct ConnectOptions {
-    /// `wss://HOST/api/current` (or `ws://` on a trusted network without API keys).
+    /// `wss://HOST/api/current` (or `ws://` on a trusted network without API keys);
+    /// `wss://HOST/websocket` for the legacy dialect of TrueNAS 24.10.
     pub url: String,
+    /// Force a dialect; `None` (the default) picks it from the URL: legacy for a path ending
+    /// in `/websocket`, JSON-RPC otherwise.
+    pub dialect: Option<Dialect>,
+    /// When the URL is `…/api/current` and the server answers its handshake with HTTP 404
+    /// (TrueNAS 24.10 has no JSON-RPC endpoint, `protocol.md` §0.1), connect once more to
+    /// `/websocket` on the same host with the legacy dialect. Off by default; see
+    /// [`ConnectOptions::for_host`].
+    pub legacy_fallback: bool,
     /// How to check the server's certificate.
     pub trust: Trust,
     /// How to log in; `None` stays anonymous.
@@ -57,11 +73,22 @@ impl ConnectOptions {
     pub fn new(url: impl Into<String>) -> ConnectOptions {
         ConnectOptions {
             url: url.into(),
+            dialect: None,
+            legacy_fallback: false,
             trust: Trust::System,
             credentials: None,
             connect_timeout: Duration::from_secs(10),
             rpc: RpcOptions::default(),
             tracer: None,
+        }
+    }
+
+    /// Defaults for `wss://HOST/api/current` with [`ConnectOptions::legacy_fallback`] on, so a
+    /// TrueNAS 24.10 host ends up on its legacy `/websocket`. `host` may carry a port.
+    pub fn for_host(host: &str) -> ConnectOptions {
+        ConnectOptions {
+            legacy_fallback: true,
+            ..ConnectOptions::new(format!("wss://{host}/api/current"))
         }
     }
 }
@@ -70,6 +97,8 @@ impl std::fmt::Debug for ConnectOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ConnectOptions")
             .field("url", &self.url)
+            .field("dialect", &self.dialect)
+            .field("legacy_fallback", &self.legacy_fallback)
             .field("trust", &self.trust)
             .field("credentials", &self.credentials)
             .finish_non_exhaustive()
@@ -94,16 +123,33 @@ impl std::fmt::Debug for Client {
 
 impl Client {
     /// Connect and, when credentials are given, log in. An API key bound for a plain `ws://`
-    /// non-loopback URL is refused before any connection is made (`protocol.md` §1.5).
+    /// non-loopback URL is refused before any connection is made (`protocol.md` §1.5), on both
+    /// dialects.
+    ///
+    /// On the legacy dialect the client first sends `connect` and waits for `connected`
+    /// (`failed` gives a [`Error::Protocol`] naming the unsupported protocol version).
     pub async fn connect(options: ConnectOptions) -> Result<Client> {
+        let first = Self::connect_to(&options).await;
+        if let Err(Error::Handshake { status: 404, .. }) = &first
+            && options.legacy_fallback
+            && options.dialect != Some(Dialect::JsonRpc)
+            && let Some(url) = Endpoint::parse(&options.url)?.legacy_fallback()
+        {
+            let retry = ConnectOptions {
+                url,
+                dialect: Some(Dialect::Legacy),
+                legacy_fallback: false,
+                ..options.clone()
+            };
+            return Self::connect_to(&retry).await;
+        }
+        first
+    }
+
+    async fn connect_to(options: &ConnectOptions) -> Result<Client> {
         let endpoint = Endpoint::parse(&options.url)?;
         check_key_safety(&endpoint, options.credentials.as_ref())?;
-        if endpoint.is_legacy() {
-            return Err(Error::InvalidUrl {
-                url: options.url.clone(),
-                reason: "the legacy /websocket (DDP) dialect of TrueNAS 24.10 is not supported yet; servers from 25.04 on serve /api/current".into(),
-            });
-        }
+        let dialect = options.dialect.unwrap_or_else(|| endpoint.dialect());
         let transport = TransportOptions {
             trust: options.trust.clone(),
             connect_timeout: options.connect_timeout,
@@ -112,6 +158,7 @@ impl Client {
         let opened = transport::open(&endpoint, &transport).await?;
         let conn = Connection::start(
             options.url.clone(),
+            dialect,
             opened.socket,
             options.rpc.clone(),
             options.tracer.clone(),
@@ -121,6 +168,12 @@ impl Client {
             fingerprint: opened.fingerprint,
             login: None,
         };
+        if dialect == Dialect::Legacy
+            && let Err(e) = client.conn.handshake(options.connect_timeout).await
+        {
+            client.close().await;
+            return Err(e);
+        }
         if let Some(creds) = &options.credentials {
             let info = client.login(creds).await;
             match info {
@@ -153,6 +206,12 @@ impl Client {
     /// The URL this client is connected to.
     pub fn url(&self) -> &str {
         &self.conn.url
+    }
+
+    /// The wire dialect of this connection: [`Dialect::Legacy`] on a `/websocket` URL
+    /// (TrueNAS 24.10, or after [`ConnectOptions::legacy_fallback`]), else JSON-RPC.
+    pub fn dialect(&self) -> Dialect {
+        self.conn.dialect
     }
 
     /// The SHA-256 fingerprint of the server's certificate (`wss://` only).

@@ -1,13 +1,25 @@
 //! The connection core: one writer task, one reader task, replies matched to calls by id.
 //!
-//! - Ids are integers from 1, so transcripts are deterministic.
+//! Two wire dialects share everything but the framing (`protocol.md` §1.2): JSON-RPC 2.0 on
+//! `/api/current`, and the legacy DDP-like protocol of `/websocket` (§1.4), the only one
+//! TrueNAS 24.10 speaks. Only encoding a request and decoding a frame differ; the pending
+//! map, the in-flight cap, size limits, keepalive, the event router and the job table are
+//! the same for both.
+//!
+//! - Ids are integers from 1, so transcripts are deterministic (rendered as strings, `"1"`,
+//!   `"2"`, … on the legacy dialect, whose ids are strings).
 //! - Replies may come out of order, with notifications in between (`protocol.md` §1.3).
+//! - On the legacy dialect the client sends `connect` and waits for `connected` before
+//!   anything else; `core.subscribe` / `core.unsubscribe` become `sub` / `unsub` frames, a
+//!   `ready` answers the `sub` with the client's own id, and `nosub` ends a subscription
+//!   (§1.4, §5.6).
 //! - At most `max_in_flight` calls are outstanding; more wait here, so the server never has to
 //!   answer -32000 (`protocol.md` §3.6: 10 run, 10 more queue, the 21st is refused).
 //! - Messages the server would answer by closing the socket (`protocol.md` §3.3) are refused
 //!   before they are sent.
 //! - A silent peer is detected with WebSocket pings, which the server answers without involving
-//!   the middleware (and which the rate limiter never sees, `protocol.md` §3.4).
+//!   the middleware (and which the rate limiter never sees, `protocol.md` §3.4). The DDP `ping`
+//!   is never used: 25.04 and later ignore it (§1.4).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -23,8 +35,9 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use super::error::{Error, Result, ServerError};
 use super::events::Router;
-use super::transport::Socket;
-use crate::protocol::{ErrorObject, Incoming, Request, redact};
+use super::transport::{Dialect, Socket};
+use crate::protocol::ddp::{ClientMessage, ServerMessage};
+use crate::protocol::{Incoming, Notification, Request, redact};
 
 /// Which way a traced frame went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,11 +60,37 @@ const SIZE_EXEMPT_METHODS: &[&str] = &["filesystem.file_receive", "failover.data
 /// How long [`Connection::close`] waits for the server to answer the close frame.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
-type Reply = std::result::Result<Value, ErrorObject>;
+/// A reply: the result, or the server's error (boxed: it is large).
+type Reply = std::result::Result<Value, Box<ServerError>>;
+
+/// The answer to the legacy `connect`: `Err` carries the version of a `failed`.
+type Handshake = std::result::Result<(), Option<String>>;
 
 struct Pending {
     method: String,
     reply: oneshot::Sender<Reply>,
+}
+
+/// What one request carries, before it is framed in the connection's dialect.
+enum Outgoing<'a> {
+    /// A method call with its positional params.
+    Call(Vec<Value>),
+    /// A subscription to this name (`core.subscribe [name]`, or a legacy `sub`).
+    Sub(&'a str),
+}
+
+impl Outgoing<'_> {
+    /// A copy with secrets replaced, for traces.
+    fn redacted(&self, method: &str) -> Self {
+        match self {
+            Outgoing::Call(params) => {
+                let mut p = params.clone();
+                redact::redact_params(method, &mut p);
+                Outgoing::Call(p)
+            }
+            Outgoing::Sub(name) => Outgoing::Sub(name),
+        }
+    }
 }
 
 /// Why the connection ended, kept so later calls fail with the same clear error.
@@ -85,6 +124,7 @@ impl Default for RpcOptions {
 /// One live connection. Shared by every handle of a [`super::Client`].
 pub(crate) struct Connection {
     pub(crate) url: String,
+    pub(crate) dialect: Dialect,
     out: mpsc::Sender<Message>,
     pending: Mutex<HashMap<u64, Pending>>,
     next_id: AtomicU64,
@@ -98,12 +138,15 @@ pub(crate) struct Connection {
     pub(crate) jobs_gate: tokio::sync::Mutex<()>,
     tracer: Option<Tracer>,
     pub(crate) options: RpcOptions,
+    /// Waits for `connected` / `failed` (legacy dialect).
+    handshake: Mutex<Option<oneshot::Sender<Handshake>>>,
 }
 
 impl Connection {
     /// Start the reader and writer tasks on the current tokio runtime.
     pub(crate) fn start(
         url: String,
+        dialect: Dialect,
         socket: Socket,
         options: RpcOptions,
         tracer: Option<Tracer>,
@@ -112,6 +155,7 @@ impl Connection {
         let (out, out_rx) = mpsc::channel(256);
         let conn = Arc::new(Connection {
             url,
+            dialect,
             out,
             pending: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
@@ -123,6 +167,7 @@ impl Connection {
             jobs_gate: tokio::sync::Mutex::new(()),
             tracer,
             options,
+            handshake: Mutex::new(None),
         });
         let last_rx = Arc::new(Mutex::new(Instant::now()));
         tokio::spawn(writer(
@@ -164,6 +209,120 @@ impl Connection {
         params: Vec<Value>,
         timeout: Option<Duration>,
     ) -> Result<Value> {
+        self.request(method, Outgoing::Call(params), timeout).await
+    }
+
+    /// Subscribe to `name` (`protocol.md` §5.1, §1.4) and return the server's id for it:
+    /// `core.subscribe` on JSON-RPC; a `sub` frame on the legacy dialect, where the id is the
+    /// client's own and `ready` confirms it.
+    pub(crate) async fn subscribe(&self, name: &str) -> Result<String> {
+        let reply = match self.dialect {
+            Dialect::JsonRpc => {
+                self.call("core.subscribe", vec![Value::from(name)], None)
+                    .await?
+            }
+            Dialect::Legacy => {
+                self.request("core.subscribe", Outgoing::Sub(name), None)
+                    .await?
+            }
+        };
+        match reply {
+            Value::String(id) => Ok(id),
+            other => Err(Error::Protocol(format!(
+                "core.subscribe returned {other} instead of an id"
+            ))),
+        }
+    }
+
+    /// End the server subscription `id`: `core.unsubscribe` on JSON-RPC; an `unsub` frame,
+    /// which gets no reply, on the legacy dialect.
+    pub(crate) async fn unsubscribe(&self, id: &str) -> Result<()> {
+        match self.dialect {
+            Dialect::JsonRpc => self
+                .call("core.unsubscribe", vec![Value::from(id)], None)
+                .await
+                .map(drop),
+            Dialect::Legacy => {
+                self.send_frame(ClientMessage::Unsub { id: id.into() }.to_text())
+                    .await
+            }
+        }
+    }
+
+    /// The legacy handshake (`protocol.md` §1.4, §7.2): send `connect`, wait for `connected`.
+    /// `failed` means the server does not speak this protocol version.
+    pub(crate) async fn handshake(&self, timeout: Duration) -> Result<()> {
+        let (tx, rx) = oneshot::channel();
+        *self.handshake.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
+        self.send_frame(ClientMessage::Connect.to_text()).await?;
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(version))) => Err(Error::Protocol(format!(
+                "{}: the server answered the legacy `connect` with `failed`: unsupported protocol version (midscript speaks version {}{})",
+                self.url,
+                crate::protocol::ddp::VERSION,
+                version
+                    .map(|v| format!(", the server version {v}"))
+                    .unwrap_or_default()
+            ))),
+            Ok(Err(_)) => Err(self.closed_error()),
+            Err(_) => Err(Error::Timeout {
+                method: "connect (legacy handshake)".into(),
+                after: timeout,
+            }),
+        }
+    }
+
+    fn closed_error(&self) -> Error {
+        self.ended_error()
+            .unwrap_or_else(|| Error::closed(None, "", &self.url))
+    }
+
+    /// Send a frame that gets no reply (legacy `connect`, `unsub`); it carries no secret.
+    async fn send_frame(&self, text: String) -> Result<()> {
+        if let Some(e) = self.ended_error() {
+            return Err(e);
+        }
+        if let Some(t) = &self.tracer {
+            t(Direction::Sent, &text);
+        }
+        self.out
+            .send(Message::text(text))
+            .await
+            .map_err(|_| self.closed_error())
+    }
+
+    /// Encode one request in this connection's dialect.
+    fn encode(&self, id: u64, method: &str, out: Outgoing<'_>) -> String {
+        match (self.dialect, out) {
+            (Dialect::JsonRpc, Outgoing::Call(params)) => {
+                Request::new(id, method, params).to_text()
+            }
+            (Dialect::JsonRpc, Outgoing::Sub(name)) => {
+                Request::new(id, method, vec![Value::from(name)]).to_text()
+            }
+            (Dialect::Legacy, Outgoing::Call(params)) => ClientMessage::Method {
+                id: id.to_string(),
+                method: method.to_owned(),
+                params,
+            }
+            .to_text(),
+            (Dialect::Legacy, Outgoing::Sub(name)) => ClientMessage::Sub {
+                id: id.to_string(),
+                name: name.to_owned(),
+            }
+            .to_text(),
+        }
+    }
+
+    /// Send one request and wait for its reply. `method` names it in errors and decides how
+    /// its params and result are redacted in traces.
+    async fn request(
+        &self,
+        method: &str,
+        out: Outgoing<'_>,
+        timeout: Option<Duration>,
+    ) -> Result<Value> {
         if let Some(e) = self.ended_error() {
             return Err(e);
         }
@@ -175,8 +334,8 @@ impl Connection {
             .await
             .map_err(|_| Error::Cancelled)?;
         let id = self.next_id.fetch_add(1, Ordering::SeqCst);
-        let request = Request::new(id, method, params);
-        let text = request.to_text();
+        let traced = self.tracer.as_ref().map(|_| out.redacted(method));
+        let text = self.encode(id, method, out);
         self.check_size(method, &text)?;
         let (tx, rx) = oneshot::channel();
         self.lock_pending().insert(
@@ -186,19 +345,17 @@ impl Connection {
                 reply: tx,
             },
         );
-        self.trace_request(request);
+        if let (Some(t), Some(out)) = (&self.tracer, traced) {
+            t(Direction::Sent, &self.encode(id, method, out));
+        }
         if self.out.send(Message::text(text)).await.is_err() {
             self.lock_pending().remove(&id);
-            return Err(self
-                .ended_error()
-                .unwrap_or_else(|| Error::closed(None, "", &self.url)));
+            return Err(self.closed_error());
         }
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(Ok(value))) => Ok(value),
-            Ok(Ok(Err(e))) => Err(Error::from(ServerError::from_object(method, e))),
-            Ok(Err(_)) => Err(self
-                .ended_error()
-                .unwrap_or_else(|| Error::closed(None, "", &self.url))),
+            Ok(Ok(Err(e))) => Err(Error::Server(e)),
+            Ok(Err(_)) => Err(self.closed_error()),
             Err(_) => {
                 self.lock_pending().remove(&id);
                 Err(Error::Timeout {
@@ -241,62 +398,117 @@ impl Connection {
         self.router.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn trace_request(&self, mut request: Request) {
-        if let Some(t) = &self.tracer {
-            redact::redact_params(&request.method, &mut request.params);
-            t(Direction::Sent, &request.to_text());
+    /// Trace a received frame: the result of a call to `method` redacted as that method's,
+    /// secret-named keys everywhere.
+    fn trace_received(&self, text: &str, method: Option<&str>) {
+        let Some(t) = &self.tracer else { return };
+        match serde_json::from_str::<Value>(text) {
+            Ok(mut v) => {
+                if let (Some(m), Some(r)) = (method, v.get_mut("result")) {
+                    redact::redact_result(m, r);
+                }
+                redact::redact_keys(&mut v);
+                t(Direction::Received, &v.to_string());
+            }
+            Err(_) => t(Direction::Received, text),
         }
     }
 
-    fn trace_received(&self, incoming: &Incoming, text: &str, method: Option<&str>) {
-        let Some(t) = &self.tracer else { return };
-        match (incoming, method) {
-            (Incoming::Response(r), Some(m)) => {
-                let mut r = r.clone();
-                if let Ok(v) = &mut r.outcome {
-                    redact::redact_result(m, v);
-                }
-                t(Direction::Received, &r.to_text());
-            }
-            _ => match serde_json::from_str::<Value>(text) {
-                Ok(mut v) => {
-                    redact::redact_keys(&mut v);
-                    t(Direction::Received, &v.to_string());
-                }
-                Err(_) => t(Direction::Received, text),
-            },
+    /// Hand a reply to its waiting call (which may have timed out and gone; that is fine).
+    fn reply(&self, id: Option<u64>, text: &str, outcome: impl FnOnce(&str) -> Reply) {
+        let pending = id.and_then(|id| self.lock_pending().remove(&id));
+        self.trace_received(text, pending.as_ref().map(|p| p.method.as_str()));
+        if let Some(p) = pending {
+            let _ = p.reply.send(outcome(&p.method));
         }
     }
 
     fn on_text(&self, text: &str) {
-        let incoming = match Incoming::parse(text) {
-            Ok(i) => i,
-            Err(_) => {
-                if let Some(t) = &self.tracer {
-                    t(Direction::Received, text);
-                }
-                return;
-            }
-        };
-        match incoming {
-            Incoming::Response(response) => {
-                let id = response.id.as_u64();
-                let pending = id.and_then(|id| self.lock_pending().remove(&id));
-                self.trace_received(
-                    &Incoming::Response(response.clone()),
-                    text,
-                    pending.as_ref().map(|p| p.method.as_str()),
-                );
-                if let Some(p) = pending {
-                    // The caller may have timed out and gone; that is fine.
-                    let _ = p.reply.send(response.outcome);
-                }
-            }
-            Incoming::Notification(note) => {
-                self.trace_received(&Incoming::Notification(note.clone()), text, None);
+        match self.dialect {
+            Dialect::JsonRpc => self.on_jsonrpc(text),
+            Dialect::Legacy => self.on_legacy(text),
+        }
+    }
+
+    fn on_jsonrpc(&self, text: &str) {
+        match Incoming::parse(text) {
+            Ok(Incoming::Response(response)) => self.reply(response.id.as_u64(), text, |method| {
+                response
+                    .outcome
+                    .map_err(|e| Box::new(ServerError::from_object(method, e)))
+            }),
+            Ok(Incoming::Notification(note)) => {
+                self.trace_received(text, None);
                 self.lock_router().dispatch(note);
             }
-            other @ Incoming::Unknown(_) => self.trace_received(&other, text, None),
+            Ok(Incoming::Unknown(_)) | Err(_) => self.trace_received(text, None),
+        }
+    }
+
+    fn on_legacy(&self, text: &str) {
+        let msg = match ServerMessage::parse(text) {
+            Ok(m) => m,
+            Err(_) => return self.trace_received(text, None),
+        };
+        let id_of = |v: &Value| v.as_str().and_then(|s| s.parse::<u64>().ok());
+        match msg {
+            ServerMessage::Result { id, outcome } => self.reply(id_of(&id), text, |method| {
+                outcome.map_err(|e| Box::new(ServerError::from_legacy(method, e)))
+            }),
+            ServerMessage::Ready { subs } => {
+                self.trace_received(text, None);
+                for sub in subs {
+                    if let Some(p) = id_of(&sub).and_then(|id| self.lock_pending().remove(&id)) {
+                        let _ = p.reply.send(Ok(sub));
+                    }
+                }
+            }
+            ServerMessage::Event(update) => {
+                self.trace_received(text, None);
+                self.lock_router()
+                    .dispatch(Notification::CollectionUpdate(update));
+            }
+            ServerMessage::NoSub {
+                collection,
+                id,
+                error,
+            } => {
+                self.trace_received(text, None);
+                let mut router = self.lock_router();
+                let collection = collection.or_else(|| {
+                    id.as_ref()
+                        .and_then(Value::as_str)
+                        .and_then(|id| router.name_of(id))
+                });
+                if let Some(collection) = collection {
+                    router.dispatch(Notification::NotifyUnsubscribed {
+                        collection,
+                        error: error.map(|e| e.into_error_data()),
+                    });
+                }
+            }
+            ServerMessage::Connected { .. } => {
+                self.trace_received(text, None);
+                self.finish_handshake(Ok(()));
+            }
+            ServerMessage::Failed { version } => {
+                self.trace_received(text, None);
+                self.finish_handshake(Err(version));
+            }
+            ServerMessage::Pong { .. } | ServerMessage::Unknown(_) => {
+                self.trace_received(text, None)
+            }
+        }
+    }
+
+    fn finish_handshake(&self, outcome: Handshake) {
+        let waiter = self
+            .handshake
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(tx) = waiter {
+            let _ = tx.send(outcome);
         }
     }
 
@@ -318,8 +530,12 @@ impl Connection {
             };
             t(Direction::Received, &line);
         }
-        // Dropping the senders wakes every waiting call with the close error.
+        // Dropping the senders wakes every waiting call (and the handshake) with the close error.
         self.lock_pending().clear();
+        self.handshake
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
         let err = || Error::closed(code, &reason, &self.url);
         self.lock_router().close_all(err);
         self.slots.close();

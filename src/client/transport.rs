@@ -235,6 +235,46 @@ impl Endpoint {
     pub fn is_legacy(&self) -> bool {
         self.path.trim_end_matches('/').ends_with("/websocket")
     }
+
+    /// The dialect this URL speaks (`protocol.md` §1.2): the legacy one for a path ending in
+    /// `/websocket`, JSON-RPC 2.0 for anything else.
+    pub fn dialect(&self) -> Dialect {
+        if self.is_legacy() {
+            Dialect::Legacy
+        } else {
+            Dialect::JsonRpc
+        }
+    }
+
+    /// For `…/api/current`: the same host's `/websocket`, where a TrueNAS 24.10 server (which
+    /// answers `/api/current` with HTTP 404) speaks the legacy protocol. `None` for any other
+    /// path: a pinned `/api/vX.Y.Z` or an explicit path is never second-guessed.
+    pub fn legacy_fallback(&self) -> Option<String> {
+        if self.path.trim_end_matches('/') != "/api/current" {
+            return None;
+        }
+        let base = self.url.strip_suffix(self.path.as_str())?;
+        Some(format!("{base}/websocket"))
+    }
+}
+
+/// The two wire dialects of the middleware (`protocol.md` §1.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Dialect {
+    /// JSON-RPC 2.0 on `/api/current` (and `/api/vX.Y.Z`), TrueNAS 25.04 and later.
+    JsonRpc,
+    /// The legacy DDP-like protocol on `/websocket` (§1.4): the only API of TrueNAS 24.10,
+    /// still served by later releases.
+    Legacy,
+}
+
+impl std::fmt::Display for Dialect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Dialect::JsonRpc => "JSON-RPC 2.0",
+            Dialect::Legacy => "legacy DDP (/websocket)",
+        })
+    }
 }
 
 /// Options for opening the socket.
@@ -446,6 +486,16 @@ mod tests {
         assert!(e.is_loopback() && e.is_legacy());
         let e = Endpoint::parse("ws://10.0.0.5/api/current").unwrap();
         assert!(!e.is_secure_transport());
+        assert_eq!(e.dialect(), Dialect::JsonRpc);
+        assert_eq!(
+            e.legacy_fallback().as_deref(),
+            Some("ws://10.0.0.5/websocket")
+        );
+        let e = Endpoint::parse("wss://[::1]:8443/websocket").unwrap();
+        assert_eq!(e.dialect(), Dialect::Legacy);
+        assert_eq!(e.legacy_fallback(), None);
+        let pinned = Endpoint::parse("wss://nas/api/v25.04.0").unwrap();
+        assert_eq!(pinned.legacy_fallback(), None);
         for bad in [
             "nas/api/current",
             "https://nas/api/current",

@@ -82,9 +82,16 @@ enum Attempt {
 pub(crate) fn methods() -> Vec<MethodDef> {
     use Access::Anonymous;
     vec![
-        MethodDef::call("auth.login_ex", handler!(login_ex)).access(Anonymous),
-        MethodDef::call("auth.login_ex_continue", handler!(login_ex_continue)).access(Anonymous),
-        MethodDef::call("auth.mechanism_choices", handler!(mechanism_choices)).access(Anonymous),
+        // 24.10 has none of these (`plugins/auth.py` @TS-24.10.2.4, §1.4).
+        MethodDef::call("auth.login_ex", handler!(login_ex))
+            .access(Anonymous)
+            .since(ServerVersion::V25_04),
+        MethodDef::call("auth.login_ex_continue", handler!(login_ex_continue))
+            .access(Anonymous)
+            .since(ServerVersion::V25_04),
+        MethodDef::call("auth.mechanism_choices", handler!(mechanism_choices))
+            .access(Anonymous)
+            .since(ServerVersion::V25_04),
         MethodDef::call("auth.login", handler!(login)).access(Anonymous),
         MethodDef::call("auth.login_with_api_key", handler!(login_with_api_key)).access(Anonymous),
         MethodDef::call("auth.login_with_token", handler!(login_with_token)).access(Anonymous),
@@ -189,7 +196,8 @@ fn api_key_plain(ctx: &Ctx, username: &str, key: &str) -> Result<Attempt, MockEr
                 }
                 return Ok(Attempt::AuthErr);
             }
-            if !ctx.conn.secure {
+            // §1.5: revoking came with 25.04; 24.10 lets the key through.
+            if !ctx.conn.secure && ctx.version() >= ServerVersion::V25_04 {
                 revoke_key(&ctx.shared, id);
                 return Ok(Attempt::Expired);
             }

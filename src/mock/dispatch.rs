@@ -1,8 +1,8 @@
 //! Method dispatch, independent of the wire framing: the method table, the authentication and
 //! rate-limit gates (`protocol.md` §2.1, §2.4, §2.5), schema checks, and job launching (§4.2).
 //!
-//! The JSON-RPC framing (`rpc.rs`) calls [`dispatch`] with a method name and positional params
-//! and turns the outcome into a reply; a legacy DDP framing could do the same.
+//! Both framings, JSON-RPC (`rpc.rs`) and the legacy DDP of `/websocket` (`ddp.rs`), call
+//! [`dispatch`] with a method name and positional params and turn the outcome into a reply.
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
@@ -86,7 +86,7 @@ pub(crate) enum Access {
     Login,
     /// `core.ping`: login on 25.04, anonymous from 25.10 (Corrections 4).
     AnonymousFrom25_10,
-    /// `core.get_methods`: anonymous on 25.04, login from 25.10 (Corrections 12).
+    /// `core.get_methods`: anonymous up to 25.04, login from 25.10 (Corrections 12, §0.1).
     AnonymousUntil25_04,
 }
 
@@ -97,7 +97,7 @@ impl Access {
             Access::Anonymous => true,
             Access::Login => false,
             Access::AnonymousFrom25_10 => v >= ServerVersion::V25_10,
-            Access::AnonymousUntil25_04 => v == ServerVersion::V25_04,
+            Access::AnonymousUntil25_04 => v <= ServerVersion::V25_04,
         }
     }
 }
@@ -129,6 +129,10 @@ pub(crate) struct MethodDef {
     pub rate_limited: bool,
     /// Filterable query method (`[filters, options]`).
     pub filterable: bool,
+    /// The first release that has it.
+    pub since: ServerVersion,
+    /// The last release that has it.
+    pub until: ServerVersion,
 }
 
 impl MethodDef {
@@ -140,6 +144,8 @@ impl MethodDef {
             kind: Kind::Call(h),
             rate_limited: true,
             filterable: false,
+            since: ServerVersion::V24_10,
+            until: ServerVersion::V26_0,
         }
     }
 
@@ -151,6 +157,8 @@ impl MethodDef {
             kind: Kind::Job(spec),
             rate_limited: true,
             filterable: false,
+            since: ServerVersion::V24_10,
+            until: ServerVersion::V26_0,
         }
     }
 
@@ -164,6 +172,23 @@ impl MethodDef {
     pub const fn filterable(mut self) -> Self {
         self.filterable = true;
         self
+    }
+
+    /// Absent before `v` ("Method does not exist" there).
+    pub const fn since(mut self, v: ServerVersion) -> Self {
+        self.since = v;
+        self
+    }
+
+    /// Absent after `v`.
+    pub const fn until(mut self, v: ServerVersion) -> Self {
+        self.until = v;
+        self
+    }
+
+    /// Does release `v` have it?
+    pub fn available(&self, v: ServerVersion) -> bool {
+        self.since <= v && v <= self.until
     }
 
     /// Exempt it from the rate limit.
@@ -210,13 +235,16 @@ pub(crate) async fn dispatch(ctx: Ctx, params: Vec<Value>) -> Result<Value, Mock
     let Some(def) = table().get(ctx.method.as_str()).copied() else {
         return not_implemented(&ctx, &params).await;
     };
+    if !def.available(version) {
+        return Err(MockError::MethodNotFound);
+    }
     let logged_in = ctx.conn.logged_in();
     let anonymous_ok = def.access.anonymous(version);
     if !logged_in && !anonymous_ok {
         // §2.4: not counted by the rate limiter, fails at once.
         return Err(not_authenticated());
     }
-    if !logged_in && anonymous_ok && def.rate_limited {
+    if anonymous_ok && def.rate_limited && counted(&ctx) {
         rate_limit(&ctx).await?;
     }
     authorize(&ctx)?;
@@ -246,7 +274,7 @@ async fn not_implemented(ctx: &Ctx, params: &[Value]) -> Result<Value, MockError
     if !logged_in && !info.no_auth_required {
         return Err(not_authenticated());
     }
-    if !logged_in {
+    if info.no_auth_required && counted(ctx) {
         rate_limit(ctx).await?;
     }
     authorize(ctx)?;
@@ -310,6 +338,12 @@ fn authorize(ctx: &Ctx) -> Result<(), MockError> {
 /// catalog). Job methods are checked inside the job instead (Corrections 1).
 fn schema_check(ctx: &Ctx, _def: &MethodDef, params: &[Value]) -> Result<(), MockError> {
     catalog_validation(&ctx.method, params)
+}
+
+/// Does the rate limiter count this call to a no-auth method? Anonymous calls only, except on
+/// 24.10, which counted logged-in ones too (§2.5, Corrections 5).
+fn counted(ctx: &Ctx) -> bool {
+    !ctx.conn.logged_in() || ctx.version() == ServerVersion::V24_10
 }
 
 /// Count an anonymous call; over the limit, stall and fail with EBUSY (§2.5).

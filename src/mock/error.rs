@@ -1,11 +1,13 @@
 //! Failures of mock methods and how the server renders them (`protocol.md` §3.2).
 //!
-//! One [`MockError`] value becomes a JSON-RPC error object, a job's `error`/`exception`/
-//! `exc_info`, or a `notify_unsubscribed` error, so the three stay consistent.
+//! One [`MockError`] value becomes a JSON-RPC error object, a legacy `/websocket` error
+//! object, a job's `error`/`exception`/`exc_info`, or a `notify_unsubscribed` / `nosub` error,
+//! so they all stay consistent.
 
 use serde_json::{Value, json};
 
 use super::ServerVersion;
+use crate::protocol::ddp::LegacyError;
 use crate::protocol::{ErrorData, ErrorObject, ValidationEntry, codes, errno};
 
 /// A failure raised by a mock method (what the Python server would raise).
@@ -192,6 +194,59 @@ impl MockError {
         }
     }
 
+    /// The legacy `/websocket` error object (`protocol.md` §1.4): no JSON-RPC code;
+    /// `type: "VALIDATION"` for validation errors, whose errno is EAGAIN for a list
+    /// (ValidationErrors) and the error's own for a single ValidationError (InstanceNotFound);
+    /// `trace` without `frames`.
+    ///
+    /// Guesses, marked: an unknown method is `CallError` ENOMETHOD "Method 'x' not found in
+    /// 'svc'" (the 24.10 method lookup; §3.2 quotes the same text for versioned endpoints), and
+    /// 24.10 sends the not-authenticated reason bare, "Not authenticated" (§1.4), where later
+    /// releases prefix `[ENOTAUTHENTICATED]`; being sent without an exception, it has no trace.
+    pub fn to_legacy_error(&self, method: &str, version: ServerVersion) -> LegacyError {
+        if let MockError::MethodNotFound = self {
+            let (service, name) = method.rsplit_once('.').unwrap_or(("", method));
+            return MockError::call(
+                errno::ENOMETHOD,
+                format!("Method {} not found in {}", py_str(name), py_str(service)),
+            )
+            .to_legacy_error(method, version);
+        }
+        let data = self.error_data(method, version);
+        let (error, kind) = match self {
+            MockError::Validation(v) if self.class() == "InstanceNotFound" => (
+                v.first().map_or(errno::EINVAL, |e| e.errno),
+                Some("VALIDATION"),
+            ),
+            MockError::Validation(_) => (errno::EAGAIN, Some("VALIDATION")),
+            _ => (self.errno(), None),
+        };
+        // 24.10 sends "Not authenticated" itself, not from an exception: no prefix, no trace.
+        let direct = matches!(self, MockError::Call { errno: n, .. } if *n == errno::ENOTAUTHENTICATED)
+            && version == ServerVersion::V24_10;
+        let (reason, trace) = match self {
+            MockError::Call { message, .. } if direct => (message.clone(), None),
+            _ => (
+                self.to_string(),
+                data.trace.map(|mut t| {
+                    if let Some(m) = t.as_object_mut() {
+                        m.remove("frames");
+                    }
+                    t
+                }),
+            ),
+        };
+        LegacyError {
+            error: Some(error),
+            errname: Some(errno::name(error).to_owned()),
+            kind: kind.map(str::to_owned),
+            reason: Some(reason),
+            trace,
+            extra: data.extra,
+            other: Default::default(),
+        }
+    }
+
     /// `exc_info` of a failed job (`protocol.md` §4.3).
     pub fn exc_info(&self) -> Value {
         match self {
@@ -264,6 +319,40 @@ mod tests {
             Some("[ENOENT] None: User 999 does not exist")
         );
         assert_eq!(d.extra, Some(json!([[null, "User 999 does not exist", 2]])));
+    }
+
+    #[test]
+    fn legacy_error_objects() {
+        let single = MockError::not_found("User 999 does not exist");
+        let e = single.to_legacy_error("user.update", ServerVersion::V24_10);
+        assert_eq!((e.error, e.kind.as_deref()), (Some(2), Some("VALIDATION")));
+        assert_eq!(e.extra, Some(json!([[null, "User 999 does not exist", 2]])));
+        assert!(e.trace.as_ref().unwrap().get("frames").is_none());
+        let list = MockError::invalid(Some("a.b"), "Field required", errno::EINVAL);
+        let e = list.to_legacy_error("x.y", ServerVersion::V25_10);
+        assert_eq!((e.error, e.errname.as_deref()), (Some(11), Some("EAGAIN")));
+        let nauth = MockError::call(errno::ENOTAUTHENTICATED, "Not authenticated");
+        assert_eq!(
+            nauth
+                .to_legacy_error("system.info", ServerVersion::V24_10)
+                .reason
+                .as_deref(),
+            Some("Not authenticated")
+        );
+        assert_eq!(
+            nauth
+                .to_legacy_error("system.info", ServerVersion::V25_04)
+                .reason
+                .as_deref(),
+            Some("[ENOTAUTHENTICATED] Not authenticated")
+        );
+        let missing =
+            MockError::MethodNotFound.to_legacy_error("auth.login_ex", ServerVersion::V24_10);
+        assert_eq!(missing.error, Some(errno::ENOMETHOD));
+        assert_eq!(
+            missing.reason.as_deref(),
+            Some("[ENOMETHOD] Method 'login_ex' not found in 'auth'")
+        );
     }
 
     #[test]

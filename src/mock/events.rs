@@ -1,6 +1,7 @@
-//! Subscriptions (`protocol.md` §5): `core.subscribe` / `core.unsubscribe`, plain events routed
-//! by the exact `collection` string, and event sources with `name:{json}` arguments that end
-//! with `notify_unsubscribed`.
+//! Subscriptions (`protocol.md` §5): `core.subscribe` / `core.unsubscribe` (and the legacy
+//! `sub` / `unsub`, §1.4, through [`start`] and [`stop`]), plain events routed by the exact
+//! `collection` string, and event sources with `name:{json}` arguments that end with
+//! `notify_unsubscribed` (legacy: `nosub`).
 //!
 //! Event sources: `app.container_log_follow`, `app.stats`, `reporting.realtime`. Periodic
 //! sources tick every `interval` seconds; in deterministic mode one "second" lasts one
@@ -17,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::dispatch::{Ctx, MethodDef, args, handler};
 use super::error::MockError;
-use super::state::{Conn, Shared, lock};
+use super::state::{Conn, Framing, Shared, lock};
 use crate::protocol::{CollectionUpdate, EventKind, Notification, errno};
 
 /// One subscription of a connection.
@@ -130,12 +131,19 @@ fn validate(source: Source, raw: Option<&str>) -> Result<SourceArgs, MockError> 
     }
 }
 
+/// `notify_unsubscribed`, or `nosub` on a legacy connection (§5.3, §1.4), with the error in
+/// that framing's shape.
 fn notify_unsubscribed(conn: &Conn, ctx_shared: &Shared, name: &str, error: Option<&MockError>) {
     let version = ctx_shared.config.version;
-    conn.notify(&Notification::NotifyUnsubscribed {
-        collection: name.to_owned(),
-        error: error.map(|e| e.error_data(name, version)),
-    });
+    match conn.framing {
+        Framing::JsonRpc => conn.notify(&Notification::NotifyUnsubscribed {
+            collection: name.to_owned(),
+            error: error.map(|e| e.error_data(name, version)),
+        }),
+        Framing::Ddp => {
+            super::ddp::nosub(conn, name, error.map(|e| e.to_legacy_error(name, version)))
+        }
+    }
 }
 
 /// `core.subscribe [name]` → subscription id. Plain names are not validated (§5.1).
@@ -143,23 +151,32 @@ async fn subscribe(ctx: Ctx, p: Vec<Value>) -> Result<Value, MockError> {
     args::at_most(&p, 1)?;
     let name = args::string(&p, 0, "name")?;
     let id = ctx.shared.ids.uuid();
+    start(&ctx, name, id.clone());
+    Ok(id.into())
+}
+
+/// Subscribe the connection of `ctx` to `name` under `id` (a server uuid on JSON-RPC, the
+/// client's id on legacy `sub`). Bad event-source arguments end it at once with
+/// `notify_unsubscribed` / `nosub`, before the reply (Corrections 9); a source starts once the
+/// reply is queued ([`Ctx::release`]).
+pub(crate) fn start(ctx: &Ctx, name: String, id: String) {
     let (short, raw) = match name.split_once(':') {
         Some((s, r)) => (s, Some(r)),
         None => (name.as_str(), None),
     };
     let Some(source) = Source::from_short(short) else {
         lock(&ctx.conn.subs).push(Sub {
-            id: id.clone(),
+            id,
             name,
             source: None,
         });
-        return Ok(id.into());
+        return;
     };
     let parsed = match validate(source, raw) {
         Ok(a) => a,
         Err(e) => {
             notify_unsubscribed(&ctx.conn, &ctx.shared, &name, Some(&e));
-            return Ok(id.into());
+            return;
         }
     };
     let token = CancellationToken::new();
@@ -182,7 +199,6 @@ async fn subscribe(ctx: Ctx, p: Vec<Value>) -> Result<Value, MockError> {
             finish_source(&shared, &conn, &sub_id, result.err().as_ref());
         }
     });
-    Ok(id.into())
 }
 
 /// A source ended on its own: drop the subscription and tell the client (unless it already
@@ -203,8 +219,15 @@ fn finish_source(shared: &Shared, conn: &Conn, sub_id: &str, error: Option<&Mock
 async fn unsubscribe(ctx: Ctx, p: Vec<Value>) -> Result<Value, MockError> {
     args::at_most(&p, 1)?;
     let id = args::string(&p, 0, "id")?;
+    stop(&ctx.shared, &ctx.conn, &id);
+    Ok(Value::Null)
+}
+
+/// End subscription `id` of `conn` (`core.unsubscribe`, legacy `unsub`); an event source says
+/// so with `notify_unsubscribed` / `nosub`. Unknown ids are ignored.
+pub(crate) fn stop(shared: &Shared, conn: &Conn, id: &str) {
     let removed = {
-        let mut subs = lock(&ctx.conn.subs);
+        let mut subs = lock(&conn.subs);
         subs.iter().position(|s| s.id == id).map(|i| subs.remove(i))
     };
     if let Some(Sub {
@@ -214,9 +237,8 @@ async fn unsubscribe(ctx: Ctx, p: Vec<Value>) -> Result<Value, MockError> {
     }) = removed
     {
         token.cancel();
-        notify_unsubscribed(&ctx.conn, &ctx.shared, &name, None);
+        notify_unsubscribed(conn, shared, &name, None);
     }
-    Ok(Value::Null)
 }
 
 /// End every event-source subscription of `conn` with `notify_unsubscribed` (on logout).

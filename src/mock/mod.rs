@@ -1,7 +1,8 @@
 //! The built-in mock middleware: a simulated TrueNAS server on a loopback port.
 //!
-//! It speaks the JSON-RPC 2.0 WebSocket dialect of `/api/current` the way the real middleware
-//! does (`protocol.md` §1.3, §2–§6, the checklist in §10 and the Corrections at its end): no
+//! It speaks the JSON-RPC 2.0 WebSocket dialect of `/api/current` and the legacy DDP-like
+//! dialect of `/websocket` (§1.4; the only one of the 24.10 profile) the way the real
+//! middleware does (`protocol.md` §1.3, §2–§6, the checklist in §10 and the Corrections at its end): no
 //! greeting, concurrent calls with out-of-order replies, the real error codes and `data`, close
 //! codes, the `auth.login_ex` state machine (incl. SCRAM on 26), the rate limit, jobs with their
 //! `core.get_jobs` events, subscriptions and event sources, and stateful custom apps
@@ -10,8 +11,8 @@
 //! The mock shares only [`crate::protocol`] with the client. Layout:
 //! - `transport.rs`: listener, TLS, HTTP routing, WebSocket framing, size
 //!   limits and close codes;
-//! - `rpc.rs`: the JSON-RPC envelope (kept apart from dispatch so a legacy DDP framing can reuse
-//!   the dispatcher later);
+//! - `rpc.rs`: the JSON-RPC envelope, and `ddp.rs`: the legacy `/websocket` framing; both
+//!   hand calls to the same dispatcher;
 //! - `dispatch.rs`: the method table, authentication, rate limit, concurrency, job launching;
 //! - `auth.rs`, `scram.rs`, `jobs.rs`, `events.rs`, `apps.rs`, `filesystem.rs`, `system.rs`, `query.rs`,
 //!   `transcript.rs`, `state.rs`, `error.rs`.
@@ -27,6 +28,7 @@
 
 mod apps;
 mod auth;
+mod ddp;
 mod dispatch;
 mod error;
 mod events;
@@ -57,6 +59,13 @@ pub use transcript::{Transcript, TranscriptEvent, TranscriptLine};
 /// The server release the mock pretends to be (`protocol.md` §0.1 version matrix).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ServerVersion {
+    /// TrueNAS 24.10 "Electric Eel" (24.10.2.4): only the legacy DDP-like `/websocket`
+    /// (`/api/current` and every other `/api` path answer HTTP 404), no `auth.login_ex`, no
+    /// `auth.mechanism_choices`, no `core.set_options`, no SCRAM, no revoking of API keys used
+    /// over an insecure transport; `core.get_events` exists; job objects have no
+    /// `message_ids`; the rate limit counts logged-in calls to no-auth methods too; the DDP
+    /// `ping` is answered.
+    V24_10,
     /// TrueNAS 25.04 "Fangtooth" (25.04.2.6): `core.ping` needs a login, `core.get_methods` is
     /// no-auth, `core.set_options` knows only `py_exceptions`, no SCRAM, no `DENIED`.
     V25_04,
@@ -68,7 +77,8 @@ pub enum ServerVersion {
 
 impl ServerVersion {
     /// Every version, oldest first.
-    pub const ALL: [ServerVersion; 3] = [
+    pub const ALL: [ServerVersion; 4] = [
+        ServerVersion::V24_10,
         ServerVersion::V25_04,
         ServerVersion::V25_10,
         ServerVersion::V26_0,
@@ -77,6 +87,7 @@ impl ServerVersion {
     /// The release string `system.info` reports, e.g. `25.04.2.6`.
     pub fn release(self) -> &'static str {
         match self {
+            ServerVersion::V24_10 => "24.10.2.4",
             ServerVersion::V25_04 => "25.04.2.6",
             ServerVersion::V25_10 => "25.10.6",
             ServerVersion::V26_0 => "26.0.0",
@@ -84,7 +95,11 @@ impl ServerVersion {
     }
 
     /// The API versions `GET /api/versions` lists (`protocol.md` §1.1; `v24.10` is hidden).
+    /// None on 24.10, which has no `/api` routes at all.
     pub fn api_versions(self) -> Vec<&'static str> {
+        if self == ServerVersion::V24_10 {
+            return Vec::new();
+        }
         let mut v = vec!["v25.04.0", "v25.04.1", "v25.04.2"];
         if self >= ServerVersion::V25_10 {
             v.extend([
@@ -96,6 +111,11 @@ impl ServerVersion {
         }
         v
     }
+
+    /// Does this release serve JSON-RPC on `/api/…`? (Not 24.10, `protocol.md` §0.1.)
+    pub fn has_jsonrpc(self) -> bool {
+        self >= ServerVersion::V25_04
+    }
 }
 
 impl fmt::Display for ServerVersion {
@@ -106,16 +126,18 @@ impl fmt::Display for ServerVersion {
 
 /// The error of [`ServerVersion::from_str`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown server version {0:?} (expected 25.04, 25.10 or 26.0)")]
+#[error("unknown server version {0:?} (expected 24.10, 25.04, 25.10 or 26.0)")]
 pub struct UnknownVersion(pub String);
 
 impl FromStr for ServerVersion {
     type Err = UnknownVersion;
 
-    /// Accepts `25.04`, `25.10`, `26.0` / `26`, with or without a patch suffix or a `v`.
+    /// Accepts `24.10`, `25.04`, `25.10`, `26.0` / `26`, with or without a patch suffix or a `v`.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let t = s.trim().trim_start_matches('v');
-        let v = if t == "25.04" || t.starts_with("25.04.") {
+        let v = if t == "24.10" || t.starts_with("24.10.") {
+            ServerVersion::V24_10
+        } else if t == "25.04" || t.starts_with("25.04.") {
             ServerVersion::V25_04
         } else if t == "25.10" || t.starts_with("25.10.") {
             ServerVersion::V25_10
@@ -336,14 +358,29 @@ impl MockServer {
         })
     }
 
-    /// `ws://127.0.0.1:PORT/api/current`, or `wss://…` with TLS.
+    /// `ws://127.0.0.1:PORT/api/current`, or `wss://…` with TLS; on the 24.10 profile, which
+    /// has no `/api/current`, the [`MockServer::legacy_url`].
     pub fn url(&self) -> String {
+        if self.shared.config.version.has_jsonrpc() {
+            self.url_with_path("/api/current")
+        } else {
+            self.legacy_url()
+        }
+    }
+
+    /// `ws://127.0.0.1:PORT/websocket` (or `wss://…`): the legacy DDP-like endpoint, served
+    /// by every profile.
+    pub fn legacy_url(&self) -> String {
+        self.url_with_path("/websocket")
+    }
+
+    fn url_with_path(&self, path: &str) -> String {
         let scheme = if self.shared.tls.is_some() {
             "wss"
         } else {
             "ws"
         };
-        format!("{scheme}://{}/api/current", self.addr)
+        format!("{scheme}://{}{path}", self.addr)
     }
 
     /// The bound address.

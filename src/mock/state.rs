@@ -222,15 +222,15 @@ impl Shared {
         update: crate::protocol::CollectionUpdate,
         visible: impl Fn(&Conn) -> bool,
     ) {
+        let name = update.collection.clone();
         let note = Notification::CollectionUpdate(update);
-        let wire = note.to_value();
-        let name = match &note {
-            Notification::CollectionUpdate(u) => u.collection.clone(),
-            _ => String::new(),
-        };
+        // Encoded once per framing, not once per connection.
+        let mut wire: [Option<Value>; 2] = [None, None];
         for conn in self.connections() {
             if conn.subscribed_plain(&name) && visible(&conn) {
-                conn.send_notification_value(&wire);
+                let w =
+                    wire[conn.framing as usize].get_or_insert_with(|| conn.framing.encode(&note));
+                conn.send_notification_value(w);
             }
         }
     }
@@ -263,9 +263,33 @@ pub(crate) enum Outbound {
     Close { code: u16, reason: String },
 }
 
+/// The wire dialect of a connection, chosen by its path (`protocol.md` §1.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Framing {
+    /// JSON-RPC 2.0 (`/api/current`, `/api/vX.Y.Z`).
+    JsonRpc = 0,
+    /// The legacy DDP-like protocol (`/websocket`, §1.4).
+    Ddp = 1,
+}
+
+impl Framing {
+    /// A notification as this framing sends it: `collection_update` / `notify_unsubscribed`,
+    /// or the DDP `added|changed|removed` / `nosub` frames (§5.6).
+    pub fn encode(self, note: &Notification) -> Value {
+        match self {
+            Framing::JsonRpc => note.to_value(),
+            Framing::Ddp => super::ddp::notification(note),
+        }
+    }
+}
+
 /// One WebSocket connection.
 pub(crate) struct Conn {
     pub id: u64,
+    /// JSON-RPC or legacy DDP.
+    pub framing: Framing,
+    /// DDP only: `connect` was accepted (until then every message gets `failed`).
+    pub ddp_connected: std::sync::atomic::AtomicBool,
     out: mpsc::UnboundedSender<Outbound>,
     /// TLS or trusted transport (`protocol.md` §1.1 "secure transport").
     pub secure: bool,
@@ -286,6 +310,7 @@ pub(crate) struct Conn {
 impl Conn {
     pub fn new(
         id: u64,
+        framing: Framing,
         out: mpsc::UnboundedSender<Outbound>,
         secure: bool,
         tls: bool,
@@ -293,6 +318,8 @@ impl Conn {
     ) -> Self {
         Conn {
             id,
+            framing,
+            ddp_connected: Default::default(),
             out,
             secure,
             tls,
@@ -318,9 +345,9 @@ impl Conn {
         self.send(wire.to_string(), log.to_string());
     }
 
-    /// Queue a notification.
+    /// Queue a notification, in this connection's framing.
     pub fn notify(&self, note: &Notification) {
-        self.send_notification_value(&note.to_value());
+        self.send_notification_value(&self.framing.encode(note));
     }
 
     /// Close the connection with `code` and `reason`.

@@ -17,7 +17,10 @@ pub(crate) fn methods() -> Vec<MethodDef> {
             .access(Access::AnonymousUntil25_04),
         MethodDef::call("core.set_options", handler!(set_options))
             .access(Access::Anonymous)
-            .not_rate_limited(),
+            .not_rate_limited()
+            .since(ServerVersion::V25_04),
+        // §5.5: removed in 25.04 (Corrections 2).
+        MethodDef::call("core.get_events", handler!(get_events)).until(ServerVersion::V24_10),
         MethodDef::call("system.info", handler!(system_info)),
         MethodDef::call("user.query", handler!(user_query)).filterable(),
         MethodDef::call("user.update", handler!(user_update)),
@@ -32,9 +35,9 @@ async fn ping(_ctx: Ctx, p: Vec<Value>) -> Result<Value, MockError> {
 }
 
 /// `core.get_methods [service=null, target="WS"]` (`protocol.md` §6.1): the bundled catalog's
-/// raw 25.04 entries keyed by name, filtered by auth (anonymous connections see only no-auth
+/// full 25.04 entries keyed by name, filtered by auth (anonymous connections see only no-auth
 /// methods) and by `service`. `target` is accepted and ignored. The same 25.04 dump is served
-/// for every imitated version.
+/// for every imitated version, less the methods of the mock's table that the version lacks.
 async fn get_methods(ctx: Ctx, p: Vec<Value>) -> Result<Value, MockError> {
     args::at_most(&p, 2)?;
     let service = match p.first() {
@@ -49,15 +52,23 @@ async fn get_methods(ctx: Ctx, p: Vec<Value>) -> Result<Value, MockError> {
         }
     };
     let anonymous = !ctx.conn.logged_in();
+    let table = super::dispatch::table();
+    let version = ctx.version();
     let out: Map<String, Value> = Catalog::bundled()
         .iter()
         .filter(|m| !anonymous || m.no_auth_required)
+        // Not what this release lacks (e.g. `auth.login_ex` on 24.10).
+        .filter(|m| {
+            table
+                .get(m.name.as_str())
+                .is_none_or(|d| d.available(version))
+        })
         .filter(|m| {
             service
                 .as_deref()
                 .is_none_or(|svc| m.name.rsplit_once('.').map(|(s, _)| s) == Some(svc))
         })
-        .map(|m| (m.name.clone(), m.raw.clone()))
+        .map(|m| (m.name.clone(), m.to_value()))
         .collect();
     Ok(Value::Object(out))
 }
@@ -86,6 +97,22 @@ async fn set_options(ctx: Ctx, p: Vec<Value>) -> Result<Value, MockError> {
         "legacy_jobs": o.legacy_jobs,
         "private_methods": o.private_methods,
         "py_exceptions": o.py_exceptions,
+    }))
+}
+
+/// `core.get_events` (24.10 only, §5.5) → `{name: {description, wildcard_subscription,
+/// accepts, returns}}` for the events and event sources the mock emits.
+async fn get_events(_ctx: Ctx, p: Vec<Value>) -> Result<Value, MockError> {
+    args::at_most(&p, 0)?;
+    let event = |description: &str, wildcard: bool| json!({"description": description, "wildcard_subscription": wildcard, "accepts": [], "returns": []});
+    Ok(json!({
+        "core.get_jobs": event("Updates on job changes.", true),
+        "alert.list": event("Sent on alert changes.", true),
+        "app.query": event("Sent on app changes.", true),
+        "user.query": event("Sent on user changes.", true),
+        "app.container_log_follow": event("Retrieve logs of a container/service in an app.", false),
+        "app.stats": event("Retrieve statistics of apps.", false),
+        "reporting.realtime": event("Retrieve real time statistics for CPU, network, virtual memory and zfs arc.", false),
     }))
 }
 

@@ -1151,7 +1151,17 @@ fn versions_and_config() {
         "26.0".parse::<ServerVersion>().unwrap(),
         ServerVersion::V26_0
     );
-    assert!("24.10".parse::<ServerVersion>().is_err());
+    assert_eq!(
+        "24.10".parse::<ServerVersion>().unwrap(),
+        ServerVersion::V24_10
+    );
+    assert_eq!(
+        "v24.10.2.4".parse::<ServerVersion>().unwrap(),
+        ServerVersion::V24_10
+    );
+    assert!("24.04".parse::<ServerVersion>().is_err());
+    assert_eq!(ServerVersion::V24_10.to_string(), "24.10.2.4");
+    assert!(ServerVersion::V24_10.api_versions().is_empty());
     assert_eq!(ServerVersion::V25_04.to_string(), "25.04.2.6");
     assert_eq!(TEST_API_KEY.len(), 66);
     assert!(TEST_API_KEY[2..].chars().all(|c| c.is_ascii_alphanumeric()));
@@ -1191,6 +1201,9 @@ async fn catalog_backed_gates() {
     );
     let m = c.call("core.get_methods", json!([])).await;
     assert_eq!(m.as_object().unwrap().len(), 771);
+    // Whole entries, as a server sends them: descriptions, schemas and roles included.
+    assert!(m["app.create"]["description"].is_string() && m["app.create"]["accepts"].is_array());
+    assert_eq!(m["app.create"]["roles"], json!(["APPS_WRITE"]));
     let apps = c.call("core.get_methods", json!(["app"])).await;
     assert!(apps.get("app.create").is_some() && apps.get("user.query").is_none());
     // A non-admin may read but not write.
@@ -1205,5 +1218,213 @@ async fn catalog_backed_gates() {
     v.call("app.query", json!([])).await;
     let e = v.error("app.create", json!([{"app_name": "x"}])).await;
     assert_eq!(e["data"]["reason"], "[EACCES] Not authorized");
+    s.shutdown().await;
+}
+
+/// A raw legacy (DDP) client for tests: string ids, `msg`-typed frames.
+struct RawDdp {
+    raw: Raw,
+    next_id: u64,
+}
+
+impl RawDdp {
+    /// Open `/websocket` without the `connect` handshake.
+    async fn open(server: &MockServer) -> RawDdp {
+        RawDdp {
+            raw: Raw::connect_url(&server.legacy_url(), server.fingerprint()).await,
+            next_id: 0,
+        }
+    }
+
+    /// Open `/websocket` and complete the handshake.
+    async fn connect(server: &MockServer) -> RawDdp {
+        let mut c = Self::open(server).await;
+        c.send(json!({"msg": "connect", "version": "1", "support": ["1"]}))
+            .await;
+        let r = c.raw.read().await.expect("connected");
+        assert_eq!(r["msg"], "connected", "{r}");
+        assert!(r["session"].is_string(), "{r}");
+        c
+    }
+
+    async fn send(&mut self, frame: Value) {
+        self.raw.send_text(frame.to_string()).await;
+    }
+
+    /// The next frame matching `pred`; others are dropped.
+    async fn until(&mut self, pred: impl Fn(&Value) -> bool) -> Value {
+        loop {
+            let f = self.raw.read().await.expect("connection closed");
+            if pred(&f) {
+                return f;
+            }
+        }
+    }
+
+    /// Call `method` and return the whole `result` frame.
+    async fn method(&mut self, method: &str, params: Value) -> Value {
+        self.next_id += 1;
+        let id = self.next_id.to_string();
+        self.send(json!({"msg": "method", "id": id, "method": method, "params": params}))
+            .await;
+        self.until(|f| f["msg"] == "result" && f["id"] == id.as_str())
+            .await
+    }
+
+    async fn login(&mut self) {
+        let r = self
+            .method("auth.login", json!(["truenas_admin", TEST_PASSWORD]))
+            .await;
+        assert_eq!(r["result"], true, "{r}");
+    }
+}
+
+#[tokio::test]
+async fn ddp_handshake_ping_and_malformed_frames() {
+    for version in [ServerVersion::V24_10, ServerVersion::V25_10] {
+        let s = server_with(|c| c.version = version).await;
+        // Anything before `connect`, or another version, is answered with `failed`.
+        let mut c = RawDdp::open(&s).await;
+        c.send(json!({"msg": "method", "id": "1", "method": "core.ping"}))
+            .await;
+        assert_eq!(
+            c.raw.read().await.unwrap(),
+            json!({"msg": "failed", "version": "1"})
+        );
+        c.send(json!({"msg": "connect", "version": "2"})).await;
+        assert_eq!(c.raw.read().await.unwrap()["msg"], "failed");
+
+        // DDP ping: answered by 24.10 only (§1.4); an answered call shows the ping was ignored.
+        let mut c = RawDdp::connect(&s).await;
+        c.send(json!({"msg": "ping", "id": "p1"})).await;
+        let r = c.method("auth.login", json!(["nobody", "x"])).await;
+        assert_eq!(r["result"], false);
+        let t = s.transcript().to_string();
+        assert_eq!(
+            t.contains(r#"{"msg":"pong","id":"p1"}"#),
+            version == ServerVersion::V24_10,
+            "{t}"
+        );
+        // A missing method name.
+        c.send(json!({"msg": "method", "id": "m"})).await;
+        let r = c.until(|f| f["id"] == "m").await;
+        assert_eq!(
+            r["error"]["reason"],
+            "Message is malformed: 'method' is absent."
+        );
+        assert_eq!(r["error"]["error"], 22);
+
+        // A JSON-RPC frame: 1011 'msg'. Bad JSON: 1007. Binary: 1003 (§3.4).
+        c.send(json!({"jsonrpc": "2.0", "id": 1, "method": "core.ping"}))
+            .await;
+        assert_eq!(c.raw.closed().await, (1011, "'msg'".into()));
+        let mut c = RawDdp::connect(&s).await;
+        c.raw.send_text("{".into()).await;
+        let (code, reason) = c.raw.closed().await;
+        assert_eq!(code, 1007);
+        assert!(reason.starts_with("Expecting"), "{reason}");
+        let mut c = RawDdp::connect(&s).await;
+        c.raw.ws.send(Message::binary(vec![1u8])).await.unwrap();
+        assert_eq!(c.raw.closed().await.0, 1003);
+        s.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn the_24_10_profile_has_only_websocket_and_its_own_methods() {
+    let s = server_with(|c| c.version = ServerVersion::V24_10).await;
+    for path in ["/api/current", "/api/v25.04.2", "/api/v24.10"] {
+        let url = format!("ws://{}{path}", s.addr());
+        match tokio_tungstenite::connect_async(url).await.unwrap_err() {
+            tokio_tungstenite::tungstenite::Error::Http(resp) => assert_eq!(resp.status(), 404),
+            other => panic!("{path}: {other:?}"),
+        }
+    }
+    let mut tcp = TcpStream::connect(s.addr()).await.unwrap();
+    tcp.write_all(b"GET /api/versions HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut body = String::new();
+    tcp.read_to_string(&mut body).await.unwrap();
+    assert!(body.starts_with("HTTP/1.1 404"), "{body}");
+
+    let mut c = RawDdp::connect(&s).await;
+    // Anonymous: core.get_methods works (no-auth up to 25.04) and lists no auth.login_ex.
+    let methods = c.method("core.get_methods", json!([])).await;
+    let methods = methods["result"].as_object().expect("methods");
+    assert!(methods.contains_key("auth.login"));
+    assert!(!methods.contains_key("auth.login_ex"));
+    // core.ping needs a login on 24.10 (Corrections 4), and the reason has no prefix (§1.4).
+    let r = c.method("core.ping", json!([])).await;
+    assert_eq!(r["error"]["error"], 207);
+    assert_eq!(r["error"]["reason"], "Not authenticated");
+    for missing in [
+        "auth.login_ex",
+        "auth.mechanism_choices",
+        "core.set_options",
+    ] {
+        let r = c.method(missing, json!([])).await;
+        assert_eq!(r["error"]["errname"], "ENOMETHOD", "{missing}: {r}");
+    }
+    c.login().await;
+    let events = c.method("core.get_events", json!([])).await;
+    assert!(events["result"]["core.get_jobs"].is_object(), "{events}");
+    // Subscribing: `ready` with the client's id; `unsub` gets no reply.
+    c.send(json!({"msg": "sub", "id": "s1", "name": "alert.list"}))
+        .await;
+    assert_eq!(
+        c.until(|f| f["msg"] == "ready").await,
+        json!({"msg": "ready", "subs": ["s1"]})
+    );
+    c.send(json!({"msg": "unsub", "id": "s1"})).await;
+    assert_eq!(c.method("core.ping", json!([])).await["result"], "pong");
+    s.shutdown().await;
+
+    // core.get_events is gone from 25.04 on (Corrections 2).
+    let s = server().await;
+    let mut c = Raw::connect(&s).await;
+    c.login().await;
+    assert_eq!(c.error("core.get_events", json!([])).await["code"], -32601);
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn on_24_10_the_rate_limit_counts_logged_in_calls_and_keys_are_not_revoked() {
+    let s = server_with(|c| {
+        c.version = ServerVersion::V24_10;
+        c.rate_limit.max_calls = 2;
+    })
+    .await;
+    // API_KEY_PLAIN over insecure plain ws: 24.10 lets it through (no revoking before 25.04).
+    let mut c = RawDdp::connect(&s).await;
+    let r = c
+        .method("auth.login_with_api_key", json!([TEST_API_KEY]))
+        .await;
+    assert_eq!(r["result"], true, "{r}");
+    assert!(!state::lock(&s.shared.keys)[0].revoked);
+    // Logged in, the no-auth core.get_methods still counts (§2.5): the third is refused.
+    for _ in 0..2 {
+        assert!(c.method("core.get_methods", json!(["core"])).await["result"].is_object());
+    }
+    let r = c.method("core.get_methods", json!(["core"])).await;
+    assert_eq!(r["error"]["errname"], "EBUSY", "{r}");
+    s.shutdown().await;
+
+    // From 25.04 on, logged-in calls are not counted, and the key is revoked over plain ws.
+    let s = server_with(|c| {
+        c.version = ServerVersion::V25_04;
+        c.rate_limit.max_calls = 2;
+    })
+    .await;
+    let mut c = RawDdp::connect(&s).await;
+    c.login().await;
+    for _ in 0..3 {
+        assert!(c.method("core.get_methods", json!(["core"])).await["result"].is_object());
+    }
+    let r = c
+        .method("auth.login_with_api_key", json!([TEST_API_KEY]))
+        .await;
+    assert_eq!(r["result"], false, "{r}");
+    assert!(state::lock(&s.shared.keys)[0].revoked);
     s.shutdown().await;
 }

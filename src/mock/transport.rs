@@ -3,8 +3,10 @@
 //!
 //! The HTTP request head is read here (not by tungstenite) so that `GET /api/versions` can be
 //! answered and unknown paths get a real HTTP 404 before any upgrade; WebSocket paths then get
-//! a `101` and the stream is handed to tungstenite. The legacy `/websocket` DDP route is not
-//! served yet (HTTP 404).
+//! a `101` and the stream is handed to tungstenite. `/websocket` speaks the legacy DDP framing
+//! (`ddp.rs`, every profile); the `/api` routes JSON-RPC (`rpc.rs`, not on 24.10, where they
+//! are HTTP 404). Both framings start calls through [`start_call`], so the concurrency limit,
+//! dispatch and the 1011 on a handler crash are shared.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,11 +25,12 @@ use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_util::sync::CancellationToken;
 
-use super::ServerVersion;
 use super::dispatch::{self, Ctx};
+use super::error::MockError;
 use super::rpc::{self, Inbound};
-use super::state::{Conn, Outbound, Shared, lock};
+use super::state::{Conn, Framing, Outbound, Shared, lock};
 use super::transcript::{TranscriptEvent, client_frame_text};
+use super::{ServerVersion, ddp};
 use crate::protocol::Response;
 
 /// Close reasons (§3.4).
@@ -186,13 +189,19 @@ async fn respond<S: AsyncWrite + Unpin>(s: &mut S, status: &str, ctype: &str, bo
     let _ = s.shutdown().await;
 }
 
-/// Is `path` a JSON-RPC WebSocket route of this version?
-fn is_ws_route(path: &str, version: ServerVersion) -> bool {
-    path == "/api/current"
-        || path == "/api/v24.10"
-        || path
-            .strip_prefix("/api/")
-            .is_some_and(|v| version.api_versions().contains(&v))
+/// The framing of the WebSocket route `path` on this version, `None` for no route (HTTP 404).
+/// 24.10 has only `/websocket`; later releases keep it next to the JSON-RPC routes.
+fn ws_route(path: &str, version: ServerVersion) -> Option<Framing> {
+    if path == "/websocket" {
+        return Some(Framing::Ddp);
+    }
+    let jsonrpc = version.has_jsonrpc()
+        && (path == "/api/current"
+            || path == "/api/v24.10"
+            || path
+                .strip_prefix("/api/")
+                .is_some_and(|v| version.api_versions().contains(&v)));
+    jsonrpc.then_some(Framing::JsonRpc)
 }
 
 async fn http<S>(
@@ -210,7 +219,7 @@ async fn http<S>(
         return;
     };
     let version = shared.config.version;
-    if head.method == "GET" && head.path == "/api/versions" {
+    if head.method == "GET" && head.path == "/api/versions" && version.has_jsonrpc() {
         let body = serde_json::to_string(&version.api_versions()).unwrap_or_default();
         return respond(&mut r, "200 OK", "application/json; charset=utf-8", &body).await;
     }
@@ -218,7 +227,7 @@ async fn http<S>(
         let body = Value::from(shared.boot_id.clone()).to_string();
         return respond(&mut r, "200 OK", "application/json; charset=utf-8", &body).await;
     }
-    if !is_ws_route(&head.path, version) {
+    let Some(framing) = ws_route(&head.path, version) else {
         return respond(
             &mut r,
             "404 Not Found",
@@ -226,7 +235,7 @@ async fn http<S>(
             "404: Not Found",
         )
         .await;
-    }
+    };
     let upgrade = head
         .header("upgrade")
         .is_some_and(|u| u.eq_ignore_ascii_case("websocket"));
@@ -257,7 +266,7 @@ async fn http<S>(
         .max_frame_size(Some(WIRE_LIMIT))
         .max_write_buffer_size(64 * 1024 * 1024);
     let ws = WebSocketStream::from_raw_socket(r, Role::Server, Some(config)).await;
-    session(ws, head.path, peer, tls, shared, stop).await;
+    session(ws, head.path, framing, peer, tls, shared, stop).await;
 }
 
 /// Cut a close reason to the 123 bytes a close frame allows.
@@ -272,6 +281,7 @@ fn close_reason(s: &str) -> String {
 async fn session<S>(
     ws: WebSocketStream<S>,
     path: String,
+    framing: Framing,
     peer: SocketAddr,
     tls: bool,
     shared: Arc<Shared>,
@@ -283,7 +293,7 @@ async fn session<S>(
     let (tx, mut rx) = mpsc::unbounded_channel();
     let id = shared.next_conn_id();
     let secure = tls || shared.config.plain_is_secure;
-    let conn = Arc::new(Conn::new(id, tx, secure, tls, peer.ip()));
+    let conn = Arc::new(Conn::new(id, framing, tx, secure, tls, peer.ip()));
     lock(&shared.conns).insert(id, conn.clone());
     shared.transcript.push(id, TranscriptEvent::Open { path });
 
@@ -416,19 +426,33 @@ fn on_text(shared: &Arc<Shared>, conn: &Arc<Conn>, text: &str) {
         too_big(conn);
         return;
     }
-    let (id, method, params) = match rpc::classify(text, parsed) {
-        Inbound::Call { id, method, params } => (id, method, params),
-        Inbound::Reject(resp) => {
-            send_reply(conn, &resp, "");
-            return;
-        }
-        Inbound::Ignore => return,
-    };
-    // §3.6: at most 20 in flight (10 running + 10 queued), then -32000 at once.
+    match conn.framing {
+        Framing::JsonRpc => match rpc::classify(text, parsed) {
+            Inbound::Call { id, method, params } => start_call(shared, conn, id, method, params),
+            Inbound::Reject(resp) => send_reply(conn, &resp, ""),
+            Inbound::Ignore => {}
+        },
+        Framing::Ddp => ddp::on_message(shared, conn, text, parsed),
+    }
+}
+
+/// Run one call of either framing: the concurrency limit (§3.6; ETOOMANYREFS on legacy,
+/// §1.4), dispatch, the reply when `id` is given, and close 1011 when the handler crashes.
+pub(crate) fn start_call(
+    shared: &Arc<Shared>,
+    conn: &Arc<Conn>,
+    id: Option<Value>,
+    method: String,
+    params: Vec<Value>,
+) {
+    // §3.6: at most 20 in flight (10 running + 10 queued), then a refusal at once.
     if conn.in_flight.fetch_add(1, Ordering::SeqCst) >= 20 {
         conn.in_flight.fetch_sub(1, Ordering::SeqCst);
         if let Some(id) = id {
-            send_reply(conn, &rpc::too_many_calls(id), &method);
+            match conn.framing {
+                Framing::JsonRpc => send_reply(conn, &rpc::too_many_calls(id), &method),
+                Framing::Ddp => ddp::too_many_calls(conn, id),
+            }
         }
         return;
     }
@@ -448,11 +472,7 @@ fn on_text(shared: &Arc<Shared>, conn: &Arc<Conn>, text: &str) {
         match joined {
             Some(Ok(result)) => {
                 if let Some(id) = id {
-                    let resp = match result {
-                        Ok(v) => Response::ok(id, v),
-                        Err(e) => Response::err(id, e.to_error_object(&method, ctx.version())),
-                    };
-                    send_reply(&conn, &resp, &method);
+                    send_outcome(&conn, id, &method, result, ctx.version());
                 }
             }
             Some(Err(join)) if join.is_panic() => {
@@ -470,6 +490,31 @@ fn on_text(shared: &Arc<Shared>, conn: &Arc<Conn>, text: &str) {
         ctx.release();
         conn.in_flight.fetch_sub(1, Ordering::SeqCst);
     });
+}
+
+/// The reply to a call, in the connection's framing.
+fn send_outcome(
+    conn: &Conn,
+    id: Value,
+    method: &str,
+    result: Result<Value, MockError>,
+    version: ServerVersion,
+) {
+    match conn.framing {
+        Framing::JsonRpc => {
+            let resp = match result {
+                Ok(v) => Response::ok(id, v),
+                Err(e) => Response::err(id, e.to_error_object(method, version)),
+            };
+            send_reply(conn, &resp, method);
+        }
+        Framing::Ddp => ddp::send_result(
+            conn,
+            id,
+            method,
+            result.map_err(|e| e.to_legacy_error(method, version)),
+        ),
+    }
 }
 
 fn send_reply(conn: &Conn, resp: &Response, method: &str) {
