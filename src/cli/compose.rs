@@ -225,8 +225,9 @@ fn warn_all(warnings: &[String]) {
     }
 }
 
+/// Structured output (`-o json|compact|yaml`) instead of text for people.
 fn json_out(format: Format) -> bool {
-    matches!(format, Format::Json | Format::Compact)
+    matches!(format, Format::Json | Format::Compact | Format::Yaml)
 }
 
 fn print_json(v: &Value, format: Format) {
