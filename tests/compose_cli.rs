@@ -281,7 +281,7 @@ fn bad_projects_are_refused_before_anything_is_sent() {
 }
 
 #[test]
-fn config_prints_the_resolved_document() {
+fn config_prints_the_resolved_document_with_secrets_masked_unless_asked() {
     let state = tempfile::tempdir().unwrap();
     let o = compose(
         None,
@@ -290,9 +290,38 @@ fn config_prints_the_resolved_document() {
         &["config", "--dataset-root", "/mnt/tank/apps"],
     );
     assert_eq!(code(&o), 0, "{}", err(&o));
+    assert!(!out(&o).contains("s3cr3t-Passw0rd"), "{}", out(&o));
     let doc: serde_json::Value = serde_json::from_str(&out(&o)).unwrap();
+    let api = &doc["services"]["api"]["environment"];
     assert_eq!(
-        doc["services"]["api"]["environment"]["PRICE_FORMAT"],
-        "$$#,##0.00"
+        doc["services"]["db"]["environment"]["POSTGRES_PASSWORD"],
+        "********"
+    );
+    assert_eq!(
+        api["DATABASE_URL"], "********",
+        "it embeds the .env password"
+    );
+    assert_eq!(api["PRICE_FORMAT"], "********", "it comes from env_file");
+    assert_eq!(api["REDIS_URL"], "redis://cache:6379/0");
+    assert_eq!(api["UMASK"], "0022");
+
+    let o = compose(
+        None,
+        state.path(),
+        &fixture("inventory"),
+        &[
+            "config",
+            "--dataset-root",
+            "/mnt/tank/apps",
+            "--show-secrets",
+        ],
+    );
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    let doc: serde_json::Value = serde_json::from_str(&out(&o)).unwrap();
+    let api = &doc["services"]["api"]["environment"];
+    assert_eq!(api["PRICE_FORMAT"], "$$#,##0.00");
+    assert_eq!(
+        doc["services"]["db"]["environment"]["POSTGRES_PASSWORD"],
+        "s3cr3t-Passw0rd"
     );
 }

@@ -176,10 +176,14 @@ pub enum ComposeCommand {
         #[command(flatten)]
         wait: WaitArgs,
     },
-    /// Print the resolved document that `up` would send (no connection).
+    /// Print the resolved document that `up` would send (no connection). Values from
+    /// .env/env_file and secret-looking keys are masked unless --show-secrets.
     Config {
         #[command(flatten)]
         project: ProjectArgs,
+        /// Show the secrets instead of masking them.
+        #[arg(long)]
+        show_secrets: bool,
     },
 }
 
@@ -255,12 +259,20 @@ fn server_of(conn: &ConnArgs, client: &Client) -> String {
 pub async fn run(cmd: ComposeCommand, outer: &ConnArgs, format: Format) -> Result<Exit, CliError> {
     let conn = cmd.conn().cloned().map(|c| c.or(outer));
     match cmd {
-        ComposeCommand::Config { project } => {
+        ComposeCommand::Config {
+            project,
+            show_secrets,
+        } => {
             let p = compose::resolve(&project.options()?).map_err(compose_err)?;
             warn_all(&p.warnings);
+            let shown = if show_secrets {
+                p.document.clone()
+            } else {
+                p.secrets.mask_document(&p.document)
+            };
             println!(
                 "{}",
-                serde_json::to_string_pretty(&p.document).unwrap_or_default()
+                serde_json::to_string_pretty(&shown).unwrap_or_default()
             );
             Ok(Exit::Ok)
         }

@@ -61,6 +61,28 @@ impl Secrets {
         .any(|w| k.contains(w))
     }
 
+    /// A copy of `doc` with every secret masked: strings that came from `.env` or `env_file`
+    /// (or contain their values), and string values of secret-looking keys.
+    pub fn mask_document(&self, doc: &Value) -> Value {
+        match doc {
+            Value::String(s) if self.contains(s) => Value::String(MASK.into()),
+            Value::Array(a) => Value::Array(a.iter().map(|v| self.mask_document(v)).collect()),
+            Value::Object(m) => Value::Object(
+                m.iter()
+                    .map(|(k, v)| {
+                        let masked = if v.is_string() && Secrets::secret_key(k) {
+                            Value::String(MASK.into())
+                        } else {
+                            self.mask_document(v)
+                        };
+                        (k.clone(), masked)
+                    })
+                    .collect(),
+            ),
+            other => other.clone(),
+        }
+    }
+
     fn tainted(&self, v: &Value) -> bool {
         match v {
             Value::String(s) => self.contains(s),
