@@ -4,6 +4,7 @@
 //! - [`catalog`]: the method catalog (`core.get_methods`), offline docs and argument validation.
 //! - [`cli`]: the command line (argument definitions, commands, exit codes).
 //! - [`client`]: the JSON-RPC client (transport, calls, auth, jobs, events).
+//! - [`compose`]: compose deployments (a local project → an idempotent custom app).
 //! - [`mock`]: the built-in mock middleware, a simulated TrueNAS.
 //! - [`output`]: how results, progress and errors are printed.
 //! - [`protocol`]: wire types shared by the client and the mock.
@@ -13,6 +14,7 @@
 pub mod catalog;
 pub mod cli;
 pub mod client;
+pub mod compose;
 pub mod mock;
 pub mod output;
 pub mod protocol;

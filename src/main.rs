@@ -6,7 +6,9 @@ use clap::Parser;
 use midscript::cli::{Cli, Exit};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(midscript::cli::script_shorthand(
+        std::env::args_os().collect(),
+    ));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -1,5 +1,7 @@
 //! The script runner against the built-in mock: every example in `scripts/` (snapshots of its
-//! output and of the wire traffic), the stdlib modules, and the error cases.
+//! output and of its connection's traffic), the stdlib modules, and the error cases.
+
+mod common;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -7,19 +9,39 @@ use std::time::Duration;
 
 use midscript::client::{Client, ConnectOptions, Credentials, JobProgress, Secret};
 use midscript::mock::{MockConfig, MockServer, TEST_PASSWORD};
-use midscript::script::{self, Console, Outcome, RunOptions, Script, progress_line};
+use midscript::script::{self, Console, Outcome, RunOptions, Script};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+
+/// Something to do when a script shows a line (stdout or job progress) containing a text.
+#[derive(Clone, Default)]
+enum Trigger {
+    #[default]
+    None,
+    /// Cancel the run, as Ctrl-C does.
+    Cancel(&'static str, CancellationToken),
+    /// Wake a helper task.
+    Notify(&'static str, Arc<Notify>),
+}
 
 /// Collects what a script shows: `out:` for stdout, `err:` for stderr, `progress:` for jobs.
 #[derive(Default)]
 struct TestConsole {
     lines: Mutex<Vec<String>>,
-    /// Cancel this token when the script prints this line (to test Ctrl-C deterministically).
-    cancel_on: Option<(String, CancellationToken)>,
+    trigger: Trigger,
+    jobs_seen: Mutex<std::collections::HashSet<i64>>,
 }
 
 impl TestConsole {
+    fn fire(&self, line: &str) {
+        match &self.trigger {
+            Trigger::Cancel(t, token) if line.contains(t) => token.cancel(),
+            Trigger::Notify(t, n) if line.contains(t) => n.notify_one(),
+            _ => {}
+        }
+    }
     fn push(&self, line: String) {
+        self.fire(&line);
         if let Ok(mut l) = self.lines.lock() {
             l.push(line);
         }
@@ -32,11 +54,6 @@ impl TestConsole {
 impl Console for TestConsole {
     fn out(&self, line: &str) {
         self.push(format!("out: {line}"));
-        if let Some((trigger, token)) = &self.cancel_on
-            && line == trigger
-        {
-            token.cancel();
-        }
     }
     fn err(&self, line: &str) {
         for l in line.lines() {
@@ -44,11 +61,35 @@ impl Console for TestConsole {
         }
     }
     fn job_progress(&self, method: &str, p: &JobProgress) {
-        self.push(format!("progress: {}", progress_line(method, p)));
+        // Which intermediate states a waiter sees depends on timing: record the first report
+        // of each job only (and the line itself, for the triggers).
+        let first = self
+            .jobs_seen
+            .lock()
+            .map(|mut s| s.insert(p.job_id))
+            .unwrap_or(false);
+        let line = progress_line(method, p);
+        if first {
+            self.push(format!("progress: {method} (job {}) started", p.job_id));
+        }
+        self.fire(&line);
     }
     fn job_finished(&self, job_id: i64) {
         self.push(format!("progress: job {job_id} done"));
     }
+}
+
+/// `app.start (job 3): RUNNING 40% Starting`.
+fn progress_line(method: &str, p: &JobProgress) -> String {
+    let mut line = format!("{method} (job {}): {}", p.job_id, p.state);
+    if let Some(pct) = p.percent {
+        line.push_str(&format!(" {pct:.0}%"));
+    }
+    if let Some(d) = &p.description {
+        line.push(' ');
+        line.push_str(d);
+    }
+    line
 }
 
 /// What a run produced.
@@ -59,7 +100,7 @@ struct Run {
 }
 
 impl Run {
-    /// The snapshot text: outcome, output, then the traffic.
+    /// The snapshot text: outcome, output, then the script connection's traffic.
     fn snapshot(&self) -> String {
         format!(
             "outcome: {:?} (exit {})\n--- output\n{}\n--- traffic\n{}",
@@ -71,6 +112,7 @@ impl Run {
     }
 }
 
+/// A mock and one logged-in connection (c1) that scripts run on.
 struct Harness {
     server: MockServer,
     client: Client,
@@ -83,34 +125,44 @@ impl Harness {
 
     async fn with_config(config: MockConfig) -> Harness {
         let server = MockServer::start(config).await.expect("mock starts");
-        let mut options = ConnectOptions::new(server.url());
-        options.credentials = Some(Credentials::Password {
-            username: "truenas_admin".into(),
-            password: Secret::new(TEST_PASSWORD),
-            otp: None,
-            otp_prompt: None,
-        });
-        let client = Client::connect(options).await.expect("login");
+        let client = login(&server).await;
+        server.clear_transcript();
         Harness { server, client }
     }
 
-    /// Run a prepared setup script first (its traffic is left out of the snapshot).
+    /// Another logged-in connection (for setup and for changes made while a script runs).
+    async fn second_client(&self) -> Client {
+        login(&self.server).await
+    }
+
+    /// Run a setup script on its own connection; its traffic stays out of the snapshots.
     async fn prepare(&self, code: &str) {
-        let run = self.run_with(Script::inline(code), &[], None).await;
+        let client = self.second_client().await;
+        let console = Arc::new(TestConsole::default());
+        let outcome = script::run(
+            client.clone(),
+            Script::inline(code),
+            RunOptions::new(console.clone()),
+        )
+        .await;
         assert_eq!(
-            run.outcome,
+            outcome,
             Outcome::Success,
             "setup failed:\n{}",
-            run.output
+            console.text()
         );
+        client.close().await;
         self.server.clear_transcript();
     }
 
-    async fn run_with(&self, script: Script, args: &[&str], cancel_on: Option<&str>) -> Run {
-        let cancel = CancellationToken::new();
+    async fn run_traced(&self, script: Script, args: &[&str], trigger: Trigger) -> Run {
+        let cancel = match &trigger {
+            Trigger::Cancel(_, token) => token.clone(),
+            _ => CancellationToken::new(),
+        };
         let console = Arc::new(TestConsole {
-            lines: Mutex::default(),
-            cancel_on: cancel_on.map(|t| (t.to_owned(), cancel.clone())),
+            trigger,
+            ..TestConsole::default()
         });
         let mut options = RunOptions::new(console.clone());
         options.args = args.iter().map(|a| a.to_string()).collect();
@@ -122,11 +174,16 @@ impl Harness {
         )
         .await
         .expect("the script ends in time");
+        let transcript = self.server.transcript().for_conn(1).to_string();
         Run {
             outcome,
             output: console.text(),
-            transcript: self.server.transcript().to_string(),
+            transcript,
         }
+    }
+
+    async fn run_with(&self, script: Script, args: &[&str], _: Option<()>) -> Run {
+        self.run_traced(script, args, Trigger::None).await
     }
 
     async fn run(&self, code: &str) -> Run {
@@ -134,6 +191,18 @@ impl Harness {
     }
 }
 
+async fn login(server: &MockServer) -> Client {
+    let mut options = ConnectOptions::new(server.url());
+    options.credentials = Some(Credentials::Password {
+        username: "truenas_admin".into(),
+        password: Secret::new(TEST_PASSWORD),
+        otp: None,
+        otp_prompt: None,
+    });
+    Client::connect(options).await.expect("login")
+}
+
+/// Two custom apps, `nginx` running and `whoami` stopped.
 const DEMO_APPS: &str = r#"
 for name in ["nginx", "whoami"] {
     job("app.create", #{
@@ -144,14 +213,496 @@ for name in ["nginx", "whoami"] {
 job("app.stop", "whoami");
 "#;
 
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// Settings for snapshots: one per example, named after the script file.
+fn settings() -> insta::Settings {
+    let mut s = insta::Settings::clone_current();
+    s.set_prepend_module_to_snapshot(false);
+    s
+}
+
+/// Run one example the way its header describes, with what it needs around it.
+async fn run_example(file: &str) -> String {
+    let path = Path::new("scripts").join(file);
+    let script = || Script::from_file(&path).expect("readable script");
+    match file {
+        "system-report.rhai" => {
+            let h = Harness::start().await;
+            h.prepare(DEMO_APPS).await;
+            h.run_with(script(), &[], None).await.snapshot()
+        }
+        "set-password.rhai" => {
+            let h = Harness::start().await;
+            let ok = h
+                .run_with(script(), &["truenas_admin", "n3w-Passw0rd"], None)
+                .await;
+            h.server.clear_transcript();
+            let unknown = h.run_with(script(), &["nobody", "x"], None).await;
+            h.server.clear_transcript();
+            let usage = h.run_with(script(), &[], None).await;
+            format!(
+                "=== truenas_admin n3w-Passw0rd\n{}\n\n=== nobody x\n{}\n\n=== (no arguments)\n{}",
+                ok.snapshot(),
+                unknown.snapshot(),
+                usage.snapshot()
+            )
+        }
+        "watch-apps.rhai" => {
+            let h = Harness::start().await;
+            h.prepare(DEMO_APPS).await;
+            let driver = h.second_client().await;
+            let trigger = Arc::new(tokio::sync::Notify::new());
+            let t = trigger.clone();
+            let drive = tokio::spawn(async move {
+                t.notified().await;
+                driver
+                    .job("app.stop", vec!["nginx".into()], |_| {})
+                    .await
+                    .expect("stop");
+                driver
+                    .job("app.start", vec!["whoami".into()], |_| {})
+                    .await
+                    .expect("start");
+            });
+            let run = h
+                .run_traced(script(), &["4"], Trigger::Notify("watching", trigger))
+                .await;
+            tokio::time::timeout(Duration::from_secs(5), drive)
+                .await
+                .expect("the driver ends")
+                .expect("driver");
+            run.snapshot()
+        }
+        "cleanup-stopped-apps.rhai" => {
+            let h = Harness::start().await;
+            h.prepare(DEMO_APPS).await;
+            let dry = h.run_with(script(), &[], None).await;
+            h.server.clear_transcript();
+            let yes = h.run_with(script(), &["--yes"], None).await;
+            h.server.clear_transcript();
+            let again = h.run_with(script(), &["--yes"], None).await;
+            format!(
+                "=== (dry run)\n{}\n\n=== --yes\n{}\n\n=== --yes again\n{}",
+                dry.snapshot(),
+                yes.snapshot(),
+                again.snapshot()
+            )
+        }
+        other => panic!("scripts/{other} has no test: add it to run_example in tests/script.rs"),
+    }
+}
+
+#[test]
+fn example_scripts() {
+    let rt = rt();
+    settings().bind(|| {
+        insta::glob!("../scripts", "*.rhai", |path| {
+            let file = path
+                .file_name()
+                .and_then(|f| f.to_str())
+                .expect("file name");
+            let snapshot = rt.block_on(run_example(file));
+            insta::assert_snapshot!(snapshot);
+        });
+    });
+}
+
+// ---- error cases -------------------------------------------------------------------------
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn smoke() {
+async fn parse_error() {
     let h = Harness::start().await;
     let run = h
-        .run(r#"let info = call("system.info"); print(info.hostname); print(call("core.ping"));"#)
+        .run("let apps = call(\"app.query\");\nfor app in apps {\n    print(app.name\n}\n")
         .await;
-    println!("{}", run.snapshot());
+    assert_eq!(run.outcome.exit_code(), 2);
+    insta::assert_snapshot!(run.snapshot());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uncaught_server_error() {
+    let h = Harness::start().await;
+    let run = h
+        .run("let app = call(\"app.get_instance\", \"nope\");\nprint(app.state);\n")
+        .await;
+    assert_eq!(run.outcome.exit_code(), 1);
+    insta::assert_snapshot!(run.snapshot());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caught_validation_error() {
+    let h = Harness::start().await;
+    let run = h
+        .run(
+            r#"
+try {
+    call("user.update", 1, #{ password: 12345 });
+} catch (err) {
+    print(`kind=${err.kind} code=${err.code} errname=${err.errname} method=${err.method} job_id=${err.job_id}`);
+    print(`message=${err.message}`);
+    for v in err.validation {
+        print(`${v.attribute}: ${v.message} (${v.errno})`);
+    }
+    print(`extra=${err.extra}`);
+}
+"#,
+        )
+        .await;
     assert_eq!(run.outcome, Outcome::Success);
-    let _ = Path::new(".");
-    let _ = DEMO_APPS;
+    insta::assert_snapshot!(run.snapshot());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_method() {
+    let h = Harness::start().await;
+    let run = h
+        .run("try { call(\"no.such_method\", 1) } catch (e) { print(`${e.code} ${e.summary}`) }\ncall(\"pool.qurey\");\n")
+        .await;
+    assert_eq!(run.outcome, Outcome::Failed(script::FailureKind::Server));
+    insta::assert_snapshot!(run.snapshot());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_job() {
+    let h = Harness::start().await;
+    let run = h
+        .run(
+            r#"
+try {
+    job("app.start", "ghost");
+} catch (err) {
+    print(`caught: kind=${err.kind} job_id=${err.job_id} errname=${err.errname} reason=${err.reason}`);
+}
+job("app.create", #{ app_name: "Bad_Name", custom_app: true, custom_compose_config: #{} });
+"#,
+        )
+        .await;
+    assert_eq!(run.outcome, Outcome::Failed(script::FailureKind::Server));
+    // Job events race with the error report, so only the output is a snapshot here.
+    insta::assert_snapshot!(run.output);
+    assert!(
+        run.transcript.contains(r#""method":"app.create""#),
+        "{}",
+        run.transcript
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callback_that_throws() {
+    let h = Harness::start().await;
+    h.prepare(DEMO_APPS).await;
+    let run = h
+        .run(
+            r#"let seen = 0;
+subscribe("app.query", |ev| {
+    seen += 1;
+    if ev.fields.state == "STOPPING" {
+        throw `unexpected stop of ${ev.id}`;
+    }
+});
+job("app.stop", "nginx");
+print("not reached");
+"#,
+        )
+        .await;
+    assert_eq!(run.outcome, Outcome::Failed(script::FailureKind::Runtime));
+    let output: Vec<&str> = run
+        .output
+        .lines()
+        .filter(|l| !l.starts_with("progress:"))
+        .collect();
+    insta::assert_snapshot!(output.join("\n"));
+    assert!(
+        run.transcript.contains(r#""method":"core.unsubscribe""#),
+        "{}",
+        run.transcript
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_for_times_out() {
+    let h = Harness::start().await;
+    let run = h
+        .run(
+            r#"try {
+    wait_for("app.query", |ev| ev.id == "nginx", 50);
+} catch (err) {
+    print(`caught: ${err.kind} ${err.errname}: ${err.summary}`);
+}
+let ev = wait_for("alert.list", 50);
+"#,
+        )
+        .await;
+    assert_eq!(run.outcome, Outcome::Failed(script::FailureKind::Runtime));
+    insta::assert_snapshot!(run.snapshot());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_run_aborts_the_job_it_waits_for() {
+    let config = MockConfig {
+        job_step: Duration::from_millis(150),
+        ..MockConfig::for_tests()
+    };
+    let h = Harness::with_config(config).await;
+    h.prepare(DEMO_APPS).await;
+    let token = CancellationToken::new();
+    let script = Script::inline(
+        "print(\"starting\");\njob(\"app.start\", \"whoami\");\nprint(\"not reached\");\n",
+    );
+    let run = h
+        .run_traced(script, &[], Trigger::Cancel("Starting 'whoami' app", token))
+        .await;
+    assert_eq!(run.outcome, Outcome::Cancelled);
+    assert_eq!(run.outcome.exit_code(), 130);
+    let job_id = run
+        .output
+        .lines()
+        .find_map(|l| l.strip_prefix("err: cancelling: aborting job "))
+        .and_then(|rest| rest.split(' ').next())
+        .expect("the job is aborted");
+    assert!(!run.output.contains("not reached"), "{}", run.output);
+    assert!(run.output.ends_with("err: cancelled"), "{}", run.output);
+    let abort = format!(r#""method":"core.job_abort","params":[{job_id}]"#);
+    assert!(run.transcript.contains(&abort), "{}", run.transcript);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_sleep_stops_at_once() {
+    let h = Harness::start().await;
+    let token = CancellationToken::new();
+    let started = std::time::Instant::now();
+    let script = Script::inline("print(\"sleeping\");\nsleep(60000);\n");
+    let run = h
+        .run_traced(script, &[], Trigger::Cancel("sleeping", token))
+        .await;
+    assert_eq!(run.outcome, Outcome::Cancelled);
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_busy_loop_stops() {
+    let h = Harness::start().await;
+    let token = CancellationToken::new();
+    let script = Script::inline("print(\"looping\");\nlet n = 0;\nloop { n += 1; }\n");
+    let run = h
+        .run_traced(script, &[], Trigger::Cancel("looping", token))
+        .await;
+    assert_eq!(run.outcome, Outcome::Cancelled);
+}
+
+// ---- features ----------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_login_per_run() {
+    let server = MockServer::start(MockConfig::for_tests())
+        .await
+        .expect("mock");
+    let client = login(&server).await;
+    let console = Arc::new(TestConsole::default());
+    let code = "for i in 0..5 { call(\"core.ping\"); }\njob(\"app.create\", #{ app_name: \"a\", custom_app: true, custom_compose_config: #{ services: #{ w: #{ image: \"x:1\" } } } });";
+    let outcome = script::run(
+        client.clone(),
+        Script::inline(code),
+        RunOptions::new(console.clone()),
+    )
+    .await;
+    assert_eq!(outcome, Outcome::Success, "{}", console.text());
+    let transcript = server.transcript().to_string();
+    assert_eq!(transcript.matches("auth.login").count(), 1, "{transcript}");
+    assert_eq!(transcript.matches(" open ").count(), 1, "{transcript}");
+    assert_eq!(transcript.matches(r#""method":"core.ping""#).count(), 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bindings_and_helpers() {
+    let h = Harness::start().await;
+    h.prepare(DEMO_APPS).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("data.json"),
+        r#"{"n": 1.0, "big": 9007199254740993, "none": null, "s": "é"}"#,
+    )
+    .expect("write");
+    std::fs::write(
+        dir.path().join("data.yaml"),
+        "base: &b {a: 1}\nitem:\n  <<: *b\n  b: [x, y, on, 0755, true, 1.5]\n",
+    )
+    .expect("write");
+    std::fs::write(
+        dir.path().join("helper.rhai"),
+        "/// Double it.\nfn twice(x) { x * 2 }\n",
+    )
+    .expect("write");
+    let script_path = dir.path().join("main.rhai");
+    std::fs::write(
+        &script_path,
+        r#"#!/usr/bin/env midscript
+import "helper" as helper;
+import "apps" as apps;
+import "jobs" as jobs;
+import "users" as users;
+print(`args=${args} twice=${helper::twice(21)}`);
+let data = json::parse(read_file("data.json"));
+print(`json: ${json::stringify(data)} none_is_unit=${data.none == ()}`);
+print(`yaml: ${json::stringify(yaml::parse(read_file("data.yaml")).item)}`);
+print(`env: ${env("CARGO_PKG_NAME")} ${env("MIDSCRIPT_SURELY_UNSET") == ()}`);
+print(`time: ${type_of(now())} ${iso_time(0)} ${iso_time(#{"$date": 1000})}`);
+print(`apps: ${apps::names_in_state("RUNNING")} ${apps::exists("nginx")} ${apps::exists("nope")}`);
+print(`get: ${apps::get("whoami").state}`);
+apps::start("whoami");
+print(`waited: ${apps::wait_state("whoami", "RUNNING", 5000).state}`);
+let logs = apps::logs("nginx", 2);
+print(`logs: ${logs.keys()} ${logs.web.len()}`);
+print(`user: ${users::get("truenas_admin").uid} jobs: ${jobs::running().len()} ${jobs::get(99999)}`);
+let id = job_start("app.stop", "nginx");
+print(`job_start: ${type_of(id)} wait_job: ${wait_job(id)} get: ${jobs::get(id).state}`);
+print(`rpc_raw: ${rpc_raw("core.ping", [])} call(fp): ${call(|x| x + 1, 1)}`);
+let seen = [];
+let sub = subscribe("app.query", |ev| seen.push(`${ev.msg} ${ev.id} ${ev.fields.state}`));
+print(`handle: ${sub} ${sub.name}`);
+apps::start("nginx");
+sub.cancel();
+print(`seen first: ${seen[0]}`);
+let stream = events("app.query");
+print("pulling");
+for ev in stream {
+    print(`pulled: ${ev.keys()}`);
+    break;
+}
+"#,
+    )
+    .expect("write");
+    // `events` needs something to happen: stop whoami from another connection meanwhile.
+    let driver = h.second_client().await;
+    let trigger = Arc::new(Notify::new());
+    let t = trigger.clone();
+    let drive = tokio::spawn(async move {
+        t.notified().await;
+        driver
+            .job("app.stop", vec!["whoami".into()], |_| {})
+            .await
+            .expect("stop");
+    });
+    let script = Script::from_file(&script_path).expect("script");
+    let run = h
+        .run_traced(script, &["a", "--b"], Trigger::Notify("pulling", trigger))
+        .await;
+    tokio::time::timeout(Duration::from_secs(5), drive)
+        .await
+        .expect("driver ends")
+        .expect("driver");
+    assert_eq!(run.outcome, Outcome::Success, "{}", run.output);
+    let output: Vec<&str> = run
+        .output
+        .lines()
+        .filter(|l| l.starts_with("out:"))
+        .collect();
+    insta::assert_snapshot!(output.join("\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strict_variables_and_properties() {
+    let h = Harness::start().await;
+    let run = h
+        .run("let info = call(\"system.info\");\nprint(inof.hostname);\n")
+        .await;
+    assert_eq!(run.outcome, Outcome::Failed(script::FailureKind::Parse));
+    assert!(
+        run.output.contains("Undefined variable: inof"),
+        "{}",
+        run.output
+    );
+    assert!(
+        run.transcript.is_empty(),
+        "nothing is sent before the script parses"
+    );
+    let run = h
+        .run("let info = call(\"system.info\");\nprint(info.hostnme);\n")
+        .await;
+    assert_eq!(run.outcome, Outcome::Failed(script::FailureKind::Runtime));
+    assert!(run.output.contains("hostnme"), "{}", run.output);
+    assert!(run.output.contains("-e:2:12"), "{}", run.output);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn values_that_are_not_json_are_refused() {
+    let h = Harness::start().await;
+    let run = h.run("call(\"core.ping\", #{ f: || 1 });").await;
+    assert_eq!(run.outcome, Outcome::Failed(script::FailureKind::Runtime));
+    assert!(
+        run.output
+            .contains("core.ping: argument 1: a function pointer cannot be sent as JSON (at f)"),
+        "{}",
+        run.output
+    );
+    assert!(run.transcript.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_inside_stdlib_modules_show_both_places() {
+    let h = Harness::start().await;
+    let run = h
+        .run("import \"users\" as users;\nusers::set_password(\"ghost\", \"x\");\n")
+        .await;
+    insta::assert_snapshot!(run.output);
+}
+
+// ---- the binary --------------------------------------------------------------------------
+
+#[test]
+fn the_binary_runs_the_system_report_against_its_mock() {
+    let out = common::run(&["--mock", "run", "scripts/system-report.rhai"]);
+    assert_eq!(out.status.code(), Some(0), "{}", common::stderr(&out));
+    let text = common::stdout(&out);
+    assert!(text.starts_with("System report for truenas\n"), "{text}");
+    assert!(text.contains("Apps (0)"), "{text}");
+}
+
+#[test]
+fn the_binary_takes_scripts_as_shorthands_and_keeps_their_arguments() {
+    let out = common::run(&["--mock", "scripts/cleanup-stopped-apps.rhai", "--yes"]);
+    assert_eq!(out.status.code(), Some(0), "{}", common::stderr(&out));
+    assert_eq!(common::stdout(&out), "no stopped apps\n");
+    let out = common::run(&["--mock", "-e", "print(args); exit(7)", "-v", "x"]);
+    assert_eq!(out.status.code(), Some(7));
+    assert_eq!(common::stdout(&out), "[\"-v\", \"x\"]\n");
+    let out = common::run(&["--mock", "-e", "let x = ;"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        common::stderr(&out).contains(" --> -e:1:9"),
+        "{}",
+        common::stderr(&out)
+    );
+    let out = common::run(&["--mock", "-e", "call(\"app.get_instance\", \"nope\")"]);
+    assert_eq!(out.status.code(), Some(1));
+    let out = common::run(&["--mock", "-e", "call(\"pool.qurey\")"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        common::stderr(&out).contains("  = help: did you mean pool.query"),
+        "{}",
+        common::stderr(&out)
+    );
+}
+
+#[test]
+fn user_modules_come_from_the_lib_folder() {
+    let sandbox = common::Sandbox::new();
+    sandbox.write(
+        "config/midscript/lib/greet.rhai",
+        "/// Greet.\nfn hello(n) { `hello ${n}` }\n",
+    );
+    let script = sandbox.write(
+        "work/s.rhai",
+        "import \"greet\" as g;\nprint(g::hello(call(\"system.info\").hostname));\n",
+    );
+    let out = sandbox.run(&["--mock", "run", script.to_str().expect("utf-8 path")]);
+    assert_eq!(out.status.code(), Some(0), "{}", common::stderr(&out));
+    assert_eq!(common::stdout(&out), "hello truenas\n");
 }

@@ -2,7 +2,8 @@
 //! (`directories` picks the platform's equivalents elsewhere):
 //!
 //! - config: `$XDG_CONFIG_HOME/midscript/config.toml` (profiles);
-//! - state: `$XDG_STATE_HOME/midscript/known_hosts` (certificates accepted on first use);
+//! - state: `$XDG_STATE_HOME/midscript/known_hosts` (certificates accepted on first use) and
+//!   `journal/` (documents deployed by `compose up`, per server and app, for rollback);
 //! - cache: `$XDG_CACHE_HOME/midscript/methods/` (`core.get_methods` per server and version).
 
 use std::path::{Path, PathBuf};

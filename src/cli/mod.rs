@@ -1,6 +1,7 @@
 //! The command line: argument definitions, dispatch, and exit codes.
 
 mod call;
+mod compose;
 mod connection;
 pub mod dirs;
 pub(crate) mod methods;
@@ -8,6 +9,7 @@ mod mock;
 pub mod profile;
 pub mod prompt;
 mod repl;
+mod run;
 mod trace;
 pub mod trust;
 
@@ -17,6 +19,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub use connection::{ConnArgs, Session};
+pub use run::script_shorthand;
 
 use crate::client::Error;
 use crate::output::{self, Format, ProgressStyle};
@@ -35,6 +38,8 @@ pub enum Exit {
     Connection = 3,
     /// Authentication failed, or was refused before trying.
     Auth = 4,
+    /// `compose up`: the deployment went through but the app CRASHED (its logs are shown).
+    Crashed = 6,
     /// Interrupted (Ctrl-C).
     Interrupted = 130,
 }
@@ -54,6 +59,14 @@ pub enum CliError {
     /// The client failed.
     #[error(transparent)]
     Client(#[from] Error),
+    /// Anything else, with its exit status.
+    #[error("{message}")]
+    Failed {
+        /// What to print.
+        message: String,
+        /// How to exit.
+        exit: Exit,
+    },
 }
 
 impl CliError {
@@ -62,6 +75,7 @@ impl CliError {
         match self {
             CliError::Usage(_) => Exit::Usage,
             CliError::Client(e) => exit_for(e),
+            CliError::Failed { exit, .. } => *exit,
         }
     }
 
@@ -70,6 +84,7 @@ impl CliError {
         match self {
             CliError::Usage(m) => m.clone(),
             CliError::Client(e) => output::describe_error(e, verbose),
+            CliError::Failed { message, .. } => message.clone(),
         }
     }
 }
@@ -93,13 +108,15 @@ Exit status:
   2    usage error (bad option, argument or URL)
   3    connection error (network, TLS, handshake, connection closed)
   4    authentication failed (a failed login never exits 0)
+  6    compose up: deployed, but the app CRASHED
   130  interrupted
 
 Files:
   $XDG_CONFIG_HOME/midscript/config.toml  profiles (--profile, MIDSCRIPT_PROFILE)
   $XDG_STATE_HOME/midscript/known_hosts   certificates accepted on first use
   $XDG_STATE_HOME/midscript/history       REPL history
-  $XDG_CACHE_HOME/midscript/methods/      server catalogs, per server and version";
+  $XDG_CACHE_HOME/midscript/methods/      server catalogs, per server and version
+  $XDG_STATE_HOME/midscript/journal/      compose deploy journal, per server and app (0600)";
 
 /// Script, explore and deploy to TrueNAS through its middleware API.
 #[derive(Debug, Parser)]
@@ -207,6 +224,14 @@ pub enum Command {
     },
     /// Run the built-in mock middleware: a simulated TrueNAS on this machine.
     Mock(mock::MockArgs),
+    /// Deploy a docker-compose project as a TrueNAS custom app, idempotently.
+    Compose {
+        #[command(subcommand)]
+        command: compose::ComposeCommand,
+    },
+    /// Run a Rhai script on one connection: `midscript run FILE [ARGS]…`, also `midscript
+    /// FILE.rhai …`, `#!/usr/bin/env midscript`, and `midscript -e CODE`.
+    Run(run::RunArgs),
 }
 
 /// Run a parsed command line.
@@ -238,6 +263,7 @@ pub async fn run(mut cli: Cli) -> ExitCode {
             }
             return mock::run(args).await;
         }
+        Command::Run(args) => return run::run(args, outer, verbose).await,
         Command::Call {
             conn,
             method,
@@ -298,6 +324,7 @@ pub async fn run(mut cli: Cli) -> ExitCode {
             output::emit(&String::from_utf8_lossy(&script));
             Ok(Exit::Ok)
         }
+        Command::Compose { command } => compose::run(command, outer, cli.output).await,
     };
     match result {
         Ok(exit) => exit.into(),

@@ -14,7 +14,7 @@
 //! - `rpc.rs`: the JSON-RPC envelope, and `ddp.rs`: the legacy `/websocket` framing; both
 //!   hand calls to the same dispatcher;
 //! - `dispatch.rs`: the method table, authentication, rate limit, concurrency, job launching;
-//! - `auth.rs`, `scram.rs`, `jobs.rs`, `events.rs`, `apps.rs`, `system.rs`, `query.rs`,
+//! - `auth.rs`, `scram.rs`, `jobs.rs`, `events.rs`, `apps.rs`, `filesystem.rs`, `system.rs`, `query.rs`,
 //!   `transcript.rs`, `state.rs`, `error.rs`.
 //!
 //! ```no_run
@@ -32,6 +32,7 @@ mod ddp;
 mod dispatch;
 mod error;
 mod events;
+mod filesystem;
 mod jobs;
 mod query;
 mod rpc;
@@ -416,6 +417,16 @@ impl MockServer {
     /// Make deployments of `app` crash (or stop crashing) from the next deploy on.
     pub fn set_crash(&self, app: &str, crash: bool) {
         self.shared.apps.set_crash(app, crash);
+    }
+
+    /// Put a file (and its parent directories) into the mock's file tree.
+    pub fn add_file(&self, path: &str) {
+        self.shared.fs.add_file(path);
+    }
+
+    /// Every path of the mock's file tree with its type (`DIRECTORY` / `FILE`), sorted.
+    pub fn files(&self) -> Vec<(String, &'static str)> {
+        self.shared.fs.list()
     }
 
     /// Stop accepting, close every connection (1001) and wait for the accept loop to end.

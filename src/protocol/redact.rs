@@ -28,26 +28,96 @@ const SECRET_KEYS: &[&str] = &[
     "secret",
 ];
 
-/// Is this object key a secret?
+/// Words that make a key look like it names a secret, in any case, anywhere in the key
+/// (`POSTGRES_PASSWORD`, `SESSION_SECRET`, `GITHUB_TOKEN`: compose environments are full of them).
+const SECRET_WORDS: &[&str] = &[
+    "password",
+    "passwd",
+    "passphrase",
+    "secret",
+    "token",
+    "private_key",
+    "privatekey",
+    "api_key",
+    "apikey",
+    "credential",
+];
+
+/// Is this object key a secret (whatever its value)?
 pub fn is_secret_key(key: &str) -> bool {
     SECRET_KEYS.contains(&key.to_ascii_lowercase().as_str())
 }
 
-/// Redact every secret-named key, at any depth.
+/// Does this key look like it names a secret? Its *string* values are redacted (a boolean
+/// such as `password_disabled` or `secret_configured` is not a secret).
+pub fn looks_secret(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    SECRET_WORDS.iter().any(|w| k.contains(w))
+}
+
+/// Redact every secret at any depth: values of secret keys, string values of secret-looking
+/// keys, `NAME=value` list entries with a secret-looking name (compose `environment` lists),
+/// and the password in `scheme://user:password@host` URLs.
 pub fn redact_keys(value: &mut Value) {
     match value {
         Value::Object(m) => {
             for (k, v) in m.iter_mut() {
-                if is_secret_key(k) && !v.is_null() {
+                if (is_secret_key(k) && !v.is_null()) || (looks_secret(k) && v.is_string()) {
                     *v = REDACTED.into();
                 } else {
                     redact_keys(v);
                 }
             }
         }
-        Value::Array(a) => a.iter_mut().for_each(redact_keys),
+        Value::Array(a) => {
+            for item in a.iter_mut() {
+                if let Value::String(s) = item
+                    && let Some((name, _)) = s.split_once('=')
+                    && looks_secret(name)
+                {
+                    *s = format!("{name}={REDACTED}");
+                } else {
+                    redact_keys(item);
+                }
+            }
+        }
+        Value::String(s) => {
+            if let Some(clean) = redact_url_passwords(s) {
+                *s = clean;
+            }
+        }
         _ => {}
     }
+}
+
+/// `postgres://app:hunter2@db/x` becomes `postgres://app:********@db/x`; `None` when the text
+/// holds no URL with a password.
+fn redact_url_passwords(text: &str) -> Option<String> {
+    let mut out = String::new();
+    let mut rest = text;
+    let mut changed = false;
+    while let Some(i) = rest.find("://") {
+        let (head, tail) = rest.split_at(i + 3);
+        out.push_str(head);
+        let end = tail
+            .find(['/', '?', '#', ' ', '"', '\''])
+            .unwrap_or(tail.len());
+        let authority = &tail[..end];
+        match authority
+            .rfind('@')
+            .map(|at| (&authority[..at], &authority[at..]))
+        {
+            Some((userinfo, host)) if userinfo.contains(':') => {
+                let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+                out.push_str(&format!("{user}:{REDACTED}{host}"));
+                changed = true;
+            }
+            _ => out.push_str(authority),
+        }
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    changed.then_some(out)
 }
 
 /// Redact the params of a call to `method`: positional secrets of the old login methods, and
@@ -115,6 +185,31 @@ mod tests {
         let mut k = vec![json!("1-abc")];
         redact_params("auth.login_with_api_key", &mut k);
         assert_eq!(k, vec![json!(REDACTED)]);
+    }
+
+    #[test]
+    fn secret_looking_keys_and_url_passwords_are_redacted() {
+        let mut env = json!({"environment": {
+            "POSTGRES_PASSWORD": "s3cr3t", "SESSION_SECRET": "x", "GITHUB_TOKEN": "t",
+            "DATABASE_URL": "postgres://inventory:s3cr3t@db:5432/inventory",
+            "REDIS_URL": "redis://cache:6379/0", "TZ": "UTC"},
+            "list": ["DB_PASSWORD=s3cr3t", "MODE=prod"],
+            "two_factor_config": {"secret_configured": true}, "password_disabled": false});
+        redact_keys(&mut env);
+        assert_eq!(
+            env,
+            json!({"environment": {
+            "POSTGRES_PASSWORD": REDACTED, "SESSION_SECRET": REDACTED, "GITHUB_TOKEN": REDACTED,
+            "DATABASE_URL": "postgres://inventory:********@db:5432/inventory",
+            "REDIS_URL": "redis://cache:6379/0", "TZ": "UTC"},
+            "list": ["DB_PASSWORD=********", "MODE=prod"],
+            "two_factor_config": {"secret_configured": true}, "password_disabled": false})
+        );
+        assert_eq!(
+            redact_url_passwords("see https://a:b@h/x and ftp://u@h"),
+            Some("see https://a:********@h/x and ftp://u@h".into())
+        );
+        assert_eq!(redact_url_passwords("no url here"), None);
     }
 
     #[test]

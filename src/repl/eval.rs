@@ -7,12 +7,11 @@
 //! statements cleared again. `import "m" as m;` at the start of a line stays in effect too:
 //! the module is registered on the engine under its alias.
 
-use std::cell::Cell;
 use std::path::PathBuf;
 use std::rc::Rc;
 
 use regex::Regex;
-use rhai::{AST, Dynamic, Engine, EvalAltResult, Position, Scope};
+use rhai::{AST, Dynamic, Engine, Position, Scope};
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 
@@ -52,8 +51,6 @@ pub(crate) struct Evaluator {
     imports: Vec<(String, String)>,
     extras: Extras,
     accepted: Vec<String>,
-    /// Set by `exit(..)`, which stops the line like Ctrl-C does.
-    exit: Rc<Cell<Option<i32>>>,
 }
 
 impl Evaluator {
@@ -74,7 +71,6 @@ impl Evaluator {
             imports: Vec::new(),
             extras,
             accepted: Vec::new(),
-            exit: Rc::default(),
         };
         me.add_extras();
         me
@@ -102,30 +98,9 @@ impl Evaluator {
         }
     }
 
-    /// The REPL's additions, and `exit`: Rhai's own returns the value from the top-level
-    /// statement instead of stopping the session.
+    /// The REPL's additions to the engine.
     fn add_extras(&mut self) {
         (self.extras)(&mut self.engine, &self.host);
-        let flag = self.exit.clone();
-        let stop = move |code: i32| -> Result<(), Box<EvalAltResult>> {
-            flag.set(Some(code));
-            Err(Box::new(EvalAltResult::ErrorTerminated(
-                "exit".into(),
-                Position::NONE,
-            )))
-        };
-        let exit = stop.clone();
-        self.engine.register_fn("exit", move || exit(0));
-        self.engine.register_fn("exit", move |value: Dynamic| {
-            let code = if let Ok(n) = value.as_int() {
-                n.clamp(0, 255) as i32
-            } else if let Ok(ok) = value.as_bool() {
-                i32::from(!ok)
-            } else {
-                i32::from(!value.is_unit())
-            };
-            stop(code)
-        });
     }
 
     /// The connection the bindings use.
@@ -162,6 +137,10 @@ impl Evaluator {
             .engine
             .eval_ast_with_scope::<Dynamic>(&mut self.scope, &self.functions);
         self.functions.clear_statements();
+        // `exit(..)` ends the session (Rhai hands it back as the top-level value).
+        if let Some(code) = self.host.exit_status.take() {
+            return Outcome::Exit(code);
+        }
         match result {
             Ok(value) => {
                 self.accepted.push(text.trim_end().to_owned());
@@ -171,9 +150,16 @@ impl Evaluator {
                 Outcome::Value(value)
             }
             Err(err) => match *err {
-                _ if self.exit.get().is_some() => Outcome::Exit(self.exit.take().unwrap_or(0)),
                 _ if self.options.cancel.is_cancelled() => Outcome::Cancelled,
-                err => Outcome::Failed(script::render_error(&err, SOURCE, &self.sources).1),
+                err => Outcome::Failed(
+                    script::render_error(
+                        &err,
+                        SOURCE,
+                        &self.sources,
+                        self.options.suggest.as_deref(),
+                    )
+                    .1,
+                ),
             },
         }
     }

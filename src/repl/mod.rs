@@ -421,6 +421,12 @@ pub fn run(
     let console = Arc::new(ReplConsole::new());
     let mut run_options = RunOptions::new(console.clone());
     run_options.verbose = options.verbose;
+    // Did-you-mean for unknown methods, from the session's catalog.
+    let names = catalog.clone();
+    run_options.suggest = Some(Arc::new(move |name: &str| match names.read() {
+        Ok(c) => crate::cli::methods::suggestions(c.get(), name),
+        Err(_) => Vec::new(),
+    }));
     let watches: Watches = Rc::default();
     let evaluator = Evaluator::new(
         rt.clone(),

@@ -174,7 +174,7 @@ impl ReplConsole {
     /// A console like `midscript run`'s.
     pub fn new() -> ReplConsole {
         ReplConsole {
-            inner: StdConsole::new(false),
+            inner: StdConsole::new(crate::output::ProgressStyle::Auto),
             jobs: Mutex::default(),
         }
     }

@@ -14,7 +14,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::task::Poll;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use rhai::{
@@ -23,7 +23,6 @@ use rhai::{
 };
 use serde_json::{Value, json};
 use tokio::runtime::Handle;
-use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::Console;
@@ -39,25 +38,15 @@ const CLEANUP: Duration = Duration::from_secs(5);
 
 type RhaiResult = Result<Dynamic, Box<EvalAltResult>>;
 
-/// A message from a subscription forwarder task.
-struct SubMsg {
-    key: u64,
-    item: SubItem,
-}
-
-enum SubItem {
-    Event(Box<Event>),
-    Failed(Box<client::Error>),
-    Ended,
-}
-
 /// A `subscribe(name, callback)` subscription.
 struct CallbackSub {
     name: String,
     callback: FnPtr,
-    stop: CancellationToken,
-    finished: oneshot::Receiver<()>,
+    sub: Subscription,
 }
+
+/// What one subscription delivered: `None` when it ended.
+type SubItem = (u64, Option<client::Result<Event>>);
 
 /// Why a wait stopped before its operation finished.
 pub(crate) enum Stop {
@@ -69,7 +58,7 @@ pub(crate) enum Stop {
 
 enum Step<T> {
     Done(T),
-    Message(SubMsg),
+    Delivered(Box<SubItem>),
     Cancelled,
 }
 
@@ -81,12 +70,12 @@ pub(crate) struct Host {
     pub(crate) console: Arc<dyn Console>,
     /// Where relative paths start (the script's folder).
     pub(crate) dir: PathBuf,
-    tx: mpsc::UnboundedSender<SubMsg>,
-    rx: RefCell<mpsc::UnboundedReceiver<SubMsg>>,
     subs: RefCell<BTreeMap<u64, CallbackSub>>,
     next_key: Cell<u64>,
     dispatching: Cell<bool>,
     jobs: RefCell<HashMap<i64, JobHandle>>,
+    /// Set by `exit(..)`: Rhai turns an exit into a normal end, so the status is kept here.
+    pub(crate) exit_status: Cell<Option<i32>>,
 }
 
 impl Host {
@@ -97,20 +86,35 @@ impl Host {
         console: Arc<dyn Console>,
         dir: PathBuf,
     ) -> Host {
-        let (tx, rx) = mpsc::unbounded_channel();
         Host {
             client,
             rt,
             cancel,
             console,
             dir,
-            tx,
-            rx: RefCell::new(rx),
             subs: RefCell::default(),
             next_key: Cell::new(0),
             dispatching: Cell::new(false),
             jobs: RefCell::default(),
+            exit_status: Cell::new(None),
         }
+    }
+
+    /// The next item of any `subscribe` subscription. Events are taken straight from the
+    /// client's queues, so one that came before the reply a binding waits for is handed to its
+    /// callback before the binding returns.
+    fn poll_subs(&self, cx: &mut Context<'_>) -> Poll<SubItem> {
+        let Ok(mut subs) = self.subs.try_borrow_mut() else {
+            return Poll::Pending;
+        };
+        for (key, s) in subs.iter_mut() {
+            let next = s.sub.recv();
+            let mut next = std::pin::pin!(next);
+            if let Poll::Ready(item) = next.as_mut().poll(cx) {
+                return Poll::Ready((*key, item));
+            }
+        }
+        Poll::Pending
     }
 
     /// Block until `fut` completes, running `subscribe` callbacks for events that arrive
@@ -127,37 +131,22 @@ impl Host {
                 return Err(Stop::Cancelled);
             }
             let deliver = ctx.is_some() && !self.dispatching.get();
-            let step = if deliver {
-                let Ok(mut rx) = self.rx.try_borrow_mut() else {
-                    return Err(Stop::Error(script_error(
-                        "internal",
-                        "the event channel is busy".into(),
-                        Position::NONE,
-                    )));
-                };
-                self.rt.block_on(async {
-                    tokio::select! {
-                        biased;
-                        _ = self.cancel.cancelled() => Step::Cancelled,
-                        Some(msg) = rx.recv() => Step::Message(msg),
-                        out = &mut fut => Step::Done(out),
+            let step = self.rt.block_on(async {
+                tokio::select! {
+                    biased;
+                    _ = self.cancel.cancelled() => Step::Cancelled,
+                    item = std::future::poll_fn(|cx| self.poll_subs(cx)), if deliver => {
+                        Step::Delivered(Box::new(item))
                     }
-                })
-            } else {
-                self.rt.block_on(async {
-                    tokio::select! {
-                        biased;
-                        _ = self.cancel.cancelled() => Step::Cancelled,
-                        out = &mut fut => Step::Done(out),
-                    }
-                })
-            };
+                    out = &mut fut => Step::Done(out),
+                }
+            });
             match step {
                 Step::Done(out) => return Ok(out),
                 Step::Cancelled => return Err(Stop::Cancelled),
-                Step::Message(msg) => {
+                Step::Delivered(item) => {
                     if let Some(ctx) = ctx {
-                        self.dispatch(ctx, msg).map_err(Stop::Error)?;
+                        self.dispatch(ctx, *item).map_err(Stop::Error)?;
                     }
                 }
             }
@@ -174,15 +163,19 @@ impl Host {
             .map_err(|stop| stop.into_rhai(ctx.call_position()))
     }
 
-    /// Hand one subscription message to its callback.
-    fn dispatch(&self, ctx: &NativeCallContext, msg: SubMsg) -> Result<(), Box<EvalAltResult>> {
+    /// Hand one subscription item to its callback.
+    fn dispatch(
+        &self,
+        ctx: &NativeCallContext,
+        (key, item): SubItem,
+    ) -> Result<(), Box<EvalAltResult>> {
         let pos = ctx.call_position();
-        match msg.item {
-            SubItem::Event(ev) => {
+        match item {
+            Some(Ok(ev)) => {
                 let Some((name, callback)) = self
                     .subs
                     .borrow()
-                    .get(&msg.key)
+                    .get(&key)
                     .map(|s| (s.name.clone(), s.callback.clone()))
                 else {
                     return Ok(()); // cancelled meanwhile
@@ -195,7 +188,18 @@ impl Host {
                     if matches!(*err, EvalAltResult::Exit(..)) || err.is_system_exception() {
                         return err;
                     }
-                    let src = ctx.call_source().unwrap_or_default().to_owned();
+                    // A closure's own frame adds nothing: its call site is this wait.
+                    let (src, err) = match *err {
+                        EvalAltResult::ErrorInFunctionCall(f, src, inner, _)
+                            if f.starts_with("anon$") =>
+                        {
+                            (src, inner)
+                        }
+                        other => (
+                            ctx.call_source().unwrap_or_default().to_owned(),
+                            Box::new(other),
+                        ),
+                    };
                     Box::new(EvalAltResult::ErrorInFunctionCall(
                         format!("the subscribe callback for '{name}'"),
                         src,
@@ -204,67 +208,25 @@ impl Host {
                     ))
                 })
             }
-            SubItem::Failed(e) if matches!(*e, client::Error::Lagged { .. }) => {
-                let client::Error::Lagged { name, dropped } = *e else {
-                    return Ok(());
-                };
+            Some(Err(client::Error::Lagged { name, dropped })) => {
                 self.console.err(&format!("warning: {name}: {dropped} events were dropped because the script did not wait for them in time"));
                 Ok(())
             }
-            SubItem::Failed(e) => {
-                self.subs.borrow_mut().remove(&msg.key);
+            Some(Err(e)) => {
+                self.subs.borrow_mut().remove(&key);
                 Err(client_error(&e, pos))
             }
-            SubItem::Ended => {
-                self.subs.borrow_mut().remove(&msg.key);
+            None => {
+                self.subs.borrow_mut().remove(&key);
                 Ok(())
             }
         }
     }
 
-    /// Move a subscription's events to the shared channel until it ends or `stop` fires (then
-    /// unsubscribe). The returned receiver resolves when the task has finished.
-    fn spawn_forwarder(
-        &self,
-        key: u64,
-        mut sub: Subscription,
-        stop: CancellationToken,
-    ) -> oneshot::Receiver<()> {
-        let tx = self.tx.clone();
-        let (done_tx, done_rx) = oneshot::channel();
-        self.rt.spawn(async move {
-            loop {
-                tokio::select! {
-                    biased;
-                    _ = stop.cancelled() => {
-                        let _ = sub.unsubscribe().await;
-                        break;
-                    }
-                    item = sub.recv() => {
-                        let (item, last) = match item {
-                            Some(Ok(ev)) => (SubItem::Event(Box::new(ev)), false),
-                            Some(Err(e @ client::Error::Lagged { .. })) => (SubItem::Failed(Box::new(e)), false),
-                            Some(Err(e)) => (SubItem::Failed(Box::new(e)), true),
-                            None => (SubItem::Ended, true),
-                        };
-                        if tx.send(SubMsg { key, item }).is_err() || last {
-                            break;
-                        }
-                    }
-                }
-            }
-            let _ = done_tx.send(());
-        });
-        done_rx
-    }
-
     fn cancel_sub(&self, key: u64) {
-        let sub = self.subs.borrow_mut().remove(&key);
-        if let Some(sub) = sub {
-            sub.stop.cancel();
-            let _ = self
-                .rt
-                .block_on(async { tokio::time::timeout(CLEANUP, sub.finished).await });
+        let removed = self.subs.borrow_mut().remove(&key);
+        if let Some(s) = removed {
+            self.unsubscribe(s.sub);
         }
     }
 
@@ -548,6 +510,13 @@ impl Drop for StreamInner {
 }
 
 impl EventStream {
+    fn name(&self) -> ImmutableString {
+        self.0
+            .try_borrow()
+            .map(|i| i.name.clone())
+            .unwrap_or_default()
+    }
+
     fn cancel(&self) {
         let Ok(mut inner) = self.0.try_borrow_mut() else {
             return;
@@ -710,15 +679,12 @@ pub(crate) fn register(engine: &mut Engine, host: &Rc<Host>) {
                 .map_err(|e| client_error(&e, ctx.call_position()))?;
             let key = h.next_key.get() + 1;
             h.next_key.set(key);
-            let stop = CancellationToken::new();
-            let finished = h.spawn_forwarder(key, sub, stop.clone());
             h.subs.borrow_mut().insert(
                 key,
                 CallbackSub {
                     name: name.to_string(),
                     callback,
-                    stop,
-                    finished,
+                    sub,
                 },
             );
             Ok(SubHandle { key, name })
@@ -756,12 +722,12 @@ pub(crate) fn register(engine: &mut Engine, host: &Rc<Host>) {
         },
     );
     engine.register_fn("cancel", |s: &mut EventStream| s.cancel());
-    engine.register_get("name", |s: &mut EventStream| s.0.borrow().name.clone());
+    engine.register_get("name", |s: &mut EventStream| s.name());
     engine.register_fn("to_string", |s: &mut EventStream| {
-        format!("Events({})", s.0.borrow().name)
+        format!("Events({})", s.name())
     });
     engine.register_fn("to_debug", |s: &mut EventStream| {
-        format!("Events({})", s.0.borrow().name)
+        format!("Events({})", s.name())
     });
 
     // wait_for(name | stream, [predicate,] timeout_ms)
@@ -790,6 +756,23 @@ pub(crate) fn register(engine: &mut Engine, host: &Rc<Host>) {
         |ctx: NativeCallContext, s: EventStream, ms: INT| wait_for_stream(&ctx, &s, None, ms),
     );
 
+    // exit(), exit(value): end the run with a status (Rhai's own exit loses the value).
+    let h = host.clone();
+    engine.register_fn("exit", move |ctx: NativeCallContext| -> RhaiResult {
+        h.exit_status.set(Some(0));
+        Err(Box::new(EvalAltResult::Exit(
+            Dynamic::UNIT,
+            ctx.call_position(),
+        )))
+    });
+    let h = host.clone();
+    engine.register_fn(
+        "exit",
+        move |ctx: NativeCallContext, value: Dynamic| -> RhaiResult {
+            h.exit_status.set(Some(exit_status(&value)));
+            Err(Box::new(EvalAltResult::Exit(value, ctx.call_position())))
+        },
+    );
     engine.register_fn("error", |message: &str| user_error(None, message));
     engine.register_fn("error", |errname: &str, message: &str| {
         user_error(Some(errname), message)
@@ -808,7 +791,7 @@ pub(crate) fn register(engine: &mut Engine, host: &Rc<Host>) {
         "wait",
         move |ctx: NativeCallContext| -> Result<(), Box<EvalAltResult>> {
             let all_ended = std::future::poll_fn(|_| {
-                if h.subs.borrow().is_empty() {
+                if h.subs.try_borrow().is_ok_and(|s| s.is_empty()) {
                     Poll::Ready(())
                 } else {
                     Poll::Pending
@@ -822,7 +805,7 @@ pub(crate) fn register(engine: &mut Engine, host: &Rc<Host>) {
         "wait",
         move |ctx: NativeCallContext, ms: INT| -> Result<(), Box<EvalAltResult>> {
             let all_ended = std::future::poll_fn(|_| {
-                if h.subs.borrow().is_empty() {
+                if h.subs.try_borrow().is_ok_and(|s| s.is_empty()) {
                     Poll::Ready(())
                 } else {
                     Poll::Pending
@@ -878,11 +861,7 @@ fn wait_for_stream(
     pred: Option<FnPtr>,
     ms: INT,
 ) -> RhaiResult {
-    let name = stream
-        .0
-        .try_borrow()
-        .map(|i| i.name.to_string())
-        .unwrap_or_default();
+    let name = stream.name().to_string();
     let Some((mut sub, host)) = stream.take() else {
         return Err(script_error(
             "subscription",
@@ -946,5 +925,19 @@ fn wait_for_event(
                 ));
             }
         }
+    }
+}
+
+/// `exit()` is 0, `exit(n)` is n (clamped to 0..=255), `exit(true/false)` 0/1, other values 1.
+fn exit_status(value: &Dynamic) -> i32 {
+    if value.is_unit() {
+        return 0;
+    }
+    if let Ok(n) = value.as_int() {
+        return n.clamp(0, 255) as i32;
+    }
+    match value.as_bool() {
+        Ok(ok) => i32::from(!ok),
+        Err(_) => 1,
     }
 }

@@ -168,7 +168,7 @@ pub(crate) fn build(
 /// Keep a `#!` first line as a comment so line numbers stay right.
 fn strip_shebang(text: &str) -> std::borrow::Cow<'_, str> {
     match text.strip_prefix("#!") {
-        Some(rest) => format!("//{rest}").into(),
+        Some(rest) => format!("// #!{rest}").into(),
         None => text.into(),
     }
 }
@@ -209,32 +209,22 @@ pub(crate) fn execute(
     let result = engine.run_ast_with_scope(&mut scope, &ast);
     host.shutdown();
     match result {
-        Ok(()) => Outcome::Success,
+        Ok(()) => match host.exit_status.get() {
+            Some(code) => Outcome::Exit(code),
+            None => Outcome::Success,
+        },
         Err(e) => match *e {
-            EvalAltResult::Exit(value, _) => Outcome::Exit(exit_status(&value)),
+            EvalAltResult::Exit(..) => Outcome::Exit(host.exit_status.get().unwrap_or(0)),
             _ if options.cancel.is_cancelled() => {
                 console.err("cancelled");
                 Outcome::Cancelled
             }
             err => {
-                let (kind, text) = report::render(&err, &script.name, &sources);
+                let (kind, text) =
+                    report::render(&err, &script.name, &sources, options.suggest.as_deref());
                 console.err(text.trim_end());
                 Outcome::Failed(kind)
             }
         },
-    }
-}
-
-/// `exit()` is 0, `exit(n)` is n (clamped to 0..=255), `exit(true/false)` 0/1, other values 1.
-fn exit_status(value: &Dynamic) -> i32 {
-    if value.is_unit() {
-        return 0;
-    }
-    if let Ok(n) = value.as_int() {
-        return n.clamp(0, 255) as i32;
-    }
-    match value.as_bool() {
-        Ok(ok) => i32::from(!ok),
-        Err(_) => 1,
     }
 }

@@ -1,5 +1,5 @@
 //! Helpers that need no server: `env`, `read_file`, `json::parse/stringify/pretty`,
-//! `yaml::parse`, `log::info/warn/error`, `now`, `iso_time`. (`print`, `debug` and `exit` are
+//! `yaml::parse` (YAML 1.2 typing), `log::info/warn/error`, `now`, `iso_time`. (`print`, `debug` and `exit` are
 //! Rhai's own; `print` goes through the console, see `engine.rs`.)
 
 use std::rc::Rc;
@@ -78,7 +78,14 @@ fn json_module() -> Module {
 fn yaml_module() -> Module {
     let mut m = Module::new();
     m.set_native_fn("parse", |text: &str| -> Fallible<Dynamic> {
-        serde_saphyr::from_str::<Value>(text)
+        // YAML 1.2 typing, as compose files and most tools expect: `yes`, `y`, `on` and
+        // `0755` stay strings.
+        let options = serde_saphyr::options! {
+            strict_booleans: true,
+            leading_zero_numbers_as_strings: true,
+            underscored_numbers_as_strings: true,
+        };
+        serde_saphyr::from_str_with_options::<Value>(text, options)
             .map(|v| to_dynamic(&v))
             .map_err(|e| script_error("yaml", format!("yaml::parse: {e}"), Position::NONE))
     });

@@ -4,9 +4,10 @@
 //! ```no_run
 //! # async fn demo(client: midscript::client::Client) {
 //! use std::sync::Arc;
+//! use midscript::output::ProgressStyle;
 //! use midscript::script::{self, RunOptions, Script, StdConsole};
 //! let script = Script::from_file("scripts/system-report.rhai".as_ref()).expect("readable");
-//! let options = RunOptions::new(Arc::new(StdConsole::new(false)));
+//! let options = RunOptions::new(Arc::new(StdConsole::new(ProgressStyle::Auto)));
 //! let outcome = script::run(client, script, options).await;
 //! std::process::exit(outcome.exit_code());
 //! # }
@@ -32,19 +33,20 @@ mod values;
 #[cfg(test)]
 mod tests;
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use tokio_util::sync::CancellationToken;
 
 use crate::client::{Client, JobProgress};
+use crate::output::{self, ProgressPrinter, ProgressStyle};
 
 pub use engine::register_call_syntax;
 // For the REPL (`crate::repl`), which evaluates lines on the same engine and bindings.
 pub(crate) use bindings::{Host, client_error};
 pub(crate) use engine::build;
-pub use report::FailureKind;
+pub use report::{FailureKind, Suggest};
 pub(crate) use report::{Sources, render as render_error, render_parse};
 pub(crate) use stdlib::new_sources;
 pub use stdlib::{STDLIB, StdModule};
@@ -100,108 +102,55 @@ pub trait Console: Send + Sync {
     fn job_finished(&self, job_id: i64);
 }
 
-/// How [`StdConsole`] shows job progress.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProgressStyle {
-    /// A redrawn bar on stderr (a terminal).
-    Bar,
-    /// One line on stderr per change (logs, pipes).
-    Lines,
-    /// Nothing (`--quiet`).
-    None,
+/// The terminal console: `print` to stdout; diagnostics and job progress (through
+/// [`ProgressPrinter`]) to stderr.
+pub struct StdConsole {
+    printer: Mutex<ProgressPrinter>,
 }
 
-/// The terminal console: `print` to stdout, diagnostics and job progress to stderr.
-#[derive(Debug)]
-pub struct StdConsole {
-    style: ProgressStyle,
-    bar_shown: Mutex<bool>,
+impl std::fmt::Debug for StdConsole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StdConsole").finish_non_exhaustive()
+    }
 }
 
 impl StdConsole {
-    /// A bar when stderr is a terminal, lines otherwise, nothing when `quiet`.
-    pub fn new(quiet: bool) -> StdConsole {
-        let style = if quiet {
-            ProgressStyle::None
-        } else if std::io::stderr().is_terminal() {
-            ProgressStyle::Bar
-        } else {
-            ProgressStyle::Lines
-        };
-        StdConsole::with_style(style)
-    }
-
-    /// A console with a given progress style.
-    pub fn with_style(style: ProgressStyle) -> StdConsole {
+    /// A console showing job progress in `style` (`Auto`: a bar on a terminal, lines
+    /// otherwise; `None` for `--quiet`).
+    pub fn new(style: ProgressStyle) -> StdConsole {
         StdConsole {
-            style,
-            bar_shown: Mutex::new(false),
+            printer: Mutex::new(ProgressPrinter::new(style)),
         }
     }
 
-    fn clear_bar(&self) {
-        if let Ok(mut shown) = self.bar_shown.lock()
-            && *shown
-        {
-            let _ = write!(std::io::stderr(), "\r\x1b[2K");
-            *shown = false;
+    /// End a progress bar line before other output.
+    fn settle(&self) {
+        if let Ok(mut p) = self.printer.lock() {
+            p.finish();
         }
     }
 }
 
 impl Console for StdConsole {
     fn out(&self, line: &str) {
-        self.clear_bar();
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{line}");
-        let _ = out.flush();
+        self.settle();
+        output::emit_line(line);
     }
 
     fn err(&self, line: &str) {
-        self.clear_bar();
+        self.settle();
         let _ = writeln!(std::io::stderr(), "{line}");
     }
 
-    fn job_progress(&self, method: &str, p: &JobProgress) {
-        match self.style {
-            ProgressStyle::None => {}
-            ProgressStyle::Lines => {
-                let _ = writeln!(std::io::stderr(), "{}", progress_line(method, p));
-            }
-            ProgressStyle::Bar => {
-                let pct = p.percent.unwrap_or(0.0).clamp(0.0, 100.0);
-                let filled = (pct / 5.0).round() as usize;
-                let bar = format!("{}{}", "#".repeat(filled), "-".repeat(20 - filled.min(20)));
-                let desc = p.description.as_deref().unwrap_or(&p.state);
-                let _ = write!(
-                    std::io::stderr(),
-                    "\r\x1b[2K{method} (job {}) [{bar}] {pct:>3.0}% {desc}",
-                    p.job_id
-                );
-                let _ = std::io::stderr().flush();
-                if let Ok(mut shown) = self.bar_shown.lock() {
-                    *shown = true;
-                }
-            }
+    fn job_progress(&self, _method: &str, p: &JobProgress) {
+        if let Ok(mut printer) = self.printer.lock() {
+            printer.update(p);
         }
     }
 
     fn job_finished(&self, _job_id: i64) {
-        self.clear_bar();
+        self.settle();
     }
-}
-
-/// The progress line format of [`ProgressStyle::Lines`]: `app.start (job 3): RUNNING 40% Starting`.
-pub fn progress_line(method: &str, p: &JobProgress) -> String {
-    let mut line = format!("{method} (job {}): {}", p.job_id, p.state);
-    if let Some(pct) = p.percent {
-        line.push_str(&format!(" {pct:.0}%"));
-    }
-    if let Some(d) = &p.description {
-        line.push(' ');
-        line.push_str(d);
-    }
-    line
 }
 
 /// How to run a script.
@@ -219,6 +168,9 @@ pub struct RunOptions {
     pub verbose: bool,
     /// Stop after this many Rhai operations (0: no limit, the default for `run`).
     pub max_operations: u64,
+    /// Names close to a method the server does not know, for a "did you mean" under an
+    /// uncaught -32601 error.
+    pub suggest: Option<Arc<Suggest>>,
 }
 
 impl RunOptions {
@@ -231,6 +183,7 @@ impl RunOptions {
             lib_dir: default_lib_dir(),
             verbose: false,
             max_operations: 0,
+            suggest: None,
         }
     }
 }

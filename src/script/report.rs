@@ -52,15 +52,25 @@ pub(crate) fn render_parse(err: &ParseError, source_name: &str, sources: &Source
 }
 
 /// Render an uncaught runtime error raised while running `main` (the script's source name).
-pub(crate) fn render(err: &EvalAltResult, main: &str, sources: &Sources) -> (FailureKind, String) {
+pub(crate) fn render(
+    err: &EvalAltResult,
+    main: &str,
+    sources: &Sources,
+    suggest: Option<&Suggest>,
+) -> (FailureKind, String) {
     let mut notes: Vec<String> = Vec::new();
     let mut file = main.to_owned();
     let mut err = err;
     loop {
         match err {
             EvalAltResult::ErrorInFunctionCall(name, src, inner, pos) => {
+                let how = if name.starts_with("the subscribe callback") {
+                    "run while the script waited at"
+                } else {
+                    "called from"
+                };
                 notes.push(format!(
-                    "in {}, called from {}",
+                    "in {}, {how} {}",
                     describe_fn(name),
                     at(&file, *pos)
                 ));
@@ -87,11 +97,35 @@ pub(crate) fn render(err: &EvalAltResult, main: &str, sources: &Sources) -> (Fai
     };
     let mut out = format!("error: {message}\n");
     snippet(&mut out, &file, err.position(), sources);
+    if let (EvalAltResult::ErrorRuntime(value, _), Some(suggest)) = (err, suggest)
+        && let Some(method) = missing_method(value)
+    {
+        let near = suggest(&method);
+        if !near.is_empty() {
+            let _ = writeln!(out, "  = help: did you mean {}?", near.join(", "));
+        }
+    }
     // Innermost first: the frame nearest the error leads.
     for note in notes.iter().rev() {
         let _ = writeln!(out, "  = note: {note}");
     }
     (kind, out)
+}
+
+/// Method names close to a misspelt one (for "did you mean").
+pub type Suggest = dyn Fn(&str) -> Vec<String> + Send + Sync;
+
+/// The method of a thrown "method does not exist" (-32601) error map.
+fn missing_method(value: &Dynamic) -> Option<String> {
+    let map = value.read_lock::<Map>()?;
+    let code = map.get("code")?.as_int().ok()?;
+    (code == crate::protocol::codes::METHOD_NOT_FOUND)
+        .then(|| {
+            map.get("method")
+                .filter(|m| m.is_string())
+                .map(|m| m.to_string())
+        })
+        .flatten()
 }
 
 fn at(file: &str, pos: Position) -> String {
@@ -195,7 +229,7 @@ mod tests {
     fn thrown_strings_and_maps_are_shown() {
         let text = "let a = 1;\n\tthrow \"boom\";\n";
         let err = rhai::Engine::new().run(text).unwrap_err();
-        let (kind, out) = render(&err, "t.rhai", &sources("t.rhai", text));
+        let (kind, out) = render(&err, "t.rhai", &sources("t.rhai", text), None);
         assert_eq!(kind, FailureKind::Runtime);
         assert_eq!(
             out,
@@ -209,7 +243,7 @@ mod tests {
         let mut engine = rhai::Engine::new();
         engine.set_fail_on_invalid_map_property(true);
         let err = engine.run(text).unwrap_err();
-        let (_, out) = render(&err, "t.rhai", &sources("t.rhai", text));
+        let (_, out) = render(&err, "t.rhai", &sources("t.rhai", text), None);
         assert!(out.contains(" --> t.rhai:2:5"), "{out}");
         assert!(
             out.contains("= note: in function 'f', called from t.rhai:4:1"),

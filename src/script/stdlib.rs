@@ -75,15 +75,11 @@ impl Resolver {
             return vec![PathBuf::from(file)];
         }
         let mut dirs = Vec::new();
-        // Next to the importing file (a real file, not an embedded module or `-e`).
-        if let Some(parent) = importer
-            .filter(|s| !s.starts_with("stdlib/"))
-            .and_then(|s| Path::new(s).parent())
-            && self
-                .sources
-                .borrow()
-                .contains_key(importer.unwrap_or_default())
-            && importer != Some("-e")
+        // Next to the importing file, when it is a file (not an embedded module, not `-e`).
+        if let Some(importer) = importer
+            && importer != "-e"
+            && !importer.starts_with("stdlib/")
+            && let Some(parent) = Path::new(importer).parent()
         {
             dirs.push(if parent.as_os_str().is_empty() {
                 PathBuf::from(".")
@@ -95,7 +91,8 @@ impl Resolver {
         if let Some(lib) = &self.lib_dir {
             dirs.push(lib.clone());
         }
-        dirs.dedup();
+        let mut seen = std::collections::HashSet::new();
+        dirs.retain(|d| seen.insert(d.clone()));
         dirs.into_iter().map(|d| d.join(&file)).collect()
     }
 

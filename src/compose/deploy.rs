@@ -1,0 +1,636 @@
+//! Talking to the NAS: read what runs, create or update the app as a job, wait until it is
+//! RUNNING or CRASHED, show the failing containers' logs, create bind-mount directories,
+//! stop/delete, list containers, follow logs.
+//!
+//! Waiting (apps-and-peers.md §0.3, §1.4, §1.5): `app.create`/`app.update` return once
+//! `compose up -d` exits, usually with the app DEPLOYING. `app.query` events are subscribed
+//! to *before* the job is sent. The job's result (the app entry after `up`) is the starting
+//! point; later events count only when they describe the same containers (events of the old
+//! containers, still queued from before the `down`, are ignored), and the app is polled when
+//! events stay quiet. RUNNING or CRASHED ends the wait; so does the timeout (an error).
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::canonical::{create_params, semantic_eq};
+use super::error::ComposeError;
+use super::journal::Journal;
+use super::paths::{BindMount, MountKind};
+use crate::client::{Client, Error, JobProgress, Subscription};
+use crate::protocol::{EventKind, errno};
+
+/// The server log with docker compose's own errors (not returned in job errors).
+pub const LIFECYCLE_LOG: &str = "/var/log/app_lifecycle.log";
+
+/// How to deploy.
+#[derive(Debug, Clone)]
+pub struct DeployOptions {
+    /// Wait for RUNNING or CRASHED after the job.
+    pub wait: bool,
+    /// How long to wait.
+    pub timeout: Duration,
+    /// Create missing bind-mount directories on the NAS first (`filesystem.mkdir`).
+    pub create_dirs: bool,
+    /// Log lines shown per crashed container.
+    pub log_lines: u64,
+    /// Stop reading a crashed container's log after this long without a line.
+    pub log_quiet: Duration,
+    /// Poll `app.query` after this long without an event while waiting.
+    pub poll: Duration,
+    /// Record created/updated documents here (journal, server key), right after the job.
+    pub journal: Option<(Journal, String)>,
+    /// The journal action for an update (`updated`, or `rolled_back`).
+    pub update_action: String,
+}
+
+impl Default for DeployOptions {
+    fn default() -> Self {
+        DeployOptions {
+            wait: true,
+            timeout: Duration::from_secs(300),
+            create_dirs: false,
+            log_lines: 50,
+            log_quiet: Duration::from_secs(2),
+            poll: Duration::from_secs(5),
+            journal: None,
+            update_action: "updated".into(),
+        }
+    }
+}
+
+/// What `up` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// `app.create`.
+    Created,
+    /// `app.update`.
+    Updated,
+    /// Nothing was sent: the NAS already runs this document.
+    Unchanged,
+    /// Unchanged but stopped: `app.start`.
+    Started,
+}
+
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Action::Created => "created",
+            Action::Updated => "updated",
+            Action::Unchanged => "unchanged",
+            Action::Started => "started",
+        })
+    }
+}
+
+/// The last log lines of one container.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ContainerLog {
+    /// The compose service.
+    pub service: String,
+    /// The container id.
+    pub container_id: String,
+    /// Its state (`crashed`, `exited`, …).
+    pub state: String,
+    /// The lines, oldest first.
+    pub lines: Vec<String>,
+}
+
+/// The result of `up`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    /// The app.
+    pub app: String,
+    /// What was done.
+    pub action: Action,
+    /// The last known state (RUNNING, CRASHED, DEPLOYING, STOPPED, …).
+    pub state: Option<String>,
+    /// The job ids run, in order.
+    pub jobs: Vec<i64>,
+    /// Directories created on the NAS.
+    pub dirs_created: Vec<String>,
+    /// Single-file bind mounts whose file is missing on the NAS.
+    pub missing_files: Vec<String>,
+    /// Logs of the containers that crashed.
+    pub crashed: Vec<ContainerLog>,
+}
+
+impl Outcome {
+    /// The deployment crashed.
+    pub fn is_crashed(&self) -> bool {
+        self.state.as_deref() == Some("CRASHED")
+    }
+}
+
+/// Why `up` (or a helper) failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    /// The server or the connection.
+    #[error(transparent)]
+    Client(#[from] Error),
+    /// The app did not reach RUNNING or CRASHED in time.
+    #[error(
+        "{app} is still {state} after {seconds}s (see `midscript compose ps` and {LIFECYCLE_LOG} on the NAS)"
+    )]
+    Timeout {
+        /// The app.
+        app: String,
+        /// Its last state.
+        state: String,
+        /// The timeout.
+        seconds: u64,
+    },
+    /// The app disappeared while waiting.
+    #[error(
+        "{app} was removed while waiting for it to start (a failed deployment is cleaned up; see {LIFECYCLE_LOG} on the NAS)"
+    )]
+    Removed {
+        /// The app.
+        app: String,
+    },
+    /// The deploy journal could not be written (the deployment itself went through).
+    #[error(transparent)]
+    Journal(#[from] ComposeError),
+    /// A bind-mount path exists on the NAS but is not a directory.
+    #[error("{path} exists on the NAS but is not a directory (it is {kind})")]
+    NotADirectory {
+        /// The path.
+        path: String,
+        /// What it is.
+        kind: String,
+    },
+}
+
+/// What runs on the NAS for one app.
+#[derive(Debug, Clone, Default)]
+pub struct Remote {
+    /// The `app.query` entry; `None` when the app does not exist.
+    pub entry: Option<Value>,
+    /// `app.config`: for a custom app, the compose document.
+    pub config: Option<Value>,
+}
+
+impl Remote {
+    /// The app's state, when it exists.
+    pub fn state(&self) -> Option<&str> {
+        self.entry.as_ref().and_then(state_of)
+    }
+}
+
+fn state_of(entry: &Value) -> Option<&str> {
+    entry.get("state").and_then(Value::as_str)
+}
+
+fn terminal(entry: &Value) -> bool {
+    matches!(state_of(entry), Some("RUNNING" | "CRASHED"))
+}
+
+fn container_ids(entry: &Value) -> BTreeSet<String> {
+    containers(entry)
+        .iter()
+        .filter_map(|c| c.get("id").and_then(Value::as_str).map(str::to_owned))
+        .collect()
+}
+
+/// `active_workloads.container_details` of an app entry.
+pub fn containers(entry: &Value) -> Vec<Value> {
+    entry
+        .pointer("/active_workloads/container_details")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// The `app.query` entry of `app`, if it exists.
+pub async fn app_entry(client: &Client, app: &str) -> Result<Option<Value>, Error> {
+    let found = client
+        .call("app.query", vec![json!([["name", "=", app]])])
+        .await?;
+    Ok(found.as_array().and_then(|a| a.first()).cloned())
+}
+
+/// The entry and `app.config` of `app`.
+pub async fn remote(client: &Client, app: &str) -> Result<Remote, Error> {
+    let Some(entry) = app_entry(client, app).await? else {
+        return Ok(Remote::default());
+    };
+    let config = client.call("app.config", vec![json!(app)]).await?;
+    Ok(Remote {
+        entry: Some(entry),
+        config: Some(config),
+    })
+}
+
+async fn run_job(
+    client: &Client,
+    method: &str,
+    params: Vec<Value>,
+    jobs: &mut Vec<i64>,
+    progress: &mut (dyn FnMut(&JobProgress) + Send),
+) -> Result<Value, Error> {
+    let handle = client.start_job(method, params).await?;
+    jobs.push(handle.id);
+    handle.wait(|p| progress(p)).await
+}
+
+/// `filesystem.stat`, `None` when the path does not exist.
+async fn stat(client: &Client, path: &str) -> Result<Option<Value>, Error> {
+    match client.call("filesystem.stat", vec![json!(path)]).await {
+        Ok(v) => Ok(Some(v)),
+        Err(Error::Server(e)) if e.errno == Some(errno::ENOENT) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn parent(path: &str) -> Option<&str> {
+    let p = path.trim_end_matches('/');
+    match p.rfind('/') {
+        Some(0) | None => None,
+        Some(i) => Some(&p[..i]),
+    }
+}
+
+/// `mkdir -p` on the NAS with `filesystem.stat` / `filesystem.mkdir` (which creates one level);
+/// returns the directories created.
+pub async fn mkdir_p(client: &Client, path: &str) -> Result<Vec<String>, DeployError> {
+    let mut missing = Vec::new();
+    let mut p = Some(path.trim_end_matches('/'));
+    while let Some(cur) = p {
+        match stat(client, cur).await? {
+            Some(st) => {
+                let kind = st.get("type").and_then(Value::as_str).unwrap_or("OTHER");
+                if kind != "DIRECTORY" {
+                    return Err(DeployError::NotADirectory {
+                        path: cur.to_owned(),
+                        kind: kind.to_owned(),
+                    });
+                }
+                break;
+            }
+            None => {
+                missing.push(cur.to_owned());
+                p = parent(cur);
+            }
+        }
+    }
+    let mut created = Vec::new();
+    for dir in missing.into_iter().rev() {
+        client
+            .call("filesystem.mkdir", vec![json!({"path": dir})])
+            .await?;
+        created.push(dir);
+    }
+    Ok(created)
+}
+
+/// Create the directories of directory mounts (and the parents of file mounts); returns the
+/// directories created and the file mounts whose file is missing.
+pub async fn ensure_dirs(
+    client: &Client,
+    mounts: &[BindMount],
+) -> Result<(Vec<String>, Vec<String>), DeployError> {
+    let mut created = Vec::new();
+    let mut missing_files = Vec::new();
+    for m in mounts {
+        match m.kind {
+            MountKind::Directory => created.extend(mkdir_p(client, &m.remote).await?),
+            MountKind::File => {
+                if let Some(p) = parent(&m.remote) {
+                    created.extend(mkdir_p(client, p).await?);
+                }
+                if stat(client, &m.remote).await?.is_none() {
+                    missing_files.push(m.remote.clone());
+                }
+            }
+        }
+    }
+    Ok((created, missing_files))
+}
+
+/// Deploy `document` as app `app`: create it, update it, or leave it alone when the NAS
+/// already runs exactly this document; then wait (see the module docs).
+pub async fn up(
+    client: &Client,
+    app: &str,
+    document: &Value,
+    remote: &Remote,
+    mounts: &[BindMount],
+    options: &DeployOptions,
+    progress: &mut (dyn FnMut(&JobProgress) + Send),
+) -> Result<Outcome, DeployError> {
+    let mut outcome = Outcome {
+        app: app.to_owned(),
+        action: Action::Unchanged,
+        state: remote.state().map(str::to_owned),
+        jobs: Vec::new(),
+        dirs_created: Vec::new(),
+        missing_files: Vec::new(),
+        crashed: Vec::new(),
+    };
+    let unchanged = remote
+        .config
+        .as_ref()
+        .is_some_and(|c| semantic_eq(c, document));
+    if options.create_dirs && !unchanged {
+        let (created, missing) = ensure_dirs(client, mounts).await?;
+        outcome.dirs_created = created;
+        outcome.missing_files = missing;
+    }
+    if unchanged && remote.state() != Some("STOPPED") {
+        let entry = remote.entry.clone().unwrap_or(Value::Null);
+        if options.wait && state_of(&entry) == Some("DEPLOYING") {
+            let mut sub = client.subscribe("app.query").await?;
+            let entry = wait_state(client, &mut sub, app, &entry, options).await?;
+            let _ = sub.unsubscribe().await;
+            outcome.state = state_of(&entry).map(str::to_owned);
+            finish(client, &entry, options, &mut outcome).await?;
+        } else {
+            finish(client, &entry, options, &mut outcome).await?;
+        }
+        return Ok(outcome);
+    }
+    // Subscribe before the job, so no state change is missed.
+    let mut sub = client.subscribe("app.query").await?;
+    let mut entry = if remote.entry.is_none() {
+        outcome.action = Action::Created;
+        run_job(
+            client,
+            "app.create",
+            vec![create_params(app, document)],
+            &mut outcome.jobs,
+            progress,
+        )
+        .await?
+    } else if unchanged {
+        Value::Null
+    } else {
+        outcome.action = Action::Updated;
+        run_job(
+            client,
+            "app.update",
+            vec![json!(app), json!({"custom_compose_config": document})],
+            &mut outcome.jobs,
+            progress,
+        )
+        .await?
+    };
+    if let Some((journal, server)) = &options.journal
+        && matches!(outcome.action, Action::Created | Action::Updated)
+    {
+        let action = if outcome.action == Action::Created {
+            "created"
+        } else {
+            options.update_action.as_str()
+        };
+        journal.record(server, app, action, document)?;
+    }
+    // An update of a stopped app only saves the config (§1.3); `up` means running.
+    if unchanged || state_of(&entry) == Some("STOPPED") {
+        if unchanged {
+            outcome.action = Action::Started;
+        }
+        run_job(
+            client,
+            "app.start",
+            vec![json!(app)],
+            &mut outcome.jobs,
+            progress,
+        )
+        .await?;
+        entry = app_entry(client, app)
+            .await?
+            .ok_or_else(|| DeployError::Removed {
+                app: app.to_owned(),
+            })?;
+    }
+    if options.wait {
+        entry = wait_state(client, &mut sub, app, &entry, options).await?;
+    }
+    let _ = sub.unsubscribe().await;
+    outcome.state = state_of(&entry).map(str::to_owned);
+    finish(client, &entry, options, &mut outcome).await?;
+    Ok(outcome)
+}
+
+/// On CRASHED, collect the failing containers' logs.
+async fn finish(
+    client: &Client,
+    entry: &Value,
+    options: &DeployOptions,
+    outcome: &mut Outcome,
+) -> Result<(), DeployError> {
+    if state_of(entry) == Some("CRASHED") {
+        outcome.crashed = crash_logs(client, &outcome.app, entry, options).await?;
+    }
+    Ok(())
+}
+
+/// Follow `app.query` events (and poll when quiet) until the app is RUNNING or CRASHED.
+pub async fn wait_state(
+    client: &Client,
+    sub: &mut Subscription,
+    app: &str,
+    start: &Value,
+    options: &DeployOptions,
+) -> Result<Value, DeployError> {
+    let ids = container_ids(start);
+    let mut entry = start.clone();
+    if terminal(&entry) {
+        return Ok(entry);
+    }
+    let deadline = tokio::time::Instant::now() + options.timeout;
+    let mut events = true;
+    loop {
+        tokio::select! {
+            ev = sub.recv(), if events => match ev {
+                Some(Ok(ev)) if ev.id.as_ref().and_then(Value::as_str) == Some(app) => {
+                    if ev.msg == EventKind::Removed {
+                        return Err(DeployError::Removed { app: app.to_owned() });
+                    }
+                    if let Some(fields) = ev.fields
+                        && (ids.is_empty() || container_ids(&fields) == ids)
+                    {
+                        entry = fields;
+                        if terminal(&entry) {
+                            return Ok(entry);
+                        }
+                    }
+                }
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => events = false,
+            },
+            _ = tokio::time::sleep(options.poll) => {
+                match app_entry(client, app).await? {
+                    Some(e) => {
+                        entry = e;
+                        if terminal(&entry) {
+                            return Ok(entry);
+                        }
+                    }
+                    None => return Err(DeployError::Removed { app: app.to_owned() }),
+                }
+            }
+            _ = tokio::time::sleep_until(deadline) => {
+                return Err(DeployError::Timeout {
+                    app: app.to_owned(),
+                    state: state_of(&entry).unwrap_or("unknown").to_owned(),
+                    seconds: options.timeout.as_secs(),
+                });
+            }
+        }
+    }
+}
+
+/// The last lines of every container of `entry` that is not running.
+pub async fn crash_logs(
+    client: &Client,
+    app: &str,
+    entry: &Value,
+    options: &DeployOptions,
+) -> Result<Vec<ContainerLog>, Error> {
+    let mut out = Vec::new();
+    for c in containers(entry) {
+        let state = c.get("state").and_then(Value::as_str).unwrap_or("");
+        if matches!(state, "running" | "starting") {
+            continue;
+        }
+        let id = c.get("id").and_then(Value::as_str).unwrap_or("").to_owned();
+        let mut lines = Vec::new();
+        follow_logs(
+            client,
+            app,
+            &id,
+            Some(options.log_lines),
+            Some(options.log_quiet),
+            |l| lines.push(l.to_owned()),
+        )
+        .await?;
+        out.push(ContainerLog {
+            service: c
+                .get("service_name")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned(),
+            container_id: id,
+            state: state.to_owned(),
+            lines,
+        });
+    }
+    Ok(out)
+}
+
+/// The event name of a container's log (`app.container_log_follow:{…}`).
+pub fn log_event(app: &str, container_id: &str, tail_lines: Option<u64>) -> String {
+    let arg = json!({"app_name": app, "container_id": container_id, "tail_lines": tail_lines});
+    format!("app.container_log_follow:{arg}")
+}
+
+/// Stream a container's log lines to `on_line` until the stream ends, or (with `quiet`) until
+/// no line came for that long.
+pub async fn follow_logs(
+    client: &Client,
+    app: &str,
+    container_id: &str,
+    tail_lines: Option<u64>,
+    quiet: Option<Duration>,
+    mut on_line: impl FnMut(&str),
+) -> Result<(), Error> {
+    let mut sub = client
+        .subscribe(&log_event(app, container_id, tail_lines))
+        .await?;
+    loop {
+        let next = match quiet {
+            Some(d) => match tokio::time::timeout(d, sub.recv()).await {
+                Ok(n) => n,
+                Err(_) => break,
+            },
+            None => sub.recv().await,
+        };
+        match next {
+            Some(Ok(ev)) => {
+                if let Some(data) = ev
+                    .fields
+                    .as_ref()
+                    .and_then(|f| f.get("data"))
+                    .and_then(Value::as_str)
+                {
+                    for line in data.trim_end_matches('\n').split('\n') {
+                        on_line(line);
+                    }
+                }
+            }
+            Some(Err(e)) => return Err(e),
+            None => return Ok(()),
+        }
+    }
+    let _ = sub.unsubscribe().await;
+    Ok(())
+}
+
+/// Stop the app (`app.stop`), or delete it (`app.delete`, with `remove_images`).
+pub async fn down(
+    client: &Client,
+    app: &str,
+    delete: bool,
+    remove_images: bool,
+    progress: &mut (dyn FnMut(&JobProgress) + Send),
+) -> Result<Value, Error> {
+    let mut jobs = Vec::new();
+    if delete {
+        run_job(
+            client,
+            "app.delete",
+            vec![json!(app), json!({"remove_images": remove_images})],
+            &mut jobs,
+            progress,
+        )
+        .await
+    } else {
+        run_job(client, "app.stop", vec![json!(app)], &mut jobs, progress).await
+    }
+}
+
+/// `app.pull_images` (then a redeploy unless `redeploy` is false).
+pub async fn pull(
+    client: &Client,
+    app: &str,
+    redeploy: bool,
+    progress: &mut (dyn FnMut(&JobProgress) + Send),
+) -> Result<Value, Error> {
+    let mut jobs = Vec::new();
+    run_job(
+        client,
+        "app.pull_images",
+        vec![json!(app), json!({"redeploy": redeploy})],
+        &mut jobs,
+        progress,
+    )
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_event_names_are_exact() {
+        assert_eq!(
+            log_event("web", "abc", Some(5)),
+            r#"app.container_log_follow:{"app_name":"web","container_id":"abc","tail_lines":5}"#
+        );
+        assert_eq!(
+            log_event("web", "abc", None),
+            r#"app.container_log_follow:{"app_name":"web","container_id":"abc","tail_lines":null}"#
+        );
+    }
+
+    #[test]
+    fn parents() {
+        assert_eq!(parent("/mnt/tank/a"), Some("/mnt/tank"));
+        assert_eq!(parent("/mnt"), None);
+        assert_eq!(parent("/mnt/tank/a/"), Some("/mnt/tank"));
+    }
+}

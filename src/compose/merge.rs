@@ -1,0 +1,224 @@
+//! Merging override files (`-f a.yml -f b.yml`) with compose's rules (compose-spec "Merge"):
+//!
+//! - mappings merge recursively; a scalar, or a value of another type, replaces;
+//! - `environment`, `labels`, `annotations`, `sysctls`, `build.args`, `extra_hosts`
+//!   (mapping or `KEY=VALUE` list forms) merge by key (the result is a mapping);
+//! - `volumes`, `devices`, `secrets`, `configs` of a service merge by target (an override
+//!   entry replaces the one with the same container path; new ones are appended);
+//! - `depends_on` and service `networks` (list or mapping forms) merge as mappings;
+//! - `command`, `entrypoint`, `healthcheck.test` are replaced, never appended;
+//! - every other sequence (`ports`, `expose`, `dns`, `cap_add`, `env_file`, …) is appended,
+//!   dropping exact duplicates.
+//!
+//! Not implemented: the `!reset` and `!override` tags, and merging `ports` by their
+//! `{ip, target, published, protocol}` key (exact duplicates are dropped, nothing else).
+
+use serde_json::{Map, Value};
+
+/// Merge `over` into `base` (the later file wins).
+pub fn merge_documents(base: &mut Value, over: Value) {
+    merge_at(base, over, &[]);
+}
+
+fn merge_at(base: &mut Value, over: Value, path: &[&str]) {
+    match (base, over) {
+        (Value::Object(b), Value::Object(o)) => {
+            for (k, v) in o {
+                let mut child_path: Vec<&str> = path.to_vec();
+                child_path.push(&k);
+                match b.get_mut(&k) {
+                    Some(existing) => merge_field(existing, v, &child_path),
+                    None => {
+                        b.insert(k.clone(), v);
+                    }
+                }
+            }
+        }
+        (b, o) => *b = o,
+    }
+}
+
+/// Is `path` a service attribute named `name` (`services.<svc>.<name>`)?
+fn service_attr(path: &[&str], names: &[&str]) -> bool {
+    path.len() == 3 && path[0] == "services" && names.contains(&path[2])
+}
+
+fn merge_field(base: &mut Value, over: Value, path: &[&str]) {
+    if service_attr(path, &["command", "entrypoint"])
+        || (path.len() == 4
+            && path[0] == "services"
+            && path[2] == "healthcheck"
+            && path[3] == "test")
+    {
+        *base = over;
+        return;
+    }
+    if service_attr(
+        path,
+        &[
+            "environment",
+            "labels",
+            "annotations",
+            "sysctls",
+            "extra_hosts",
+        ],
+    ) || (path.len() == 4 && path[0] == "services" && path[2] == "build" && path[3] == "args")
+    {
+        let sep = if path[2] == "extra_hosts" { ':' } else { '=' };
+        let mut m = to_map(base, sep);
+        for (k, v) in to_map(&over, sep) {
+            m.insert(k, v);
+        }
+        *base = Value::Object(m);
+        return;
+    }
+    if service_attr(path, &["depends_on", "networks"]) {
+        let default = if path[2] == "depends_on" {
+            serde_json::json!({"condition": "service_started"})
+        } else {
+            Value::Null
+        };
+        let mut m = names_to_map(base, &default);
+        let o = names_to_map(&over, &default);
+        let mut mv = Value::Object(std::mem::take(&mut m));
+        merge_at(&mut mv, Value::Object(o), path);
+        *base = mv;
+        return;
+    }
+    if service_attr(path, &["volumes", "devices", "secrets", "configs"])
+        && let (Value::Array(b), Value::Array(o)) = (&mut *base, &over)
+    {
+        let kind = path[2];
+        for item in o {
+            let key = target_of(kind, item);
+            match key.as_ref().and_then(|k| {
+                b.iter()
+                    .position(|x| target_of(kind, x).as_ref() == Some(k))
+            }) {
+                Some(i) => b[i] = item.clone(),
+                None => b.push(item.clone()),
+            }
+        }
+        return;
+    }
+    match (&mut *base, over) {
+        (Value::Array(b), Value::Array(o)) => {
+            for item in o {
+                if !b.contains(&item) {
+                    b.push(item);
+                }
+            }
+        }
+        (b @ Value::Object(_), o @ Value::Object(_)) => merge_at(b, o, path),
+        (b, o) => *b = o,
+    }
+}
+
+/// `KEY=VALUE` list or mapping → mapping (`KEY` alone → null).
+fn to_map(v: &Value, sep: char) -> Map<String, Value> {
+    match v {
+        Value::Object(m) => m.clone(),
+        Value::Array(items) => items
+            .iter()
+            .filter_map(|i| i.as_str())
+            .map(|s| match s.split_once(sep) {
+                Some((k, v)) => (k.to_owned(), Value::String(v.to_owned())),
+                None => (s.to_owned(), Value::Null),
+            })
+            .collect(),
+        _ => Map::new(),
+    }
+}
+
+/// `[a, b]` or `{a: …}` → mapping (`depends_on: [db]` means `{db: {condition: service_started}}`).
+fn names_to_map(v: &Value, default: &Value) -> Map<String, Value> {
+    match v {
+        Value::Object(m) => m.clone(),
+        Value::Array(items) => items
+            .iter()
+            .filter_map(|i| i.as_str())
+            .map(|s| (s.to_owned(), default.clone()))
+            .collect(),
+        _ => Map::new(),
+    }
+}
+
+/// The container-side key of a volume/device/secret/config entry.
+pub fn target_of(kind: &str, item: &Value) -> Option<String> {
+    match item {
+        Value::String(s) => match kind {
+            "volumes" | "devices" => {
+                let parts = split_volume(s);
+                match parts.as_slice() {
+                    [only] => Some((*only).to_owned()),
+                    [_, target, ..] => Some((*target).to_owned()),
+                    [] => None,
+                }
+            }
+            // Short secret/config syntax: the name, mounted at /run/secrets/<name>.
+            _ => Some(s.clone()),
+        },
+        Value::Object(m) => m
+            .get("target")
+            .and_then(Value::as_str)
+            .or_else(|| m.get("source").and_then(Value::as_str))
+            .map(str::to_owned),
+        _ => None,
+    }
+}
+
+/// Split a short volume spec `SRC:DST[:MODE]` on `:` (a Windows drive letter is not expected
+/// on TrueNAS and is not special-cased).
+pub fn split_volume(s: &str) -> Vec<&str> {
+    s.split(':').collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn merged(a: Value, b: Value) -> Value {
+        let mut a = a;
+        merge_documents(&mut a, b);
+        a
+    }
+
+    #[test]
+    fn compose_merge_rules() {
+        let base = json!({"services": {"web": {
+            "image": "nginx:1", "command": ["a", "b"], "environment": ["A=1", "B=2"],
+            "ports": ["80:80"], "volumes": ["./data:/data", "logs:/logs"],
+            "healthcheck": {"test": ["CMD", "x"], "interval": "10s"},
+            "depends_on": ["db"], "labels": {"x": "1"}}}});
+        let over = json!({"services": {"web": {
+            "image": "nginx:2", "command": ["c"], "environment": {"B": "3", "C": "4"},
+            "ports": ["80:80", "443:443"], "volumes": ["/mnt/tank/data:/data", "./new:/new"],
+            "healthcheck": {"test": ["CMD", "y"]},
+            "depends_on": {"cache": {"condition": "service_healthy"}}, "labels": ["y=2"]},
+            "db": {"image": "postgres"}}});
+        assert_eq!(
+            merged(base, over),
+            json!({"services": {"web": {
+                "image": "nginx:2", "command": ["c"],
+                "environment": {"A": "1", "B": "3", "C": "4"},
+                "ports": ["80:80", "443:443"],
+                "volumes": ["/mnt/tank/data:/data", "logs:/logs", "./new:/new"],
+                "healthcheck": {"test": ["CMD", "y"], "interval": "10s"},
+                "depends_on": {"db": {"condition": "service_started"}, "cache": {"condition": "service_healthy"}},
+                "labels": {"x": "1", "y": "2"}},
+                "db": {"image": "postgres"}}})
+        );
+    }
+
+    #[test]
+    fn long_syntax_volumes_merge_by_target_and_top_level_maps_merge() {
+        let base = json!({"services": {"a": {"volumes": [{"type": "bind", "source": "./x", "target": "/x"}]}},
+            "volumes": {"v1": null}, "x-notes": "a"});
+        let over = json!({"services": {"a": {"volumes": ["/mnt/p/x:/x:ro"]}}, "volumes": {"v2": {}}, "x-notes": "b"});
+        assert_eq!(
+            merged(base, over),
+            json!({"services": {"a": {"volumes": ["/mnt/p/x:/x:ro"]}}, "volumes": {"v1": null, "v2": {}}, "x-notes": "b"})
+        );
+    }
+}

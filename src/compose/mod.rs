@@ -1,0 +1,287 @@
+//! Compose deployments: a local docker-compose project → an idempotent TrueNAS custom app.
+//!
+//! The pipeline (apps-and-peers.md §1.12), each step in its own module:
+//! 1. [`load`]: find and parse the compose file and its overrides (YAML 1.2, anchors and merge
+//!    keys, positions kept for messages);
+//! 2. [`interpolate`]: `${VAR}` & co. with compose's semantics, from `--var`, `.env`, then the
+//!    environment, per file (so errors name file:line:col);
+//! 3. [`merge`]: the override files, with compose's merge rules;
+//! 4. [`env_file`]: `env_file:` inlined into `environment:`;
+//! 5. [`paths`]: relative host paths rewritten to a dataset root;
+//! 6. [`checks`]: what the server cannot run is refused, what it runs differently is warned;
+//! 7. [`canonical`]: every literal `$` written `$$` (the server interpolates again), size guard;
+//! 8. [`diff`]: semantic diff against `app.config`, secrets masked;
+//! 9. [`deploy`]: create/update as a job, wait for RUNNING or CRASHED (logs on a crash);
+//! 10. [`journal`]: the local history of deployed documents, for rollback.
+//!
+//! Steps 1–8 are plain functions over [`serde_json::Value`] with no network, so a script
+//! binding can expose them as they are: [`resolve`] takes an [`Options`] and returns a
+//! [`Project`] (serializable), [`diff::diff`] returns a [`diff::Diff`] (serializable).
+
+pub mod canonical;
+pub mod checks;
+pub mod deploy;
+pub mod diff;
+pub mod env_file;
+mod error;
+pub mod interpolate;
+pub mod journal;
+pub mod load;
+pub mod merge;
+pub mod paths;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use serde_json::Value;
+
+pub use diff::{Diff, Secrets};
+pub use error::{ComposeError, Place, Problem};
+pub use interpolate::Variables;
+pub use paths::{BindMount, MountKind};
+
+use interpolate::{Origin, Report};
+use load::SourceFile;
+
+/// What to load and how to resolve it.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Compose files in merge order (`-f`); empty = the default name in `project_dir`.
+    pub files: Vec<PathBuf>,
+    /// The project directory; default: the directory of the first file, else the current one.
+    pub project_dir: Option<PathBuf>,
+    /// The app name; default: the project directory's name.
+    pub name: Option<String>,
+    /// The env file to use instead of `<project>/.env`.
+    pub env_file: Option<PathBuf>,
+    /// `--var KEY=VALUE` / script variables (win over `.env` and the environment).
+    pub vars: BTreeMap<String, String>,
+    /// The environment: `None` = the process environment (read, never modified).
+    pub environment: Option<BTreeMap<String, String>>,
+    /// Where relative host paths go on the NAS, e.g. `/mnt/tank/apps` (→ `/mnt/tank/apps/<app>/…`).
+    pub dataset_root: Option<String>,
+}
+
+/// A resolved project, ready to diff and deploy.
+#[derive(Debug, Clone, Serialize)]
+pub struct Project {
+    /// The app name.
+    pub name: String,
+    /// The project directory.
+    pub dir: PathBuf,
+    /// The compose files, in merge order.
+    pub files: Vec<PathBuf>,
+    /// The `.env` file that was read, if any.
+    pub env_file: Option<PathBuf>,
+    /// The document to send as `custom_compose_config` (every literal `$` written `$$`).
+    pub document: Value,
+    /// Relative host paths and where they went.
+    pub mounts: Vec<BindMount>,
+    /// What will run differently than a local `docker compose up`.
+    pub warnings: Vec<String>,
+    /// Characters of the `app.create` request (limit 65 536).
+    pub request_chars: usize,
+    /// Values to mask in diffs.
+    #[serde(skip)]
+    pub secrets: Secrets,
+}
+
+/// Check an app name against TrueNAS's rule (`^[a-z]([-a-z0-9]*[a-z0-9])?$`, 1–40 chars).
+pub fn check_app_name(name: &str) -> Result<(), ComposeError> {
+    let bad = |reason: &str| {
+        Err(ComposeError::AppName {
+            name: name.to_owned(),
+            reason: reason.to_owned(),
+        })
+    };
+    let n = name.chars().count();
+    if n == 0 {
+        return bad("it is empty");
+    }
+    if n > 40 {
+        return bad("it is longer than 40 characters");
+    }
+    let b = name.as_bytes();
+    if !b[0].is_ascii_lowercase() {
+        return bad("it must start with a lowercase letter");
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
+    {
+        return bad(&format!(
+            "{c:?} is not allowed (only lowercase letters, digits and -)"
+        ));
+    }
+    if name.ends_with('-') {
+        return bad("it must not end with -");
+    }
+    Ok(())
+}
+
+/// The project directory and app name the options mean, without reading any compose file
+/// (for `down`, `ps`, `logs`, … which only need the name).
+pub fn project_name(options: &Options) -> Result<(PathBuf, String), ComposeError> {
+    let dir = project_dir(options)?;
+    let name = match &options.name {
+        Some(n) => n.clone(),
+        None => {
+            let abs = std::fs::canonicalize(&dir).unwrap_or_else(|_| dir.clone());
+            abs.file_name()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        }
+    };
+    check_app_name(&name)?;
+    Ok((dir, name))
+}
+
+fn project_dir(options: &Options) -> Result<PathBuf, ComposeError> {
+    if let Some(d) = &options.project_dir {
+        return Ok(d.clone());
+    }
+    if let Some(f) = options.files.first() {
+        return Ok(match f.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        });
+    }
+    std::env::current_dir().map_err(|e| ComposeError::Options(format!("no current directory: {e}")))
+}
+
+/// The place of a compose path: in the last file that has it, else its nearest ancestor in the
+/// main file.
+fn locate(files: &[SourceFile], pointer: &str) -> Place {
+    files
+        .iter()
+        .rev()
+        .find(|f| f.has(pointer))
+        .or_else(|| files.first())
+        .map(|f| f.place(pointer, false))
+        .unwrap_or_else(|| Place::file(Path::new("compose.yaml")))
+}
+
+/// Load, interpolate, merge, inline, rewrite, check and canonicalise a project. Reads local
+/// files only; nothing is sent anywhere.
+pub fn resolve(options: &Options) -> Result<Project, ComposeError> {
+    let (dir, name) = project_name(options)?;
+    if let Some(root) = &options.dataset_root {
+        if !root.starts_with('/') {
+            return Err(ComposeError::Options(format!(
+                "--dataset-root must be an absolute path on the NAS, like /mnt/tank/apps (not {root:?})"
+            )));
+        }
+        if root.trim_end_matches('/') == "/mnt/.ix-apps" || root.starts_with("/mnt/.ix-apps/") {
+            return Err(ComposeError::Options(
+                "--dataset-root must not be under /mnt/.ix-apps: that is the apps' own dataset, emptied by app.delete".into(),
+            ));
+        }
+    }
+    let files = if options.files.is_empty() {
+        vec![load::find_default(&dir)?]
+    } else {
+        options.files.clone()
+    };
+    let mut vars = Variables {
+        vars: options.vars.clone(),
+        dotenv: BTreeMap::new(),
+        environment: options.environment.clone(),
+    };
+    let env_path = match &options.env_file {
+        Some(p) => Some(p.clone()),
+        None => Some(dir.join(".env")).filter(|p| p.is_file()),
+    };
+    if let Some(p) = &env_path {
+        for v in env_file::load_env(p, &vars, Origin::DotEnv, false)? {
+            vars.dotenv.insert(v.key, v.value);
+        }
+    }
+    let mut report = Report::default();
+    let mut sources = Vec::new();
+    let mut doc: Option<Value> = None;
+    for f in &files {
+        let src = load::load_file(f)?;
+        let value = interpolate::interpolate_file(&src, &vars, &mut report)?;
+        match &mut doc {
+            None => doc = Some(value),
+            Some(d) => merge::merge_documents(d, value),
+        }
+        sources.push(src);
+    }
+    let mut doc = doc.unwrap_or(Value::Null);
+    env_file::inline_env_files(&mut doc, &dir, &files[0], &vars, &mut report)?;
+    let place = |p: &str| locate(&sources, p);
+    let mut problems = Vec::new();
+    let mut warnings = std::mem::take(&mut report.warnings);
+    checks::check(&mut doc, &place, &mut problems, &mut warnings);
+    let rewriter = paths::Rewriter {
+        project_dir: &dir,
+        app: &name,
+        root: options.dataset_root.as_deref(),
+        place: &place,
+    };
+    let mounts = paths::rewrite_paths(&mut doc, &rewriter, &mut problems);
+    for m in &mounts {
+        if m.kind == MountKind::File {
+            warnings.push(format!(
+                "{} ({}) is a single file: copy {} to {} on the NAS before the app starts (docker would create a directory in its place)",
+                m.written,
+                m.owner,
+                m.local.display(),
+                m.remote
+            ));
+        }
+    }
+    if !problems.is_empty() {
+        return Err(ComposeError::Refused { problems });
+    }
+    canonical::escape_dollars(&mut doc);
+    let request_chars = canonical::request_chars(&name, &doc);
+    if request_chars > canonical::MESSAGE_LIMIT {
+        return Err(ComposeError::TooLarge {
+            size: request_chars,
+            limit: canonical::MESSAGE_LIMIT,
+        });
+    }
+    let escape = |set: &std::collections::BTreeSet<String>| {
+        set.iter().map(|s| s.replace('$', "$$")).collect()
+    };
+    report.raw.extend(vars.dotenv.values().cloned());
+    let secrets = Secrets::new(escape(&report.tainted), escape(&report.raw));
+    Ok(Project {
+        name,
+        dir,
+        files,
+        env_file: env_path,
+        document: doc,
+        mounts,
+        warnings,
+        request_chars,
+        secrets,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn app_names() {
+        for ok in ["a", "whoami", "inventory-2", &"a".repeat(40)] {
+            assert!(check_app_name(ok).is_ok(), "{ok}");
+        }
+        for (bad, why) in [
+            ("", "empty"),
+            ("Inventory", "lowercase letter"),
+            ("1a", "lowercase letter"),
+            ("a_b", "'_' is not allowed"),
+            ("a-", "end with"),
+            (&"a".repeat(41) as &str, "40"),
+        ] {
+            let e = check_app_name(bad).unwrap_err().to_string();
+            assert!(e.contains(why), "{bad}: {e}");
+            assert!(e.contains("--name"), "{e}");
+        }
+    }
+}

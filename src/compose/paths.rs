@@ -1,0 +1,276 @@
+//! Relative host paths → absolute paths on a dataset.
+//!
+//! On the server, compose runs in a hidden directory
+//! (`/mnt/.ix-apps/app_configs/<app>/versions/1.0.0/templates/rendered`), so `./data` would
+//! land there and be deleted by `app.delete` (apps-and-peers.md §1.12). Every relative bind
+//! mount (short `./x:/y` and long `{type: bind, source: ./x}` syntax, directories and single
+//! files) and every relative `file:` of top-level `secrets:`/`configs:` is rewritten to
+//! `<dataset root>/<app>/<path relative to the project directory>`. Without a dataset root such
+//! paths are refused, with that reason.
+
+use std::path::{Component, Path, PathBuf};
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::error::{Place, Problem};
+use super::load::{pointer_index, pointer_key};
+
+/// What a rewritten host path is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MountKind {
+    /// A directory (also when it does not exist locally: docker would create a directory).
+    Directory,
+    /// A single file (it exists locally as a file): it must be copied to the NAS.
+    File,
+}
+
+/// One rewritten host path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BindMount {
+    /// The service (or `secrets.<name>` / `configs.<name>`).
+    pub owner: String,
+    /// The path as written, e.g. `./data/postgres`.
+    pub written: String,
+    /// The local path it means.
+    pub local: PathBuf,
+    /// The absolute path on the NAS.
+    pub remote: String,
+    /// Directory or file.
+    pub kind: MountKind,
+}
+
+/// Is this host path relative to the project directory (as compose reads it)?
+pub fn is_relative(source: &str) -> bool {
+    source == "." || source == ".." || source.starts_with("./") || source.starts_with("../")
+}
+
+/// `a/./b/../c` → `a/c`; `None` when it climbs out of the project directory.
+fn normalize(rel: &str) -> Option<String> {
+    let mut parts: Vec<String> = Vec::new();
+    for c in Path::new(rel).components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                parts.pop()?;
+            }
+            Component::Normal(s) => parts.push(s.to_string_lossy().into_owned()),
+            Component::RootDir | Component::Prefix(_) => return None,
+        }
+    }
+    Some(parts.join("/"))
+}
+
+/// The rewriting context.
+pub struct Rewriter<'a> {
+    /// The project directory (relative paths are relative to it).
+    pub project_dir: &'a Path,
+    /// The app name.
+    pub app: &'a str,
+    /// The dataset root, e.g. `/mnt/tank/apps`.
+    pub root: Option<&'a str>,
+    /// Where a compose path is, for messages.
+    pub place: &'a dyn Fn(&str) -> Place,
+}
+
+impl Rewriter<'_> {
+    fn rewrite(
+        &self,
+        written: &str,
+        owner: &str,
+        pointer: &str,
+        force_file: bool,
+        mounts: &mut Vec<BindMount>,
+        problems: &mut Vec<Problem>,
+    ) -> Option<String> {
+        let problem = |reason: String| Problem {
+            place: (self.place)(pointer),
+            path: super::load::dotted(pointer),
+            reason,
+        };
+        if written.starts_with('~') {
+            problems.push(problem(format!(
+                "{written:?}: ~ would be the home directory of the middleware on the NAS; use a path relative to the project (with --dataset-root) or an absolute path"
+            )));
+            return None;
+        }
+        if !is_relative(written) {
+            return None;
+        }
+        let Some(root) = self.root else {
+            problems.push(problem(format!(
+                "{written:?} is relative: on TrueNAS it would resolve inside the app's hidden directory under /mnt/.ix-apps and be deleted with the app; pass --dataset-root /mnt/POOL/DATASET to keep it at /mnt/POOL/DATASET/{}/…, or write an absolute path",
+                self.app
+            )));
+            return None;
+        };
+        let Some(rel) = normalize(written) else {
+            problems.push(problem(format!(
+                "{written:?} leaves the project directory; only paths inside it can be placed on the dataset"
+            )));
+            return None;
+        };
+        let remote = if rel.is_empty() {
+            format!("{}/{}", root.trim_end_matches('/'), self.app)
+        } else {
+            format!("{}/{}/{rel}", root.trim_end_matches('/'), self.app)
+        };
+        let local = self.project_dir.join(&rel);
+        let kind = if force_file || local.is_file() {
+            MountKind::File
+        } else {
+            MountKind::Directory
+        };
+        if !mounts.iter().any(|m| m.remote == remote) {
+            mounts.push(BindMount {
+                owner: owner.to_owned(),
+                written: written.to_owned(),
+                local,
+                remote: remote.clone(),
+                kind,
+            });
+        }
+        Some(remote)
+    }
+}
+
+/// Rewrite relative host paths in place; returns the mounts, and pushes problems for paths
+/// that cannot be rewritten.
+pub fn rewrite_paths(
+    doc: &mut Value,
+    rw: &Rewriter<'_>,
+    problems: &mut Vec<Problem>,
+) -> Vec<BindMount> {
+    let mut mounts = Vec::new();
+    if let Some(services) = doc.get_mut("services").and_then(Value::as_object_mut) {
+        for (name, svc) in services.iter_mut() {
+            let Some(vols) = svc.get_mut("volumes").and_then(Value::as_array_mut) else {
+                continue;
+            };
+            let base = pointer_key(&pointer_key("/services", name), "volumes");
+            for (i, v) in vols.iter_mut().enumerate() {
+                let pointer = pointer_index(&base, i);
+                match v {
+                    Value::String(s) => {
+                        let Some((source, rest)) = s.split_once(':') else {
+                            continue;
+                        };
+                        if let Some(remote) =
+                            rw.rewrite(source, name, &pointer, false, &mut mounts, problems)
+                        {
+                            *s = format!("{remote}:{rest}");
+                        }
+                    }
+                    Value::Object(m) => {
+                        let ty = m.get("type").and_then(Value::as_str);
+                        if !matches!(ty, Some("bind") | None) {
+                            continue;
+                        }
+                        let Some(source) = m.get("source").and_then(Value::as_str) else {
+                            continue;
+                        };
+                        let source = source.to_owned();
+                        if let Some(remote) =
+                            rw.rewrite(&source, name, &pointer, false, &mut mounts, problems)
+                        {
+                            m.insert("source".into(), Value::String(remote));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    for section in ["secrets", "configs"] {
+        let Some(entries) = doc.get_mut(section).and_then(Value::as_object_mut) else {
+            continue;
+        };
+        for (name, entry) in entries.iter_mut() {
+            let Some(m) = entry.as_object_mut() else {
+                continue;
+            };
+            let Some(file) = m.get("file").and_then(Value::as_str).map(str::to_owned) else {
+                continue;
+            };
+            let pointer = pointer_key(&pointer_key(&format!("/{section}"), name), "file");
+            let owner = format!("{section}.{name}");
+            if let Some(remote) = rw.rewrite(&file, &owner, &pointer, true, &mut mounts, problems) {
+                m.insert("file".into(), Value::String(remote));
+            }
+        }
+    }
+    mounts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn run(doc: Value, root: Option<&str>) -> (Value, Vec<BindMount>, Vec<Problem>) {
+        let mut doc = doc;
+        let place = |_: &str| Place::file(Path::new("compose.yaml"));
+        let rw = Rewriter {
+            project_dir: Path::new("/nonexistent/project"),
+            app: "inv",
+            root,
+            place: &place,
+        };
+        let mut problems = Vec::new();
+        let m = rewrite_paths(&mut doc, &rw, &mut problems);
+        (doc, m, problems)
+    }
+
+    #[test]
+    fn short_and_long_syntax_are_rewritten() {
+        let (doc, mounts, problems) = run(
+            json!({"services": {"db": {"volumes": [
+                "./data/postgres:/var/lib/postgresql/data",
+                "./a/../b/./c:/c:ro",
+                "named:/n",
+                "/abs:/abs",
+                {"type": "bind", "source": "./cfg", "target": "/cfg"},
+                {"type": "volume", "source": "named", "target": "/v"},
+                "/only-target"
+            ]}}, "secrets": {"s": {"file": "./secret.txt"}}}),
+            Some("/mnt/tank/apps/"),
+        );
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(
+            doc,
+            json!({"services": {"db": {"volumes": [
+                "/mnt/tank/apps/inv/data/postgres:/var/lib/postgresql/data",
+                "/mnt/tank/apps/inv/b/c:/c:ro",
+                "named:/n",
+                "/abs:/abs",
+                {"type": "bind", "source": "/mnt/tank/apps/inv/cfg", "target": "/cfg"},
+                {"type": "volume", "source": "named", "target": "/v"},
+                "/only-target"
+            ]}}, "secrets": {"s": {"file": "/mnt/tank/apps/inv/secret.txt"}}})
+        );
+        assert_eq!(mounts.len(), 4);
+        assert_eq!(mounts[3].kind, MountKind::File);
+    }
+
+    #[test]
+    fn relative_paths_need_a_dataset_root() {
+        let (_, _, problems) = run(
+            json!({"services": {"db": {"volumes": ["./data:/d"]}}}),
+            None,
+        );
+        assert_eq!(problems.len(), 1);
+        assert!(
+            problems[0].reason.contains("--dataset-root"),
+            "{}",
+            problems[0]
+        );
+        assert!(problems[0].reason.contains("deleted with the app"));
+        let (_, _, problems) = run(
+            json!({"services": {"db": {"volumes": ["../outside:/d", "~/x:/y"]}}}),
+            Some("/mnt/t"),
+        );
+        assert_eq!(problems.len(), 2);
+        assert!(problems[0].reason.contains("leaves the project directory"));
+    }
+}

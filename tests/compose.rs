@@ -1,0 +1,545 @@
+//! Compose deployments against the in-process mock: each sample project's expected outcome
+//! (tests/fixtures/compose/README.md), with the exact `app.create` / `app.update` payloads
+//! (the mock transcript lines of those calls) checked by insta snapshots.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use midscript::client::{Client, ConnectOptions, Credentials, Secret};
+use midscript::compose::deploy::{self, Action, DeployOptions};
+use midscript::compose::journal::Journal;
+use midscript::compose::{self, ComposeError, Options, Project};
+use midscript::mock::{MockConfig, MockServer};
+use serde_json::{Value, json};
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/compose")
+        .join(name)
+}
+
+/// Options for a fixture with an empty environment (nothing leaks in from the test runner).
+fn options(name: &str) -> Options {
+    Options {
+        project_dir: Some(fixture(name)),
+        environment: Some(BTreeMap::new()),
+        ..Options::default()
+    }
+}
+
+fn inventory_options() -> Options {
+    Options {
+        dataset_root: Some("/mnt/tank/apps".into()),
+        ..options("inventory")
+    }
+}
+
+async fn mock(edit: impl FnOnce(&mut MockConfig)) -> MockServer {
+    let mut config = MockConfig::for_tests();
+    edit(&mut config);
+    MockServer::start(config).await.expect("mock starts")
+}
+
+async fn connect(server: &MockServer) -> Client {
+    let u = &server.config().users[0];
+    let mut o = ConnectOptions::new(server.url());
+    o.credentials = Some(Credentials::Password {
+        username: u.username.clone(),
+        password: Secret::new(u.password.clone()),
+        otp: None,
+        otp_prompt: None,
+    });
+    Client::connect(o).await.expect("login")
+}
+
+fn fast() -> DeployOptions {
+    DeployOptions {
+        timeout: Duration::from_secs(10),
+        log_quiet: Duration::from_millis(500),
+        poll: Duration::from_millis(200),
+        ..DeployOptions::default()
+    }
+}
+
+/// The client frames that call one of `methods`, as the mock recorded them.
+fn calls(server: &MockServer, methods: &[&str]) -> String {
+    server
+        .transcript()
+        .to_string()
+        .lines()
+        .filter(|l| l.contains(" -> "))
+        .filter(|l| {
+            methods
+                .iter()
+                .any(|m| l.contains(&format!("\"method\":\"{m}\"")))
+        })
+        .map(|l| l.split_once(" -> ").map_or(l, |(_, f)| f).to_owned())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Every method the client called, in order.
+fn methods_called(server: &MockServer) -> Vec<String> {
+    server
+        .transcript()
+        .to_string()
+        .lines()
+        .filter_map(|l| l.split_once(" -> "))
+        .filter_map(|(_, f)| serde_json::from_str::<Value>(f).ok())
+        .filter_map(|v| v.get("method").and_then(Value::as_str).map(str::to_owned))
+        .collect()
+}
+
+fn settings() -> insta::Settings {
+    let mut s = insta::Settings::clone_current();
+    s.set_prepend_module_to_snapshot(false);
+    s
+}
+
+async fn deploy(client: &Client, p: &Project, o: &DeployOptions) -> deploy::Outcome {
+    let remote = deploy::remote(client, &p.name).await.unwrap();
+    deploy::up(
+        client,
+        &p.name,
+        &p.document,
+        &remote,
+        &p.mounts,
+        o,
+        &mut |_| {},
+    )
+    .await
+    .expect("deploys")
+}
+
+#[tokio::test]
+async fn whoami_deploys_with_portals_and_notes() {
+    let server = mock(|_| {}).await;
+    let client = connect(&server).await;
+    let p = compose::resolve(&options("whoami")).unwrap();
+    assert_eq!(p.name, "whoami");
+    assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+    let o = deploy(&client, &p, &fast()).await;
+    assert_eq!(o.action, Action::Created);
+    assert_eq!(o.state.as_deref(), Some("RUNNING"));
+    assert_eq!(o.jobs.len(), 1);
+    let entry = deploy::app_entry(&client, "whoami").await.unwrap().unwrap();
+    assert_eq!(
+        entry["portals"],
+        json!({"Web UI": "http://127.0.0.1:8081/"})
+    );
+    assert_eq!(entry["notes"], "# whoami\nA one-container smoke test.\n");
+    settings().bind(|| {
+        insta::assert_snapshot!("whoami_create", calls(&server, &["app.create"]));
+    });
+    client.close().await;
+}
+
+#[tokio::test]
+async fn inventory_is_resolved_client_side_and_a_second_up_sends_nothing() {
+    let server = mock(|_| {}).await;
+    let client = connect(&server).await;
+    let p = compose::resolve(&inventory_options()).unwrap();
+    let doc = &p.document;
+    // Interpolated from .env and defaults; env_file inlined; explicit environment wins.
+    assert_eq!(
+        doc["services"]["api"]["image"],
+        "ghcr.io/example/inventory-api:1.4.3"
+    );
+    assert_eq!(doc["services"]["web"]["ports"], json!(["8080:80"]));
+    let api_env = &doc["services"]["api"]["environment"];
+    assert_eq!(api_env["LOG_LEVEL"], "info");
+    assert_eq!(
+        api_env["DATABASE_URL"],
+        "postgres://inventory:s3cr3t-Passw0rd@db:5432/inventory"
+    );
+    assert!(doc["services"]["api"].get("env_file").is_none());
+    // Literal $ written $$, escapes kept escaped.
+    assert_eq!(api_env["PRICE_FORMAT"], "$$#,##0.00");
+    assert_eq!(
+        doc["services"]["db"]["healthcheck"]["test"][1],
+        "pg_isready -U $${POSTGRES_USER} -d $${POSTGRES_DB}"
+    );
+    // Strings stay strings.
+    assert_eq!(api_env["FEATURE_FLAGS"], json!("on"));
+    assert_eq!(api_env["UMASK"], json!("0022"));
+    // Relative paths on the dataset.
+    assert_eq!(
+        doc["services"]["db"]["volumes"][0],
+        "/mnt/tank/apps/inventory/data/postgres:/var/lib/postgresql/data"
+    );
+    assert_eq!(
+        doc["services"]["web"]["volumes"][0],
+        "/mnt/tank/apps/inventory/config/nginx.conf:/etc/nginx/conf.d/default.conf:ro"
+    );
+    // Warnings: name, the debug profile, the single-file mount.
+    assert_eq!(p.warnings.len(), 3, "{:#?}", p.warnings);
+    assert!(p.warnings[0].contains("name: is ignored"));
+    assert!(p.warnings[1].contains("adminer has profiles"));
+    assert!(p.warnings[2].contains("single file"));
+
+    let o = DeployOptions {
+        create_dirs: true,
+        ..fast()
+    };
+    let out = deploy(&client, &p, &o).await;
+    assert_eq!(out.action, Action::Created);
+    assert_eq!(out.state.as_deref(), Some("RUNNING"));
+    assert_eq!(
+        out.dirs_created,
+        [
+            "/mnt/tank/apps",
+            "/mnt/tank/apps/inventory",
+            "/mnt/tank/apps/inventory/data",
+            "/mnt/tank/apps/inventory/data/postgres",
+            "/mnt/tank/apps/inventory/config"
+        ]
+    );
+    assert_eq!(
+        out.missing_files,
+        ["/mnt/tank/apps/inventory/config/nginx.conf"]
+    );
+    assert!(
+        server
+            .files()
+            .contains(&("/mnt/tank/apps/inventory/data/postgres".into(), "DIRECTORY"))
+    );
+    // What the server stores is exactly what was resolved.
+    let stored = client
+        .call("app.config", vec![json!("inventory")])
+        .await
+        .unwrap();
+    assert_eq!(&stored, doc);
+    settings().bind(|| {
+        insta::assert_snapshot!(
+            "inventory_create",
+            calls(&server, &["filesystem.mkdir", "app.create"])
+        );
+    });
+
+    // Again, nothing changed: no job, no mkdir.
+    server.clear_transcript();
+    let p2 = compose::resolve(&inventory_options()).unwrap();
+    let out = deploy(&client, &p2, &o).await;
+    assert_eq!(out.action, Action::Unchanged);
+    assert_eq!(out.state.as_deref(), Some("RUNNING"));
+    assert!(out.jobs.is_empty());
+    settings().bind(|| {
+        insta::assert_snapshot!(
+            "inventory_second_up_methods",
+            methods_called(&server).join("\n")
+        );
+    });
+    client.close().await;
+}
+
+#[tokio::test]
+async fn one_changed_variable_is_a_one_line_diff_and_one_update() {
+    let server = mock(|_| {}).await;
+    let client = connect(&server).await;
+    let p = compose::resolve(&inventory_options()).unwrap();
+    deploy(&client, &p, &fast()).await;
+    server.clear_transcript();
+
+    let mut changed = inventory_options();
+    changed.vars.insert("WEB_TAG".into(), "1.5.0".into());
+    let p2 = compose::resolve(&changed).unwrap();
+    let remote = deploy::remote(&client, "inventory").await.unwrap();
+    let d = compose::diff::diff(remote.config.as_ref(), &p2.document, &p2.secrets, false);
+    assert_eq!(d.len(), 1);
+    assert_eq!(
+        d.render(),
+        "~ web\n    image: \"ghcr.io/example/inventory-web:1.4.2\" -> \"ghcr.io/example/inventory-web:1.5.0\""
+    );
+    let out = deploy(&client, &p2, &fast()).await;
+    assert_eq!(out.action, Action::Updated);
+    assert_eq!(out.state.as_deref(), Some("RUNNING"));
+    assert_eq!(
+        methods_called(&server)
+            .iter()
+            .filter(|m| *m == "app.update")
+            .count(),
+        1
+    );
+    settings().bind(|| {
+        insta::assert_snapshot!("inventory_update", calls(&server, &["app.update"]));
+    });
+    client.close().await;
+}
+
+#[tokio::test]
+async fn diffs_mask_values_from_dotenv_and_env_files() {
+    let server = mock(|_| {}).await;
+    let client = connect(&server).await;
+    let p = compose::resolve(&inventory_options()).unwrap();
+    deploy(&client, &p, &fast()).await;
+    let mut changed = inventory_options();
+    changed.env_file = Some(fixture("inventory/.env"));
+    changed
+        .vars
+        .insert("DB_PASSWORD".into(), "n3w-Passw0rd".into());
+    let p2 = compose::resolve(&changed).unwrap();
+    let remote = deploy::remote(&client, "inventory").await.unwrap();
+    let text =
+        compose::diff::diff(remote.config.as_ref(), &p2.document, &p2.secrets, false).render();
+    assert!(!text.contains("s3cr3t"), "{text}");
+    assert!(!text.contains("n3w-Passw0rd"), "{text}");
+    assert_eq!(
+        text,
+        "~ db\n    environment.POSTGRES_PASSWORD: \"********\" -> \"********\"\n~ api\n    environment.DATABASE_URL: \"postgres://inventory:s3cr3t-Passw0rd@db:5432/inventory\" -> \"postgres://inventory:n3w-Passw0rd@db:5432/inventory\""
+            .replace("postgres://inventory:s3cr3t-Passw0rd@db:5432/inventory", "********")
+            .replace("postgres://inventory:n3w-Passw0rd@db:5432/inventory", "********")
+    );
+    let shown =
+        compose::diff::diff(remote.config.as_ref(), &p2.document, &p2.secrets, true).render();
+    assert!(shown.contains("n3w-Passw0rd"));
+    client.close().await;
+}
+
+#[tokio::test]
+async fn a_crashing_deployment_reports_the_failing_containers_logs() {
+    let server = mock(|c| c.crash_apps = vec!["crashy".into()]).await;
+    let client = connect(&server).await;
+    let p = compose::resolve(&Options {
+        name: Some("crashy".into()),
+        ..options("whoami")
+    })
+    .unwrap();
+    let out = deploy(&client, &p, &fast()).await;
+    assert_eq!(out.action, Action::Created);
+    assert!(out.is_crashed());
+    assert_eq!(out.crashed.len(), 1);
+    let log = &out.crashed[0];
+    assert_eq!(log.service, "web");
+    assert_eq!(log.state, "crashed");
+    assert_eq!(
+        log.lines,
+        [
+            "Starting web (traefik/whoami:v1.10)",
+            "web: listening on port 80/tcp",
+            "web: fatal error (simulated crash), exiting with code 1"
+        ]
+    );
+    let events = calls(&server, &["core.subscribe"]);
+    assert!(
+        events.contains(r#"app.container_log_follow:{\"app_name\":\"crashy\",\"container_id\":"#),
+        "{events}"
+    );
+    client.close().await;
+}
+
+#[tokio::test]
+async fn rollback_restores_the_previous_document() {
+    let state = tempfile::tempdir().unwrap();
+    let journal = Journal::at(state.path());
+    let server = mock(|_| {}).await;
+    let client = connect(&server).await;
+    let o = DeployOptions {
+        journal: Some((journal.clone(), server.url())),
+        ..fast()
+    };
+    let v1 = compose::resolve(&inventory_options()).unwrap();
+    deploy(&client, &v1, &o).await;
+    let mut changed = inventory_options();
+    changed.vars.insert("WEB_TAG".into(), "1.5.0".into());
+    let v2 = compose::resolve(&changed).unwrap();
+    deploy(&client, &v2, &o).await;
+    assert_eq!(
+        journal.entries(&server.url(), "inventory").unwrap().len(),
+        2
+    );
+
+    let remote = deploy::remote(&client, "inventory").await.unwrap();
+    let prev = journal
+        .previous(&server.url(), "inventory", remote.config.as_ref())
+        .unwrap()
+        .expect("a previous document");
+    assert_eq!(prev.document, v1.document);
+    let rb = DeployOptions {
+        update_action: "rolled_back".into(),
+        ..o.clone()
+    };
+    let out = deploy::up(
+        &client,
+        "inventory",
+        &prev.document,
+        &remote,
+        &[],
+        &rb,
+        &mut |_| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(out.action, Action::Updated);
+    let stored = client
+        .call("app.config", vec![json!("inventory")])
+        .await
+        .unwrap();
+    assert_eq!(stored, v1.document);
+    let entries = journal.entries(&server.url(), "inventory").unwrap();
+    assert_eq!(
+        entries
+            .iter()
+            .map(|e| e.action.as_str())
+            .collect::<Vec<_>>(),
+        ["created", "updated", "rolled_back"]
+    );
+    client.close().await;
+}
+
+/// Resolve a fixture that must fail, with a connected client, and prove nothing was sent.
+async fn refused(name: &str) -> String {
+    let server = mock(|_| {}).await;
+    let client = connect(&server).await;
+    let err = compose::resolve(&options(name)).unwrap_err();
+    assert!(!matches!(err, ComposeError::Read { .. }), "{err}");
+    client.close().await;
+    let t = server.transcript().to_string();
+    assert!(
+        !t.contains("app.create") && !t.contains("app.update"),
+        "{t}"
+    );
+    err.to_string()
+        .replace(&fixture("").display().to_string(), "")
+}
+
+#[tokio::test]
+async fn broken_yaml_names_file_line_and_column() {
+    let e = refused("broken-yaml").await;
+    assert_eq!(
+        e,
+        "broken-yaml/compose.yaml:6:6: invalid YAML: while parsing a block mapping, did not find expected key\n  |\n6 |      environment:\n  |      ^"
+    );
+}
+
+#[tokio::test]
+async fn a_missing_variable_quotes_its_message() {
+    let e = refused("missing-var").await;
+    assert_eq!(
+        e,
+        "missing-var/compose.yaml:5:18: required variable API_TOKEN is missing a value: set API_TOKEN before deploying\n  |\n5 |       API_TOKEN: ${API_TOKEN:?set API_TOKEN before deploying}\n  |                  ^"
+    );
+}
+
+#[tokio::test]
+async fn a_build_context_is_refused() {
+    let e = refused("build-context").await;
+    assert!(
+        e.starts_with("build-context/compose.yaml:3:12: services.app.build: build: without image: cannot work: TrueNAS cannot build images"),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn relative_binds_without_a_dataset_root_are_refused() {
+    let e = refused("inventory").await;
+    assert_eq!(e.lines().count(), 2, "{e}");
+    assert!(e.contains("inventory/docker-compose.yml:24:9: services.db.volumes[0]: \"./data/postgres\" is relative"), "{e}");
+    assert!(
+        e.contains("deleted with the app; pass --dataset-root"),
+        "{e}"
+    );
+}
+
+#[test]
+fn overrides_merge_and_the_size_limit_is_enforced() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("compose.yaml"),
+        "services:\n  web:\n    image: nginx:1\n    environment: [A=1]\n    ports: [\"80:80\"]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("prod.yaml"),
+        "services:\n  web:\n    image: nginx:2\n    environment:\n      B: ${B:-2}\n    ports: [\"443:443\"]\n",
+    )
+    .unwrap();
+    let base = Options {
+        files: vec![
+            dir.path().join("compose.yaml"),
+            dir.path().join("prod.yaml"),
+        ],
+        name: Some("web".into()),
+        environment: Some(BTreeMap::new()),
+        ..Options::default()
+    };
+    let p = compose::resolve(&base).unwrap();
+    assert_eq!(
+        p.document,
+        json!({"services": {"web": {"image": "nginx:2", "environment": {"A": "1", "B": "2"}, "ports": ["80:80", "443:443"]}}})
+    );
+    let big = format!(
+        "services:\n  web:\n    image: nginx:1\n    environment:\n      BLOB: \"{}\"\n",
+        "x".repeat(70_000)
+    );
+    std::fs::write(dir.path().join("compose.yaml"), big).unwrap();
+    let e = compose::resolve(&Options {
+        files: vec![dir.path().join("compose.yaml")],
+        ..base
+    })
+    .unwrap_err();
+    assert!(matches!(e, ComposeError::TooLarge { .. }), "{e}");
+}
+
+#[tokio::test]
+async fn the_mock_filesystem_behaves_like_the_middleware() {
+    let server = mock(|_| {}).await;
+    let client = connect(&server).await;
+    let errno_of = |e: midscript::client::Error| {
+        let s = e.server().expect("a server error").clone();
+        (s.errno, s.reason.unwrap_or_default())
+    };
+    let st = client
+        .call("filesystem.stat", vec![json!("/mnt/tank")])
+        .await
+        .unwrap();
+    assert_eq!(st["type"], "DIRECTORY");
+    assert_eq!(st["is_mountpoint"], true);
+    let e = client
+        .call("filesystem.stat", vec![json!("/mnt/tank/nope")])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        errno_of(e),
+        (Some(2), "[ENOENT] Path /mnt/tank/nope not found".into())
+    );
+    let made = client
+        .call(
+            "filesystem.mkdir",
+            vec![json!({"path": "/mnt/tank/a", "options": {"mode": "700"}})],
+        )
+        .await
+        .unwrap();
+    assert_eq!(made["name"], "a");
+    assert_eq!(made["mode"], 0o40700);
+    for (path, errno, reason) in [
+        (
+            "/mnt/tank/a",
+            17,
+            "[EEXIST] /mnt/tank/a: path already exists.",
+        ),
+        (
+            "/mnt/tank/x/y",
+            2,
+            "[ENOENT] [Errno 2] No such file or directory: '/mnt/tank/x/y'",
+        ),
+        ("/etc/x", 1, "[EPERM] /etc/x: path not permitted"),
+        ("rel", 22, "[EINVAL] rel: not an absolute path."),
+    ] {
+        let e = client
+            .call("filesystem.mkdir", vec![json!({"path": path})])
+            .await
+            .unwrap_err();
+        assert_eq!(errno_of(e), (Some(errno), reason.to_owned()), "{path}");
+    }
+    // The argument schema comes from the catalog.
+    let e = client
+        .call(
+            "filesystem.mkdir",
+            vec![json!({"path": "/mnt/tank/b", "bogus": 1})],
+        )
+        .await
+        .unwrap_err();
+    assert!(e.server().is_some_and(|s| s.is_validation), "{e}");
+    client.close().await;
+}

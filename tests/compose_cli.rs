@@ -1,0 +1,327 @@
+//! `midscript compose …` end to end: the binary against a standalone deterministic mock, with
+//! its own state directory (the deploy journal) per test.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_midscript");
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/compose")
+        .join(name)
+}
+
+/// `midscript mock` in a child process; killed on drop.
+struct Mock {
+    child: Child,
+    url: String,
+}
+
+impl Mock {
+    fn start(extra: &[&str]) -> Mock {
+        let mut args = vec!["mock", "--deterministic", "--plain", "--user", "admin:pw"];
+        args.extend_from_slice(extra);
+        let mut child = Command::new(BIN)
+            .args(&args)
+            .env_clear()
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("mock starts");
+        let mut reader = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut url = String::new();
+        loop {
+            let mut line = String::new();
+            assert!(reader.read_line(&mut line).expect("read") > 0, "mock ended");
+            if let Some(u) = line.trim().strip_prefix("URL ") {
+                url = u.to_owned();
+            }
+            if line.trim() == "READY" {
+                break;
+            }
+        }
+        Mock { child, url }
+    }
+}
+
+impl Drop for Mock {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Run `midscript compose ARGS` in `dir` with a clean environment and state directory `state`.
+fn compose(mock: Option<&Mock>, state: &Path, dir: &Path, args: &[&str]) -> Output {
+    let mut c = Command::new(BIN);
+    c.arg("compose").args(args);
+    if let Some(m) = mock {
+        c.args(["--url", &m.url, "-U", "admin", "-P", "pw"]);
+    }
+    c.current_dir(dir)
+        .env_clear()
+        .env("XDG_STATE_HOME", state)
+        .env("HOME", state)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .output()
+        .expect("the binary runs")
+}
+
+fn out(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn err(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().unwrap_or(-1)
+}
+
+#[test]
+fn up_twice_is_created_then_unchanged_and_journaled_privately() {
+    let mock = Mock::start(&[]);
+    let state = tempfile::tempdir().unwrap();
+    let dir = fixture("whoami");
+    let o = compose(
+        Some(&mock),
+        state.path(),
+        &dir,
+        &["up", "--progress", "none"],
+    );
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    assert_eq!(
+        out(&o).lines().last(),
+        Some("whoami: created, RUNNING"),
+        "{}",
+        out(&o)
+    );
+    let o = compose(
+        Some(&mock),
+        state.path(),
+        &dir,
+        &["up", "--progress", "none"],
+    );
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    assert_eq!(out(&o), "whoami: unchanged, RUNNING\n");
+    let journal = state.path().join("midscript/journal");
+    let server = std::fs::read_dir(&journal)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let entries: Vec<_> = std::fs::read_dir(server.join("whoami")).unwrap().collect();
+    assert_eq!(entries.len(), 1, "only the create is journaled");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let f = entries[0].as_ref().unwrap().path();
+        assert_eq!(
+            std::fs::metadata(f).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+    // ps, logs, down.
+    let o = compose(Some(&mock), state.path(), &dir, &["ps"]);
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    let ps = out(&o);
+    assert!(
+        ps.starts_with("whoami: RUNNING\nservice  container"),
+        "{ps}"
+    );
+    assert!(
+        ps.contains("web      ") && ps.contains("0.0.0.0:8081->80/tcp"),
+        "{ps}"
+    );
+    let o = compose(Some(&mock), state.path(), &dir, &["logs", "--tail", "2"]);
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    assert_eq!(out(&o), "web: listening on port 80/tcp\nweb: ready\n");
+    let o = compose(
+        Some(&mock),
+        state.path(),
+        &dir,
+        &["down", "--delete", "--progress", "none"],
+    );
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    assert_eq!(out(&o), "whoami: deleted\n");
+    let o = compose(Some(&mock), state.path(), &dir, &["ps"]);
+    assert_eq!(code(&o), 1);
+    assert!(err(&o).contains("does not exist on the NAS"), "{}", err(&o));
+}
+
+#[test]
+fn diff_update_and_rollback() {
+    let mock = Mock::start(&[]);
+    let state = tempfile::tempdir().unwrap();
+    let dir = fixture("inventory");
+    let base = ["--dataset-root", "/mnt/tank/apps", "--progress", "none"];
+    let up = |extra: &[&str]| {
+        let mut a = vec!["up"];
+        a.extend_from_slice(&base);
+        a.extend_from_slice(extra);
+        compose(Some(&mock), state.path(), &dir, &a)
+    };
+    let o = up(&["--create-dirs"]);
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    assert!(
+        err(&o).contains("created /mnt/tank/apps/inventory/data/postgres on the NAS"),
+        "{}",
+        err(&o)
+    );
+    assert!(err(&o).contains("adminer has profiles"), "{}", err(&o));
+    let o = compose(
+        Some(&mock),
+        state.path(),
+        &dir,
+        &[
+            "diff",
+            "--dataset-root",
+            "/mnt/tank/apps",
+            "--var",
+            "WEB_TAG=1.5.0",
+        ],
+    );
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    assert_eq!(
+        out(&o),
+        "~ web\n    image: \"ghcr.io/example/inventory-web:1.4.2\" -> \"ghcr.io/example/inventory-web:1.5.0\"\n"
+    );
+    let o = up(&["--var", "WEB_TAG=1.5.0"]);
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    assert!(
+        out(&o).ends_with("inventory: updated, RUNNING\n"),
+        "{}",
+        out(&o)
+    );
+    let o = compose(
+        Some(&mock),
+        state.path(),
+        &dir,
+        &["rollback", "--progress", "none"],
+    );
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    let text = out(&o);
+    assert!(
+        text.starts_with("rolling inventory back to the document deployed at "),
+        "{text}"
+    );
+    assert!(text.contains("    image: \"ghcr.io/example/inventory-web:1.5.0\" -> \"ghcr.io/example/inventory-web:1.4.2\""), "{text}");
+    assert!(text.ends_with("inventory: updated, RUNNING\n"), "{text}");
+    let o = compose(
+        Some(&mock),
+        state.path(),
+        &dir,
+        &["diff", "--dataset-root", "/mnt/tank/apps"],
+    );
+    assert_eq!(out(&o), "no changes\n");
+}
+
+#[test]
+fn a_crashed_deployment_shows_its_logs_and_exits_6() {
+    let mock = Mock::start(&["--crash-app", "crashy"]);
+    let state = tempfile::tempdir().unwrap();
+    let o = compose(
+        Some(&mock),
+        state.path(),
+        &fixture("whoami"),
+        &["up", "--name", "crashy", "--progress", "none"],
+    );
+    assert_eq!(code(&o), 6, "{}", err(&o));
+    let text = out(&o);
+    assert!(
+        text.contains("\ncrashy: created, CRASHED\n--- web (crashed, container "),
+        "{text}"
+    );
+    assert!(
+        text.ends_with("web | web: fatal error (simulated crash), exiting with code 1\n"),
+        "{text}"
+    );
+    assert!(
+        err(&o).contains("/var/log/app_lifecycle.log"),
+        "{}",
+        err(&o)
+    );
+}
+
+#[test]
+fn bad_projects_are_refused_before_anything_is_sent() {
+    let state = tempfile::tempdir().unwrap();
+    for (name, expect) in [
+        ("broken-yaml", "compose.yaml:6:6: invalid YAML"),
+        (
+            "missing-var",
+            "compose.yaml:5:18: required variable API_TOKEN is missing a value: set API_TOKEN before deploying",
+        ),
+        ("build-context", "TrueNAS cannot build images"),
+        ("inventory", "pass --dataset-root"),
+    ] {
+        // --mock would be used if the project resolved; it never gets that far.
+        let o = compose(None, state.path(), &fixture(name), &["up", "--mock"]);
+        assert_eq!(code(&o), 2, "{name}: {}", err(&o));
+        assert!(err(&o).contains(expect), "{name}: {}", err(&o));
+        assert!(out(&o).is_empty(), "{name}: {}", out(&o));
+    }
+    let o = compose(
+        None,
+        state.path(),
+        &fixture("whoami"),
+        &["up", "--mock", "--name", "Bad_Name"],
+    );
+    assert_eq!(code(&o), 2);
+    assert!(
+        err(&o).contains("invalid app name \"Bad_Name\""),
+        "{}",
+        err(&o)
+    );
+}
+
+#[test]
+fn config_prints_the_resolved_document_with_secrets_masked_unless_asked() {
+    let state = tempfile::tempdir().unwrap();
+    let o = compose(
+        None,
+        state.path(),
+        &fixture("inventory"),
+        &["config", "--dataset-root", "/mnt/tank/apps"],
+    );
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    assert!(!out(&o).contains("s3cr3t-Passw0rd"), "{}", out(&o));
+    let doc: serde_json::Value = serde_json::from_str(&out(&o)).unwrap();
+    let api = &doc["services"]["api"]["environment"];
+    assert_eq!(
+        doc["services"]["db"]["environment"]["POSTGRES_PASSWORD"],
+        "********"
+    );
+    assert_eq!(
+        api["DATABASE_URL"], "********",
+        "it embeds the .env password"
+    );
+    assert_eq!(api["PRICE_FORMAT"], "********", "it comes from env_file");
+    assert_eq!(api["REDIS_URL"], "redis://cache:6379/0");
+    assert_eq!(api["UMASK"], "0022");
+
+    let o = compose(
+        None,
+        state.path(),
+        &fixture("inventory"),
+        &[
+            "config",
+            "--dataset-root",
+            "/mnt/tank/apps",
+            "--show-secrets",
+        ],
+    );
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    let doc: serde_json::Value = serde_json::from_str(&out(&o)).unwrap();
+    let api = &doc["services"]["api"]["environment"];
+    assert_eq!(api["PRICE_FORMAT"], "$$#,##0.00");
+    assert_eq!(
+        doc["services"]["db"]["environment"]["POSTGRES_PASSWORD"],
+        "s3cr3t-Passw0rd"
+    );
+}
