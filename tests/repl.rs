@@ -4,7 +4,8 @@
 
 mod common;
 
-use common::Sandbox;
+use common::{Sandbox, StandaloneMock};
+use midscript::mock::TEST_API_KEY;
 use rexpect::session::{PtySession, spawn_command};
 
 /// Every expectation waits at most this long.
@@ -92,10 +93,26 @@ fn the_repl_completes_calls_prints_events_cancels_and_remembers() {
 }
 
 #[test]
-fn the_repl_saves_the_session_as_a_script_and_quits_on_ctrl_d() {
+fn the_repl_is_the_default_saves_the_session_reconnects_and_quits_on_ctrl_d() {
     let sandbox = Sandbox::new();
+    let nas = StandaloneMock::start(&[]);
+    let (url, fp) = (nas.value("URL"), nas.value("FINGERPRINT"));
+    let key = sandbox.write("config/midscript/lab.key", &format!("{TEST_API_KEY}\n"));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    sandbox.write(
+        sandbox.config_file(),
+        &format!(
+            "[profiles.lab]\nurl = \"{url}\"\nusername = \"truenas_admin\"\napi_key_file = \"lab.key\"\nfingerprint = \"{fp}\"\n"
+        ),
+    );
     let saved = sandbox.home().join("session.rhai");
-    let mut p = start(&sandbox, &["--mock", "repl"]);
+
+    // No command on a terminal: the REPL.
+    let mut p = start(&sandbox, &["--mock"]);
     p.exp_string(PROMPT).unwrap();
     keys(&mut p, "let pong = call(\"core.ping\");\r");
     p.exp_string(PROMPT).unwrap();
@@ -103,6 +120,17 @@ fn the_repl_saves_the_session_as_a_script_and_quits_on_ctrl_d() {
     p.exp_string("error: ").unwrap();
     keys(&mut p, &format!(".save {}\r", saved.display()));
     p.exp_string("saved 1 lines").unwrap();
+
+    // .connect switches servers and keeps the scope.
+    keys(&mut p, ".connect lab\r");
+    p.exp_string(&format!("connected: profile lab: {url}"))
+        .unwrap();
+    p.exp_string("TrueNAS 25.").unwrap();
+    keys(&mut p, "pong + \"!\"\r");
+    p.exp_string("\"pong!\"").unwrap();
+    keys(&mut p, ".connect nowhere\r");
+    p.exp_string("error: ").unwrap();
+
     p.send_control('d').unwrap();
     p.exp_eof().unwrap();
     let script = std::fs::read_to_string(&saved).unwrap();
@@ -121,4 +149,15 @@ fn without_a_command_or_a_terminal_midscript_asks_for_one() {
         "{}",
         common::stderr(&o)
     );
+}
+
+#[test]
+fn piped_lines_are_evaluated_in_order_and_exit_sets_the_status() {
+    let sandbox = Sandbox::new();
+    let o = sandbox.run_with_stdin(
+        &["repl", "--mock"],
+        "let x = 2;\nfn f(a) {\n  a * 3\n}\nf(x)\ncall(\"core.ping\")\n.time on\nexit(5)\nprint(\"not reached\")\n",
+    );
+    assert_eq!(o.status.code(), Some(5), "{}", common::stderr(&o));
+    assert_eq!(common::stdout(&o), "6\n\"pong\"\n");
 }

@@ -316,7 +316,7 @@ pub async fn run(mut cli: Cli) -> ExitCode {
             method,
             offline,
         } => methods::doc(&conn.or(outer), &method, offline, cli.output).await,
-        Command::Repl { conn } => repl::repl(&conn.or(outer)).await,
+        Command::Repl { conn } => return repl::repl(&conn.or(outer)).await,
         Command::Completions { shell } => {
             use clap::CommandFactory as _;
             let mut script = Vec::new();

@@ -2,13 +2,14 @@
 //! catalog (cached per version; the bundled one with `--mock` or when the server won't say),
 //! and run [`crate::repl`] on a thread of its own.
 
+use std::process::ExitCode;
 use std::sync::Arc;
 
 use tokio::runtime::Handle;
 
 use super::dirs::Dirs;
 use super::methods::{self, Source};
-use super::{CliError, ConnArgs, Exit, Session};
+use super::{CliError, ConnArgs, Session};
 use crate::repl::{self, Connected, Connector, MethodCatalog, ReplOptions};
 
 /// The history file: `$XDG_STATE_HOME/midscript/history`.
@@ -85,8 +86,19 @@ impl Connector for ProfileConnector {
     }
 }
 
-/// `midscript repl`.
-pub async fn repl(conn: &ConnArgs) -> Result<Exit, CliError> {
+/// `midscript repl`: the REPL's exit status (`exit(n)` in it ends with `n`).
+pub async fn repl(conn: &ConnArgs) -> ExitCode {
+    match start(conn).await {
+        Ok(status) => ExitCode::from(u8::try_from(status).unwrap_or(1)),
+        Err(err) => {
+            eprintln!("midscript: error: {}", err.describe(conn.verbose));
+            err.exit().into()
+        }
+    }
+}
+
+/// Connect, then run the REPL on its own thread until it ends.
+async fn start(conn: &ConnArgs) -> Result<i32, CliError> {
     let args = conn.with_profile()?;
     if !args.names_a_server() {
         return Err(CliError::Usage(
@@ -119,13 +131,5 @@ pub async fn repl(conn: &ConnArgs) -> Result<Exit, CliError> {
             let _ = tx.send(status);
         })
         .map_err(|e| CliError::Usage(format!("cannot start the REPL thread: {e}")))?;
-    let status = rx.await.unwrap_or(1);
-    Ok(match status {
-        0 => Exit::Ok,
-        130 => Exit::Interrupted,
-        2 => Exit::Usage,
-        3 => Exit::Connection,
-        4 => Exit::Auth,
-        _ => Exit::MethodError,
-    })
+    Ok(rx.await.unwrap_or(1))
 }
