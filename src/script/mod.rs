@@ -13,10 +13,25 @@
 //! # }
 //! ```
 //!
+//! What scripts get:
+//! - `call("method", args..)` (custom syntax: `call` is a Rhai keyword; `call(fn_ptr, args..)`
+//!   still calls the function pointer, only the method form `fp.call(..)` is gone) and
+//!   `rpc_raw("method", [args])`, the one native path both use;
+//! - `job("method", args..)` waits for a job with progress, `job_start(..)` returns the id,
+//!   `wait_job(id)` waits for it;
+//! - `subscribe("event", |ev| ..)` returns a handle with `cancel()`; callbacks run while the
+//!   script waits (in `call`, `job`, `sleep(ms)`, `wait()`, `wait(ms)`); `events("event")` is
+//!   iterable; `wait_for("event" | stream, [|ev| ..,] timeout_ms)`;
+//! - `args`, `env`, `read_file`, `json::parse/stringify/pretty`, `yaml::parse`,
+//!   `log::info/warn/error`, `print`, `debug` (with `-v`), `exit(code)`, `sleep`, `now`,
+//!   `iso_time`, `error([errname,] message)`;
+//! - errors as maps with the same keys everywhere: `kind`, `summary`, `code`, `message`,
+//!   `errno`, `errname`, `reason`, `extra`, `trace`, `method`, `job_id`, `validation`.
+//!
 //! Threading (`rust-design.md` §1.2): the engine lives on its own `std::thread`; tokio keeps
 //! owning the socket. Bindings block that thread with `Handle::block_on` around a future that
-//! also watches the run's [`CancellationToken`] and the event channel, and script callbacks run
-//! between those waits, never inside one.
+//! also watches the run's [`CancellationToken`] and the `subscribe` subscriptions, and script
+//! callbacks run between those waits, never inside one.
 //!
 //! Layout: `engine.rs` (Engine set-up, limits, the `call` custom syntax), `bindings.rs` (call,
 //! job, subscribe, events, wait_for, sleep), `helpers.rs` (json, yaml, env, files, log, time),

@@ -100,3 +100,15 @@ fn typos_are_errors() {
         .to_string();
     assert!(err.contains("versoin"), "{err}");
 }
+
+#[test]
+fn the_method_form_fp_call_is_gone() {
+    // The documented cost of spelling the binding `call`: write `call(fp, ..)` instead.
+    let e = engine();
+    let err = e
+        .compile("let f = |x| x + 1; f.call(1)")
+        .unwrap_err()
+        .to_string();
+    assert!(!err.is_empty());
+    assert_eq!(e.eval::<i64>("let f = |x| x + 1; call(f, 1)").unwrap(), 2);
+}
