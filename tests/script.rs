@@ -295,6 +295,36 @@ async fn run_example(file: &str) -> String {
                 again.snapshot()
             )
         }
+        "deploy.rhai" => {
+            let h = Harness::start().await;
+            let first = h.run_with(script(), &[], None).await;
+            h.server.clear_transcript();
+            let second = h.run_with(script(), &[], None).await;
+            assert!(
+                first.output.contains("whoami: created, RUNNING"),
+                "{}",
+                first.output
+            );
+            assert!(
+                second.output.contains("whoami: unchanged"),
+                "{}",
+                second.output
+            );
+            for method in ["app.create", "app.update", "app.start"] {
+                assert!(
+                    !second
+                        .transcript
+                        .contains(&format!("\"method\":\"{method}\"")),
+                    "the second deploy sent {method}:\n{}",
+                    second.transcript
+                );
+            }
+            format!(
+                "=== (first run)\n{}\n\n=== (second run: nothing to send)\n{}",
+                first.snapshot(),
+                second.snapshot()
+            )
+        }
         other => panic!("scripts/{other} has no test: add it to run_example in tests/script.rs"),
     }
 }

@@ -116,6 +116,10 @@ pub struct Outcome {
     pub missing_files: Vec<String>,
     /// Logs of the containers that crashed.
     pub crashed: Vec<ContainerLog>,
+    /// The last `app.query` entry seen (with `portals`, `active_workloads`, …), when the app
+    /// exists. Not serialized: the CLI's JSON output stays the outcome itself.
+    #[serde(skip)]
+    pub entry: Option<Value>,
 }
 
 impl Outcome {
@@ -329,6 +333,7 @@ pub async fn up(
         dirs_created: Vec::new(),
         missing_files: Vec::new(),
         crashed: Vec::new(),
+        entry: remote.entry.clone(),
     };
     let unchanged = remote
         .config
@@ -415,13 +420,16 @@ pub async fn up(
     Ok(outcome)
 }
 
-/// On CRASHED, collect the failing containers' logs.
+/// Keep the final entry; on CRASHED, collect the failing containers' logs.
 async fn finish(
     client: &Client,
     entry: &Value,
     options: &DeployOptions,
     outcome: &mut Outcome,
 ) -> Result<(), DeployError> {
+    if !entry.is_null() {
+        outcome.entry = Some(entry.clone());
+    }
     if state_of(entry) == Some("CRASHED") {
         outcome.crashed = crash_logs(client, &outcome.app, entry, options).await?;
     }

@@ -331,7 +331,8 @@ const ERROR_KEYS: [&str; 12] = [
     "validation",
 ];
 
-fn blank_error(kind: &str, summary: String) -> Map {
+/// An error map of `kind` with every key of [`ERROR_KEYS`] (unset ones `()`).
+pub(crate) fn blank_error(kind: &str, summary: String) -> Map {
     let mut m = Map::new();
     for k in ERROR_KEYS {
         m.insert(k.into(), Dynamic::UNIT);

@@ -10,7 +10,7 @@ use rhai::{
 
 use super::bindings::{self, Host};
 use super::report::{self, FailureKind};
-use super::{Outcome, RunOptions, Script, helpers, stdlib};
+use super::{Outcome, RunOptions, Script, compose, helpers, stdlib};
 use crate::client::Client;
 
 /// Register `call(..)` on an engine: `call("method", args..)` calls a middleware method through
@@ -157,6 +157,7 @@ pub(crate) fn build(
     let mut engine = new_engine(options);
     bindings::register(&mut engine, &host);
     helpers::register(&mut engine, &host);
+    compose::register(&mut engine, &host);
     engine.set_module_resolver(stdlib::Resolver::new(
         dir,
         options.lib_dir.clone(),

@@ -25,6 +25,8 @@
 //! - `args`, `env`, `read_file`, `json::parse/stringify/pretty`, `yaml::parse`,
 //!   `log::info/warn/error`, `print`, `debug` (with `-v`), `exit(code)`, `sleep`, `now`,
 //!   `iso_time`, `error([errname,] message)`;
+//! - `compose_resolve(dir, opts)`, `compose_diff(dir, opts)`, `compose_up(dir, opts)`: the
+//!   compose pipeline of `midscript compose` (wrapped by `import "compose" as compose;`);
 //! - errors as maps with the same keys everywhere: `kind`, `summary`, `code`, `message`,
 //!   `errno`, `errname`, `reason`, `extra`, `trace`, `method`, `job_id`, `validation`.
 //!
@@ -34,11 +36,12 @@
 //! callbacks run between those waits, never inside one.
 //!
 //! Layout: `engine.rs` (Engine set-up, limits, the `call` custom syntax), `bindings.rs` (call,
-//! job, subscribe, events, wait_for, sleep), `helpers.rs` (json, yaml, env, files, log, time),
-//! `values.rs` (JSON ↔ Dynamic), `report.rs` (errors with `file:line:col` and a caret),
+//! job, subscribe, events, wait_for, sleep), `compose.rs` (the `compose_*` bindings),
+//! `helpers.rs` (json, yaml, env, files, log, time), `values.rs` (JSON ↔ Dynamic), `report.rs` (errors with `file:line:col` and a caret),
 //! `stdlib.rs` (the embedded `stdlib/*.rhai` modules and the module resolver).
 
 mod bindings;
+mod compose;
 mod engine;
 mod helpers;
 mod report;

@@ -33,6 +33,10 @@ pub const STDLIB: &[StdModule] = &[
         source: include_str!("../../stdlib/apps.rhai"),
     },
     StdModule {
+        name: "compose",
+        source: include_str!("../../stdlib/compose.rhai"),
+    },
+    StdModule {
         name: "jobs",
         source: include_str!("../../stdlib/jobs.rhai"),
     },
