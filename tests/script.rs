@@ -736,3 +736,61 @@ fn user_modules_come_from_the_lib_folder() {
     assert_eq!(out.status.code(), Some(0), "{}", common::stderr(&out));
     assert_eq!(common::stdout(&out), "hello truenas\n");
 }
+
+// ---- compose from scripts ------------------------------------------------------------------
+
+/// `import "compose"`: config (secrets masked), diff, up twice (the second sends nothing),
+/// a crash as a catchable error map with the logs, and option mistakes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compose_module() {
+    let mut config = MockConfig::for_tests();
+    config.crash_apps = vec!["crashy".into()];
+    let h = Harness::with_config(config).await;
+    let run = h
+        .run(
+            r#"
+import "compose" as compose;
+let c = compose::config("tests/fixtures/compose/inventory", #{ dataset_root: "/mnt/tank/apps" });
+let text = json::stringify(c.document);
+print(`config: ${c.name}, ${c.mounts.len()} mount(s), secret shown: ${text.contains("s3cr3t")}, masked: ${text.contains("***")}`);
+let d = compose::diff("scripts/stacks/whoami");
+print(`diff before: app=${d.app} changed=${d.changed} exists=${d.exists}`);
+let r = compose::up("scripts/stacks/whoami", #{ timeout_ms: 10000 });
+print(`up: ${r.action} ${r.state} ${compose::portals(r)}`);
+print("--- second up");
+r = compose::up("scripts/stacks/whoami");
+print(`again: ${r.action} ${r.state} jobs=${r.jobs.len()}`);
+print(`diff after: changed=${compose::diff("scripts/stacks/whoami").changed}`);
+print("--- crash");
+try {
+    compose::up("scripts/stacks/whoami", #{ name: "crashy", timeout_ms: 10000 });
+} catch (e) {
+    print(`${e.kind}: ${e.summary}`);
+    for c in e.extra.crashed { print(`${c.service} ${c.state} lines=${c.lines.len()}`); }
+}
+try { compose::up("scripts/stacks/whoami", #{ wiat: false }); } catch (e) { print(`${e.kind}: ${e.summary}`); }
+try { compose::config("tests/fixtures/compose/missing-var"); } catch (e) { print(`${e.kind}`); }
+"#,
+        )
+        .await;
+    assert_eq!(run.outcome, Outcome::Success, "{}", run.output);
+    let out: Vec<&str> = run
+        .output
+        .lines()
+        .filter(|l| l.starts_with("out:"))
+        .collect();
+    insta::assert_snapshot!(out.join("\n"));
+    // Between the second up and the crash, only reads: no create, update or start.
+    let second = run
+        .transcript
+        .split(r#""method":"app.config""#)
+        .nth(1)
+        .and_then(|rest| rest.split(r#""app_name":"crashy""#).next())
+        .expect("the second up read app.config");
+    for method in ["app.create", "app.update", "app.start"] {
+        assert!(
+            !second.contains(&format!("\"method\":\"{method}\"")),
+            "{second}"
+        );
+    }
+}
