@@ -543,3 +543,52 @@ async fn the_mock_filesystem_behaves_like_the_middleware() {
     assert!(e.server().is_some_and(|s| s.is_validation), "{e}");
     client.close().await;
 }
+
+/// 24.10 (legacy `/websocket` dialect, DDP jobs and events): the same pipeline reaches RUNNING,
+/// creates the bind-mount folders, and a second deploy sends nothing.
+#[tokio::test]
+async fn deploys_on_24_10_and_a_second_up_sends_nothing() {
+    let server = mock(|c| c.version = midscript::mock::ServerVersion::V24_10).await;
+    let u = &server.config().users[0];
+    let mut o = ConnectOptions::new(server.legacy_url());
+    o.credentials = Some(Credentials::Password {
+        username: u.username.clone(),
+        password: Secret::new(u.password.clone()),
+        otp: None,
+        otp_prompt: None,
+    });
+    let client = Client::connect(o).await.expect("legacy login");
+    let p = compose::resolve(&inventory_options()).unwrap();
+    let first = deploy(
+        &client,
+        &p,
+        &DeployOptions {
+            create_dirs: true,
+            ..fast()
+        },
+    )
+    .await;
+    assert_eq!(first.action, Action::Created);
+    assert_eq!(first.state.as_deref(), Some("RUNNING"));
+    assert!(!first.dirs_created.is_empty(), "{first:?}");
+    assert_eq!(
+        first.entry.as_ref().and_then(|e| e["state"].as_str()),
+        Some("RUNNING")
+    );
+    server.clear_transcript();
+    let second = deploy(&client, &p, &fast()).await;
+    assert_eq!(second.action, Action::Unchanged);
+    assert_eq!(second.state.as_deref(), Some("RUNNING"));
+    assert!(second.jobs.is_empty());
+    let sent = calls(
+        &server,
+        &["app.create", "app.update", "app.start", "filesystem.mkdir"],
+    );
+    assert!(sent.is_empty(), "the second deploy sent:\n{sent}");
+    let t = server.transcript().to_string();
+    assert!(
+        t.contains(r#""msg":"method""#),
+        "not the legacy dialect:\n{t}"
+    );
+    client.close().await;
+}
