@@ -333,9 +333,7 @@ pub async fn run(cmd: ComposeCommand, outer: &ConnArgs, format: Format) -> Resul
             progress,
             ..
         } => {
-            let conn = conn.unwrap_or_default();
-            let (_, app) = compose::project_name(&project.options()?).map_err(compose_err)?;
-            let session = conn.connect().await?;
+            let (session, app) = open_app(conn, &project).await?;
             let mut printer = ProgressPrinter::new(progress);
             let r = interruptible(async {
                 deploy::down(&session.client, &app, delete, remove_images, &mut |p| {
@@ -359,9 +357,7 @@ pub async fn run(cmd: ComposeCommand, outer: &ConnArgs, format: Format) -> Resul
             Ok(Exit::Ok)
         }
         ComposeCommand::Ps { project, .. } => {
-            let conn = conn.unwrap_or_default();
-            let (_, app) = compose::project_name(&project.options()?).map_err(compose_err)?;
-            let session = conn.connect().await?;
+            let (session, app) = open_app(conn, &project).await?;
             let entry = deploy::app_entry(&session.client, &app).await?;
             session.finish().await;
             let Some(entry) = entry else {
@@ -382,9 +378,7 @@ pub async fn run(cmd: ComposeCommand, outer: &ConnArgs, format: Format) -> Resul
             service,
             ..
         } => {
-            let conn = conn.unwrap_or_default();
-            let (_, app) = compose::project_name(&project.options()?).map_err(compose_err)?;
-            let session = conn.connect().await?;
+            let (session, app) = open_app(conn, &project).await?;
             let r = interruptible(logs(
                 &session.client,
                 &app,
@@ -402,9 +396,7 @@ pub async fn run(cmd: ComposeCommand, outer: &ConnArgs, format: Format) -> Resul
             progress,
             ..
         } => {
-            let conn = conn.unwrap_or_default();
-            let (_, app) = compose::project_name(&project.options()?).map_err(compose_err)?;
-            let session = conn.connect().await?;
+            let (session, app) = open_app(conn, &project).await?;
             let mut printer = ProgressPrinter::new(progress);
             let r = interruptible(async {
                 deploy::pull(&session.client, &app, !no_redeploy, &mut |p| {
@@ -447,6 +439,16 @@ pub async fn run(cmd: ComposeCommand, outer: &ConnArgs, format: Format) -> Resul
 }
 
 /// Run `f`, turning Ctrl-C into an interruption (jobs already sent keep running on the NAS).
+/// The app a project deploys as, and a session to the server it lives on.
+async fn open_app(
+    conn: Option<ConnArgs>,
+    project: &ProjectArgs,
+) -> Result<(Session, String), CliError> {
+    let (_, app) = compose::project_name(&project.options()?).map_err(compose_err)?;
+    let session = conn.unwrap_or_default().connect().await?;
+    Ok((session, app))
+}
+
 async fn interruptible<T>(
     f: impl std::future::Future<Output = Result<T, CliError>>,
 ) -> Result<T, CliError> {
