@@ -10,67 +10,23 @@ use midscript::client::{
     Trust,
 };
 use midscript::mock::{MockConfig, MockServer, ServerVersion};
-use serde_json::{Value, json};
+use serde_json::json;
 
-fn settings() -> insta::Settings {
-    let mut s = insta::Settings::clone_current();
-    s.add_filter(r"127\.0\.0\.1:\d+", "127.0.0.1:[port]");
-    s.set_prepend_module_to_snapshot(false);
-    s
-}
+mod in_process;
+use in_process::{assert_no_secrets, connect_to, mock, password, settings, transcript, whoami};
 
 /// A 24.10 mock (plain ws, deterministic), edited by `edit`.
 async fn eel(edit: impl FnOnce(&mut MockConfig)) -> MockServer {
-    let mut config = MockConfig::for_tests();
-    config.version = ServerVersion::V24_10;
-    edit(&mut config);
-    MockServer::start(config).await.expect("mock starts")
+    mock(|c| {
+        c.version = ServerVersion::V24_10;
+        edit(c);
+    })
+    .await
 }
 
-fn password(server: &MockServer) -> Credentials {
-    let u = &server.config().users[0];
-    Credentials::Password {
-        username: u.username.clone(),
-        password: Secret::new(u.password.clone()),
-        otp: None,
-        otp_prompt: None,
-    }
-}
-
-async fn connect_url(
-    url: String,
-    server: &MockServer,
-    credentials: Option<Credentials>,
-) -> Result<Client, Error> {
-    let mut options = ConnectOptions::new(url);
-    options.credentials = credentials;
-    if let Some(fp) = server.fingerprint() {
-        options.trust = Trust::Pinned(fp.parse().unwrap());
-    }
-    Client::connect(options).await
-}
-
+/// Connect on the server's legacy `/websocket` URL, whatever its version.
 async fn connect(server: &MockServer, credentials: Option<Credentials>) -> Result<Client, Error> {
-    connect_url(server.legacy_url(), server, credentials).await
-}
-
-fn transcript(server: &MockServer) -> String {
-    server.transcript().to_string()
-}
-
-fn assert_no_secrets(server: &MockServer) {
-    let t = transcript(server);
-    for u in &server.config().users {
-        assert!(!t.contains(&u.password), "password leaked:\n{t}");
-    }
-    for k in &server.config().api_keys {
-        assert!(!t.contains(&k.key), "API key leaked:\n{t}");
-    }
-}
-
-fn whoami() -> Value {
-    json!({"app_name": "whoami", "custom_app": true, "custom_compose_config": {
-        "services": {"web": {"image": "traefik/whoami:v1.10", "ports": ["8081:80"]}}}})
+    connect_to(server.legacy_url(), server, credentials).await
 }
 
 #[tokio::test]

@@ -7,75 +7,13 @@ use std::time::Duration;
 use midscript::client::{
     AuthError, Client, ConnectOptions, Credentials, Error, JobProgress, Mechanism, Secret, Trust,
 };
-use midscript::mock::{MockConfig, MockServer, ServerVersion};
-use serde_json::{Value, json};
+use midscript::mock::ServerVersion;
+use serde_json::json;
 
-/// Settings that hide what is random by design (SCRAM nonces and proofs) and nothing else.
-fn settings() -> insta::Settings {
-    let mut s = insta::Settings::clone_current();
-    // SCRAM messages (`rfc_str`): comma-separated `k=v` attributes, RFC 5802.
-    s.add_filter(r#"([,"]r=)[A-Za-z0-9+/=]+"#, "${1}[nonce]");
-    s.add_filter(r#"([,"]s=)[A-Za-z0-9+/=]+"#, "${1}[salt]");
-    s.add_filter(r#"([,"]p=)[A-Za-z0-9+/=]+"#, "${1}[proof]");
-    s.add_filter(r#"([,"]v=)[A-Za-z0-9+/=]+"#, "${1}[signature]");
-    s.add_filter(r"127\.0\.0\.1:\d+", "127.0.0.1:[port]");
-    s.set_prepend_module_to_snapshot(false);
-    s
-}
-
-fn password(server: &MockServer) -> Credentials {
-    let u = &server.config().users[0];
-    Credentials::Password {
-        username: u.username.clone(),
-        password: Secret::new(u.password.clone()),
-        otp: None,
-        otp_prompt: None,
-    }
-}
-
-fn api_key(server: &MockServer, with_username: bool) -> Credentials {
-    let k = &server.config().api_keys[0];
-    Credentials::ApiKey {
-        username: with_username.then(|| k.owner.clone()),
-        key: Secret::new(k.key.clone()),
-    }
-}
-
-async fn connect(server: &MockServer, credentials: Option<Credentials>) -> Result<Client, Error> {
-    let mut options = ConnectOptions::new(server.url());
-    options.credentials = credentials;
-    if let Some(fp) = server.fingerprint() {
-        options.trust = Trust::Pinned(fp.parse().unwrap());
-    }
-    Client::connect(options).await
-}
-
-async fn mock(edit: impl FnOnce(&mut MockConfig)) -> MockServer {
-    let mut config = MockConfig::for_tests();
-    edit(&mut config);
-    MockServer::start(config).await.expect("mock starts")
-}
-
-fn transcript(server: &MockServer) -> String {
-    server.transcript().to_string()
-}
-
-/// The transcript holds no secret of the given credentials.
-fn assert_no_secrets(server: &MockServer) {
-    let t = transcript(server);
-    for u in &server.config().users {
-        assert!(
-            !t.contains(&u.password),
-            "password leaked into the transcript:\n{t}"
-        );
-    }
-    for k in &server.config().api_keys {
-        assert!(
-            !t.contains(&k.key),
-            "API key leaked into the transcript:\n{t}"
-        );
-    }
-}
+mod in_process;
+use in_process::{
+    api_key, assert_no_secrets, connect, mock, password, settings, transcript, whoami,
+};
 
 #[tokio::test]
 async fn password_login_and_a_call() {
@@ -285,11 +223,6 @@ async fn validation_errors_carry_their_fields() {
     assert_eq!(err.server().unwrap().code, Some(-32601));
     client.close().await;
     settings().bind(|| insta::assert_snapshot!("validation_errors", transcript(&server)));
-}
-
-fn whoami() -> Value {
-    json!({"app_name": "whoami", "custom_app": true, "custom_compose_config": {
-        "services": {"web": {"image": "traefik/whoami:v1.10", "ports": ["8081:80"]}}}})
 }
 
 #[tokio::test]

@@ -1,0 +1,99 @@
+//! Helpers for the tests that drive the client library against an in-process mock
+//! (`tests/traffic.rs`, `tests/legacy.rs`): mock set-up, credentials, connecting, and the
+//! transcript checks.
+
+#![allow(dead_code)] // each test file uses its own subset
+
+use midscript::client::{Client, ConnectOptions, Credentials, Error, Secret, Trust};
+use midscript::mock::{MockConfig, MockServer};
+use serde_json::{Value, json};
+
+/// Settings that hide what is random by design (SCRAM nonces and proofs, ports) and nothing else.
+pub fn settings() -> insta::Settings {
+    let mut s = insta::Settings::clone_current();
+    // SCRAM messages (`rfc_str`): comma-separated `k=v` attributes, RFC 5802.
+    s.add_filter(r#"([,"]r=)[A-Za-z0-9+/=]+"#, "${1}[nonce]");
+    s.add_filter(r#"([,"]s=)[A-Za-z0-9+/=]+"#, "${1}[salt]");
+    s.add_filter(r#"([,"]p=)[A-Za-z0-9+/=]+"#, "${1}[proof]");
+    s.add_filter(r#"([,"]v=)[A-Za-z0-9+/=]+"#, "${1}[signature]");
+    s.add_filter(r"127\.0\.0\.1:\d+", "127.0.0.1:[port]");
+    s.set_prepend_module_to_snapshot(false);
+    s
+}
+
+/// A deterministic test mock (`MockConfig::for_tests`), edited by `edit`.
+pub async fn mock(edit: impl FnOnce(&mut MockConfig)) -> MockServer {
+    let mut config = MockConfig::for_tests();
+    edit(&mut config);
+    MockServer::start(config).await.expect("mock starts")
+}
+
+/// The mock's first user, with its password.
+pub fn password(server: &MockServer) -> Credentials {
+    let u = &server.config().users[0];
+    Credentials::Password {
+        username: u.username.clone(),
+        password: Secret::new(u.password.clone()),
+        otp: None,
+        otp_prompt: None,
+    }
+}
+
+/// The mock's first API key, with or without its owner's name.
+pub fn api_key(server: &MockServer, with_username: bool) -> Credentials {
+    let k = &server.config().api_keys[0];
+    Credentials::ApiKey {
+        username: with_username.then(|| k.owner.clone()),
+        key: Secret::new(k.key.clone()),
+    }
+}
+
+/// Connect to `url` on `server`, pinned to its certificate when it has one.
+pub async fn connect_to(
+    url: String,
+    server: &MockServer,
+    credentials: Option<Credentials>,
+) -> Result<Client, Error> {
+    let mut options = ConnectOptions::new(url);
+    options.credentials = credentials;
+    if let Some(fp) = server.fingerprint() {
+        options.trust = Trust::Pinned(fp.parse().expect("the mock's fingerprint parses"));
+    }
+    Client::connect(options).await
+}
+
+/// Connect to the server's own URL.
+pub async fn connect(
+    server: &MockServer,
+    credentials: Option<Credentials>,
+) -> Result<Client, Error> {
+    connect_to(server.url(), server, credentials).await
+}
+
+/// The transcript as text, one line per frame.
+pub fn transcript(server: &MockServer) -> String {
+    server.transcript().to_string()
+}
+
+/// The transcript holds no password or API key of the mock's accounts.
+pub fn assert_no_secrets(server: &MockServer) {
+    let t = transcript(server);
+    for u in &server.config().users {
+        assert!(
+            !t.contains(&u.password),
+            "password leaked into the transcript:\n{t}"
+        );
+    }
+    for k in &server.config().api_keys {
+        assert!(
+            !t.contains(&k.key),
+            "API key leaked into the transcript:\n{t}"
+        );
+    }
+}
+
+/// The `app.create` argument of the whoami sample app.
+pub fn whoami() -> Value {
+    json!({"app_name": "whoami", "custom_app": true, "custom_compose_config": {
+        "services": {"web": {"image": "traefik/whoami:v1.10", "ports": ["8081:80"]}}}})
+}
