@@ -240,10 +240,7 @@ fn print_json(v: &Value, format: Format) {
 
 /// The deploy journal in the state directory (`$XDG_STATE_HOME/midscript/journal`).
 fn journal() -> Result<Journal, CliError> {
-    match super::dirs::Dirs::from_env().state {
-        Some(state) => Ok(Journal::at(state.join("journal"))),
-        None => Journal::default_location().map_err(compose_err),
-    }
+    Journal::default_location().map_err(compose_err)
 }
 
 /// The journal's key for the server: `mock` for `--mock` (a new in-process mock each time).

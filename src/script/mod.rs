@@ -218,10 +218,7 @@ impl std::fmt::Debug for RunOptions {
 
 /// `$XDG_CONFIG_HOME/midscript/lib` (`~/.config/midscript/lib` on Linux).
 pub fn default_lib_dir() -> Option<PathBuf> {
-    if let Some(x) = std::env::var_os("XDG_CONFIG_HOME").filter(|x| !x.is_empty()) {
-        return Some(PathBuf::from(x).join("midscript").join("lib"));
-    }
-    directories::BaseDirs::new().map(|d| d.config_dir().join("midscript").join("lib"))
+    directories::ProjectDirs::from("", "", "midscript").map(|p| p.config_dir().join("lib"))
 }
 
 /// How a run ended.
