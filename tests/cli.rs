@@ -1,11 +1,9 @@
 //! The `midscript` binary end to end: the standalone mock's start-up contract, one-off
 //! commands against it, and the exit status of every class of failure.
 
-mod common;
-
 use std::process::Stdio;
 
-use common::{StandaloneMock, midscript, run, stderr, stdout};
+use crate::support::standalone::{StandaloneMock, midscript, run, stderr, stdout};
 
 #[test]
 fn standalone_mock_follows_its_start_up_contract() {

@@ -12,8 +12,9 @@ use midscript::client::{
 use midscript::mock::{MockConfig, MockServer, ServerVersion};
 use serde_json::json;
 
-mod in_process;
-use in_process::{assert_no_secrets, connect_to, mock, password, settings, transcript, whoami};
+use crate::support::in_process::{
+    assert_no_secrets, connect_to, mock, password, settings, transcript, whoami,
+};
 
 /// A 24.10 mock (plain ws, deterministic), edited by `edit`.
 async fn eel(edit: impl FnOnce(&mut MockConfig)) -> MockServer {

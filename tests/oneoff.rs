@@ -4,11 +4,9 @@
 //! command's exit status, stdout and stderr are snapshots (`tests/snapshots/oneoff__*.snap`);
 //! only ports, fingerprints and temporary folders are filtered out.
 
-mod common;
-
 use std::process::Output;
 
-use common::{Sandbox, StandaloneMock, stderr, stdout};
+use crate::support::standalone::{Sandbox, StandaloneMock, stderr, stdout};
 use midscript::mock::TEST_API_KEY;
 
 /// What a run printed and how it ended, as one snapshot.

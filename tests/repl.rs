@@ -2,9 +2,7 @@
 //! call, complete a method name, see the result, see an event arrive while typing, cancel a
 //! running line with Ctrl-C, keep variables, save history, quit.
 
-mod common;
-
-use common::{Sandbox, StandaloneMock};
+use crate::support::standalone::{Sandbox, StandaloneMock};
 use midscript::mock::TEST_API_KEY;
 use rexpect::session::{PtySession, spawn_command};
 
@@ -142,12 +140,12 @@ fn the_repl_is_the_default_saves_the_session_reconnects_and_quits_on_ctrl_d() {
 
 #[test]
 fn without_a_command_or_a_terminal_midscript_asks_for_one() {
-    let o = common::run(&[]);
+    let o = crate::support::standalone::run(&[]);
     assert_eq!(o.status.code(), Some(2));
     assert!(
-        common::stderr(&o).contains("a command is needed"),
+        crate::support::standalone::stderr(&o).contains("a command is needed"),
         "{}",
-        common::stderr(&o)
+        crate::support::standalone::stderr(&o)
     );
 }
 
@@ -158,6 +156,11 @@ fn piped_lines_are_evaluated_in_order_and_exit_sets_the_status() {
         &["repl", "--mock"],
         "let x = 2;\nfn f(a) {\n  a * 3\n}\nf(x)\ncall(\"core.ping\")\n.time on\nexit(5)\nprint(\"not reached\")\n",
     );
-    assert_eq!(o.status.code(), Some(5), "{}", common::stderr(&o));
-    assert_eq!(common::stdout(&o), "6\n\"pong\"\n");
+    assert_eq!(
+        o.status.code(),
+        Some(5),
+        "{}",
+        crate::support::standalone::stderr(&o)
+    );
+    assert_eq!(crate::support::standalone::stdout(&o), "6\n\"pong\"\n");
 }

@@ -1,8 +1,6 @@
 //! The script runner against the built-in mock: every example in `scripts/` (snapshots of its
 //! output and of its connection's traffic), the stdlib modules, and the error cases.
 
-mod common;
-
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -688,42 +686,60 @@ async fn errors_inside_stdlib_modules_show_both_places() {
 
 #[test]
 fn the_binary_runs_the_system_report_against_its_mock() {
-    let out = common::run(&["--mock", "run", "scripts/system-report.rhai"]);
-    assert_eq!(out.status.code(), Some(0), "{}", common::stderr(&out));
-    let text = common::stdout(&out);
+    let out = crate::support::standalone::run(&["--mock", "run", "scripts/system-report.rhai"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        crate::support::standalone::stderr(&out)
+    );
+    let text = crate::support::standalone::stdout(&out);
     assert!(text.starts_with("System report for truenas\n"), "{text}");
     assert!(text.contains("Apps (0)"), "{text}");
 }
 
 #[test]
 fn the_binary_takes_scripts_as_shorthands_and_keeps_their_arguments() {
-    let out = common::run(&["--mock", "scripts/cleanup-stopped-apps.rhai", "--yes"]);
-    assert_eq!(out.status.code(), Some(0), "{}", common::stderr(&out));
-    assert_eq!(common::stdout(&out), "no stopped apps\n");
-    let out = common::run(&["--mock", "-e", "print(args); exit(7)", "-v", "x"]);
+    let out =
+        crate::support::standalone::run(&["--mock", "scripts/cleanup-stopped-apps.rhai", "--yes"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        crate::support::standalone::stderr(&out)
+    );
+    assert_eq!(
+        crate::support::standalone::stdout(&out),
+        "no stopped apps\n"
+    );
+    let out = crate::support::standalone::run(&["--mock", "-e", "print(args); exit(7)", "-v", "x"]);
     assert_eq!(out.status.code(), Some(7));
-    assert_eq!(common::stdout(&out), "[\"-v\", \"x\"]\n");
-    let out = common::run(&["--mock", "-e", "let x = ;"]);
+    assert_eq!(
+        crate::support::standalone::stdout(&out),
+        "[\"-v\", \"x\"]\n"
+    );
+    let out = crate::support::standalone::run(&["--mock", "-e", "let x = ;"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        common::stderr(&out).contains(" --> -e:1:9"),
+        crate::support::standalone::stderr(&out).contains(" --> -e:1:9"),
         "{}",
-        common::stderr(&out)
+        crate::support::standalone::stderr(&out)
     );
-    let out = common::run(&["--mock", "-e", "call(\"app.get_instance\", \"nope\")"]);
+    let out =
+        crate::support::standalone::run(&["--mock", "-e", "call(\"app.get_instance\", \"nope\")"]);
     assert_eq!(out.status.code(), Some(1));
-    let out = common::run(&["--mock", "-e", "call(\"pool.qurey\")"]);
+    let out = crate::support::standalone::run(&["--mock", "-e", "call(\"pool.qurey\")"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        common::stderr(&out).contains("  = help: did you mean pool.query"),
+        crate::support::standalone::stderr(&out).contains("  = help: did you mean pool.query"),
         "{}",
-        common::stderr(&out)
+        crate::support::standalone::stderr(&out)
     );
 }
 
 #[test]
 fn user_modules_come_from_the_lib_folder() {
-    let sandbox = common::Sandbox::new();
+    let sandbox = crate::support::standalone::Sandbox::new();
     sandbox.write(
         "config/midscript/lib/greet.rhai",
         "/// Greet.\nfn hello(n) { `hello ${n}` }\n",
@@ -733,8 +749,13 @@ fn user_modules_come_from_the_lib_folder() {
         "import \"greet\" as g;\nprint(g::hello(call(\"system.info\").hostname));\n",
     );
     let out = sandbox.run(&["--mock", "run", script.to_str().expect("utf-8 path")]);
-    assert_eq!(out.status.code(), Some(0), "{}", common::stderr(&out));
-    assert_eq!(common::stdout(&out), "hello truenas\n");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        crate::support::standalone::stderr(&out)
+    );
+    assert_eq!(crate::support::standalone::stdout(&out), "hello truenas\n");
 }
 
 // ---- compose from scripts ------------------------------------------------------------------

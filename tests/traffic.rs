@@ -10,8 +10,7 @@ use midscript::client::{
 use midscript::mock::ServerVersion;
 use serde_json::json;
 
-mod in_process;
-use in_process::{
+use crate::support::in_process::{
     api_key, assert_no_secrets, connect, mock, password, settings, transcript, whoami,
 };
 

@@ -2,8 +2,6 @@
 //! (`tests/traffic.rs`, `tests/legacy.rs`): mock set-up, credentials, connecting, and the
 //! transcript checks.
 
-#![allow(dead_code)] // each test file uses its own subset
-
 use midscript::client::{Client, ConnectOptions, Credentials, Error, Secret, Trust};
 use midscript::mock::{MockConfig, MockServer};
 use serde_json::{Value, json};

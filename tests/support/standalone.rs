@@ -2,8 +2,6 @@
 //! environment (no URL, key or profile of the developer's, XDG folders of their own), and the
 //! standalone mock in a child process.
 
-#![allow(dead_code)] // each test file uses its own subset
-
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
