@@ -5,6 +5,7 @@
 //! - [`cli`]: the command line (argument definitions, commands, exit codes).
 //! - [`client`]: the JSON-RPC client (transport, calls, auth, jobs, events).
 //! - [`compose`]: compose deployments (a local project → an idempotent custom app).
+//! - [`dirs`]: where midscript keeps its files (XDG config, state and cache folders).
 //! - [`mock`]: the built-in mock middleware, a simulated TrueNAS.
 //! - [`output`]: how results, progress and errors are printed.
 //! - [`protocol`]: wire types shared by the client and the mock.
@@ -15,6 +16,7 @@ pub mod catalog;
 pub mod cli;
 pub mod client;
 pub mod compose;
+pub mod dirs;
 pub mod mock;
 pub mod output;
 pub mod protocol;

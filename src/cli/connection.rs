@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::dirs::{Dirs, warn_if_exposed};
 use super::prompt::{Prompter, Terminal};
 use super::{CliError, profile, trace, trust};
 use crate::client::{
     Client, ConnectOptions, Credentials, Dialect, Endpoint, Fingerprint, OtpPrompt, Secret, Trust,
 };
+use crate::dirs::{Dirs, warn_if_exposed};
 use crate::mock::{MockConfig, MockServer};
 
 /// How to reach and log in to the server. Flags win over the environment.

@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
-use super::dirs::{Dirs, create_parent};
 use super::{CliError, ConnArgs, Exit, trust};
 use crate::catalog::{Catalog, MethodInfo, render_doc};
 use crate::client::Client;
+use crate::dirs::{Dirs, create_parent};
 use crate::output::{self, Format};
 
 /// Where a catalog came from, for messages.

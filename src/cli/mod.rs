@@ -3,7 +3,6 @@
 mod call;
 mod compose;
 mod connection;
-pub mod dirs;
 pub(crate) mod methods;
 mod mock;
 pub mod profile;

@@ -21,7 +21,7 @@ use serde::Deserialize;
 
 use super::ConnArgs;
 use super::connection::{KEY_VARS, URL_VARS, env_any};
-use super::dirs::warn_if_exposed;
+use crate::dirs::warn_if_exposed;
 
 /// The environment variable that names a profile.
 pub const PROFILE_VAR: &str = "MIDSCRIPT_PROFILE";

@@ -7,14 +7,13 @@ use std::sync::Arc;
 
 use tokio::runtime::Handle;
 
-use super::dirs::Dirs;
 use super::methods::{self, Source};
 use super::{CliError, ConnArgs, Session};
 use crate::repl::{self, Connected, Connector, MethodCatalog, ReplOptions};
 
 /// The history file: `$XDG_STATE_HOME/midscript/history`.
 fn history_path() -> Option<std::path::PathBuf> {
-    Dirs::from_env().state.map(|d| d.join("history"))
+    crate::dirs::Dirs::from_env().history()
 }
 
 /// The catalog for a connected session, and a banner label.

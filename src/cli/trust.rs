@@ -11,9 +11,9 @@
 use std::path::{Path, PathBuf};
 
 use super::CliError;
-use super::dirs::create_parent;
 use super::prompt::Prompter;
 use crate::client::{Client, ConnectOptions, Endpoint, Error, Fingerprint, Trust};
+use crate::dirs::create_parent;
 
 /// A problem with the known-hosts file itself.
 #[derive(Debug, thiserror::Error)]

@@ -73,17 +73,13 @@ impl Journal {
 
     /// The journal in the user's state directory.
     pub fn default_location() -> Result<Journal, ComposeError> {
-        let dirs = directories::ProjectDirs::from("", "", "midscript").ok_or_else(|| {
+        let root = crate::dirs::Dirs::from_env().journal().ok_or_else(|| {
             jerr(
                 Path::new("~"),
                 "no home directory to keep the deploy journal in",
             )
         })?;
-        let base = dirs
-            .state_dir()
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| dirs.data_local_dir().to_path_buf());
-        Ok(Journal::at(base.join("journal")))
+        Ok(Journal::at(root))
     }
 
     /// The directory of one server and app.

@@ -218,7 +218,7 @@ impl std::fmt::Debug for RunOptions {
 
 /// `$XDG_CONFIG_HOME/midscript/lib` (`~/.config/midscript/lib` on Linux).
 pub fn default_lib_dir() -> Option<PathBuf> {
-    directories::ProjectDirs::from("", "", "midscript").map(|p| p.config_dir().join("lib"))
+    crate::dirs::Dirs::from_env().script_lib()
 }
 
 /// How a run ended.

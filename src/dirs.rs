@@ -1,14 +1,17 @@
 //! Where midscript keeps its files, following the XDG base directories on Linux
-//! (`directories` picks the platform's equivalents elsewhere):
+//! (`directories` picks the platform's equivalents elsewhere). This is the one place that
+//! works the folders out; every other module asks it.
 //!
-//! - config: `$XDG_CONFIG_HOME/midscript/config.toml` (profiles);
-//! - state: `$XDG_STATE_HOME/midscript/known_hosts` (certificates accepted on first use) and
-//!   `journal/` (documents deployed by `compose up`, per server and app, for rollback);
+//! - config: `$XDG_CONFIG_HOME/midscript/config.toml` (profiles) and `lib/` (the user's
+//!   script modules);
+//! - state: `$XDG_STATE_HOME/midscript/known_hosts` (certificates accepted on first use),
+//!   `history` (the REPL's) and `journal/` (documents deployed by `compose up`, per server
+//!   and app, for rollback);
 //! - cache: `$XDG_CACHE_HOME/midscript/methods/` (`core.get_methods` per server and version).
 
 use std::path::{Path, PathBuf};
 
-/// The three directories; each is `None` when the platform has no home to put it in.
+/// The three base directories; each is `None` when the platform has no home to put it in.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Dirs {
     /// Configuration (profiles).
@@ -50,6 +53,21 @@ impl Dirs {
     /// The folder of cached method catalogs.
     pub fn methods_cache(&self) -> Option<PathBuf> {
         self.cache.as_deref().map(|d| d.join("methods"))
+    }
+
+    /// The user's script modules (`import "name"` looks here after the script's folder).
+    pub fn script_lib(&self) -> Option<PathBuf> {
+        self.config.as_deref().map(|d| d.join("lib"))
+    }
+
+    /// The REPL's history file.
+    pub fn history(&self) -> Option<PathBuf> {
+        self.state.as_deref().map(|d| d.join("history"))
+    }
+
+    /// The compose deploy journal's folder.
+    pub fn journal(&self) -> Option<PathBuf> {
+        self.state.as_deref().map(|d| d.join("journal"))
     }
 }
 
