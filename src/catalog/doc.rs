@@ -89,3 +89,32 @@ fn write_arg(out: &mut String, a: &ArgInfo, depth: usize) {
         write_arg(out, f, depth + 1);
     }
 }
+
+/// The text listing: one method per line, `[job]` marked, then its one-line summary.
+pub fn listing<'a>(methods: impl IntoIterator<Item = &'a MethodInfo>) -> String {
+    let methods: Vec<&MethodInfo> = methods.into_iter().collect();
+    let width = methods.iter().map(|m| m.name.len()).max().unwrap_or(0);
+    let mut out = String::new();
+    for m in methods {
+        let mark = if m.job { "[job]" } else { "" };
+        let line = format!("{:<width$}  {mark:<5}  {}", m.name, m.summary());
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod listing_tests {
+    use super::listing;
+    use crate::catalog::Catalog;
+
+    #[test]
+    fn listings_mark_jobs() {
+        let c = Catalog::bundled();
+        let text = listing(c.matching("app.create"));
+        assert!(text.starts_with("app.create  [job]  "), "{text}");
+        let text = listing(c.matching("core.ping"));
+        assert!(text.starts_with("core.ping         "), "{text}");
+    }
+}

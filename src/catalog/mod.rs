@@ -5,14 +5,19 @@
 //!   `assets/README.md`), decompressed and parsed once on first use.
 //! - [`Catalog::from_value`]: the same from a live server's `core.get_methods` result.
 //! - [`render_doc`], [`MethodInfo::summary`], [`MethodInfo::signature`]: plain-text docs.
+//! - [`cache`]: servers' catalogs cached per server and version; [`Source`] says where one
+//!   came from.
+//! - [`suggestions`], [`MethodCatalog`]: "did you mean" for a misspelt method.
 //! - [`validate_params`]: `-32602`-style [`ValidationEntry`] lists
 //!   (see `validate.rs` for what is checked and what is deliberately accepted unchecked).
 //!
 //! [`ValidationEntry`]: crate::protocol::ValidationEntry
 
+pub mod cache;
 mod doc;
 mod method;
 mod schema;
+mod suggest;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -21,8 +26,10 @@ use std::sync::OnceLock;
 
 use serde_json::{Map, Value};
 
-pub use doc::render_doc;
+pub use cache::Source;
+pub use doc::{listing, render_doc};
 pub use method::{ArgInfo, MethodInfo};
+pub use suggest::{MethodCatalog, SharedCatalog, suggest_in, suggestions};
 pub use validate::{too_many_arguments, validate_params};
 
 /// The bundled dump, gzip-compressed (unedited; origin in `assets/README.md`).

@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use tokio::runtime::Handle;
 
-use super::methods::{self, Source};
+use super::methods;
 use super::{CliError, ConnArgs, Session};
+use crate::catalog::Source;
 use crate::repl::{self, Connected, Connector, MethodCatalog, ReplOptions};
 
 /// The history file: `$XDG_STATE_HOME/midscript/history`.

@@ -4,13 +4,13 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use clap::{Args, CommandFactory};
 use tokio_util::sync::CancellationToken;
 
 use super::{Cli, ConnArgs, Exit};
-use crate::catalog::Catalog;
+use crate::catalog::MethodCatalog;
 use crate::output::ProgressStyle;
 use crate::script::{self, FailureKind, Outcome, RunOptions, Script, StdConsole};
 
@@ -101,9 +101,7 @@ pub async fn run(args: RunArgs, outer: &ConnArgs, verbose: bool) -> ExitCode {
     options.args = script_args;
     options.cancel = cancel;
     options.verbose = verbose;
-    options.suggest = Some(Arc::new(|name: &str| {
-        super::methods::suggestions(Catalog::bundled(), name)
-    }));
+    options.catalog = Some(Arc::new(RwLock::new(MethodCatalog::Bundled)));
     let outcome = script::run(session.client.clone(), script, options).await;
     on_ctrl_c.abort();
     session.finish().await;

@@ -4,8 +4,7 @@
 
 use std::path::Path;
 
-use crate::catalog::{Catalog, render_doc};
-use crate::cli::methods::{listing, suggestions};
+use crate::catalog::{Catalog, listing, render_doc, suggestions};
 
 /// The commands, with a one-line description each (for `.help` and completion).
 pub const COMMANDS: &[(&str, &str)] = &[

@@ -156,7 +156,7 @@ impl Evaluator {
                         &err,
                         SOURCE,
                         &self.sources,
-                        self.options.suggest.as_deref(),
+                        self.options.catalog.as_ref(),
                     )
                     .1,
                 ),

@@ -38,27 +38,9 @@ use self::eval::{Evaluator, Extras, Outcome};
 use self::helper::ReplHelper;
 use self::printer::{ReplConsole, SharedSink};
 use crate::catalog::Catalog;
+pub use crate::catalog::MethodCatalog;
 use crate::client::{self, Client};
 use crate::script::{self, Host, RunOptions};
-
-/// The catalog completion, hints, `.doc` and `.methods` read.
-#[derive(Debug, Clone)]
-pub enum MethodCatalog {
-    /// The bundled TrueNAS 25.04 catalog (offline, `--mock`).
-    Bundled,
-    /// The server's own `core.get_methods`.
-    Server(Arc<Catalog>),
-}
-
-impl MethodCatalog {
-    /// The catalog.
-    pub fn get(&self) -> &Catalog {
-        match self {
-            MethodCatalog::Bundled => Catalog::bundled(),
-            MethodCatalog::Server(c) => c,
-        }
-    }
-}
 
 /// A logged-in connection for the REPL.
 pub struct Connected {
@@ -422,11 +404,7 @@ pub fn run(
     let mut run_options = RunOptions::new(console.clone());
     run_options.verbose = options.verbose;
     // Did-you-mean for unknown methods, from the session's catalog.
-    let names = catalog.clone();
-    run_options.suggest = Some(Arc::new(move |name: &str| match names.read() {
-        Ok(c) => crate::cli::methods::suggestions(c.get(), name),
-        Err(_) => Vec::new(),
-    }));
+    run_options.catalog = Some(catalog.clone());
     let watches: Watches = Rc::default();
     let evaluator = Evaluator::new(
         rt.clone(),

@@ -222,7 +222,7 @@ pub(crate) fn execute(
             }
             err => {
                 let (kind, text) =
-                    report::render(&err, &script.name, &sources, options.suggest.as_deref());
+                    report::render(&err, &script.name, &sources, options.catalog.as_ref());
                 console.err(text.trim_end());
                 Outcome::Failed(kind)
             }

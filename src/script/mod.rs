@@ -57,6 +57,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio_util::sync::CancellationToken;
 
+use crate::catalog::SharedCatalog;
 use crate::client::{Client, JobProgress};
 use crate::output::{self, ProgressPrinter, ProgressStyle};
 
@@ -64,7 +65,7 @@ pub use engine::register_call_syntax;
 // For the REPL (`crate::repl`), which evaluates lines on the same engine and bindings.
 pub(crate) use bindings::{Host, client_error};
 pub(crate) use engine::build;
-pub use report::{FailureKind, Suggest};
+pub use report::FailureKind;
 pub(crate) use report::{Sources, render as render_error, render_parse};
 pub(crate) use stdlib::new_sources;
 pub use stdlib::{STDLIB, StdModule};
@@ -186,9 +187,9 @@ pub struct RunOptions {
     pub verbose: bool,
     /// Stop after this many Rhai operations (0: no limit, the default for `run`).
     pub max_operations: u64,
-    /// Names close to a method the server does not know, for a "did you mean" under an
-    /// uncaught -32601 error.
-    pub suggest: Option<Arc<Suggest>>,
+    /// The catalog whose names are offered ("did you mean") under an uncaught -32601
+    /// error; none: no suggestions.
+    pub catalog: Option<SharedCatalog>,
 }
 
 impl RunOptions {
@@ -201,7 +202,7 @@ impl RunOptions {
             lib_dir: default_lib_dir(),
             verbose: false,
             max_operations: 0,
-            suggest: None,
+            catalog: None,
         }
     }
 }

@@ -17,6 +17,8 @@ use std::rc::Rc;
 
 use rhai::{Dynamic, EvalAltResult, Map, ParseError, Position};
 
+use crate::catalog::{SharedCatalog, suggest_in};
+
 /// Source texts by the name errors use (the script path, `stdlib/apps.rhai`, module paths).
 pub(crate) type Sources = Rc<RefCell<HashMap<String, String>>>;
 
@@ -56,7 +58,7 @@ pub(crate) fn render(
     err: &EvalAltResult,
     main: &str,
     sources: &Sources,
-    suggest: Option<&Suggest>,
+    catalog: Option<&SharedCatalog>,
 ) -> (FailureKind, String) {
     let mut notes: Vec<String> = Vec::new();
     let mut file = main.to_owned();
@@ -97,10 +99,10 @@ pub(crate) fn render(
     };
     let mut out = format!("error: {message}\n");
     snippet(&mut out, &file, err.position(), sources);
-    if let (EvalAltResult::ErrorRuntime(value, _), Some(suggest)) = (err, suggest)
+    if let (EvalAltResult::ErrorRuntime(value, _), Some(catalog)) = (err, catalog)
         && let Some(method) = missing_method(value)
     {
-        let near = suggest(&method);
+        let near = suggest_in(catalog, &method);
         if !near.is_empty() {
             let _ = writeln!(out, "  = help: did you mean {}?", near.join(", "));
         }
@@ -111,9 +113,6 @@ pub(crate) fn render(
     }
     (kind, out)
 }
-
-/// Method names close to a misspelt one (for "did you mean").
-pub type Suggest = dyn Fn(&str) -> Vec<String> + Send + Sync;
 
 /// The method of a thrown "method does not exist" (-32601) error map.
 fn missing_method(value: &Dynamic) -> Option<String> {
