@@ -30,6 +30,12 @@ pub fn emit(text: &str) {
     let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
 }
 
+/// Print `text` and a newline on stderr; a closed stderr is not an error either.
+pub fn warn(text: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "{text}").and_then(|()| err.flush());
+}
+
 /// [`emit`] `text` and a newline.
 pub fn emit_line(text: &str) {
     emit(&format!("{text}\n"));

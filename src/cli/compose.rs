@@ -204,11 +204,8 @@ impl ComposeCommand {
 
 fn compose_err(e: ComposeError) -> CliError {
     match e {
-        ComposeError::Journal { .. } => CliError::Failed {
-            message: e.to_string(),
-            exit: Exit::MethodError,
-        },
-        other => CliError::Usage(other.to_string()),
+        ComposeError::Journal { .. } => CliError::Refused(e.to_string()),
+        other => CliError::Project(other.to_string()),
     }
 }
 
@@ -216,10 +213,7 @@ fn deploy_err(e: DeployError) -> CliError {
     match e {
         DeployError::Client(c) => CliError::Client(c),
         DeployError::Journal(j) => compose_err(j),
-        other => CliError::Failed {
-            message: other.to_string(),
-            exit: Exit::MethodError,
-        },
+        other => CliError::Refused(other.to_string()),
     }
 }
 
@@ -358,12 +352,9 @@ pub async fn run(cmd: ComposeCommand, outer: &ConnArgs, format: Format) -> Resul
             let entry = deploy::app_entry(&session.client, &app).await?;
             session.finish().await;
             let Some(entry) = entry else {
-                return Err(CliError::Failed {
-                    message: format!(
-                        "{app} does not exist on the NAS (deploy it with `midscript compose up`)"
-                    ),
-                    exit: Exit::MethodError,
-                });
+                return Err(CliError::Refused(format!(
+                    "{app} does not exist on the NAS (deploy it with `midscript compose up`)"
+                )));
             };
             print_ps(&app, &entry, format);
             Ok(Exit::Ok)
@@ -653,10 +644,9 @@ async fn logs(
     follow: bool,
 ) -> Result<Exit, CliError> {
     let Some(entry) = deploy::app_entry(client, app).await? else {
-        return Err(CliError::Failed {
-            message: format!("{app} does not exist on the NAS"),
-            exit: Exit::MethodError,
-        });
+        return Err(CliError::Refused(format!(
+            "{app} does not exist on the NAS"
+        )));
     };
     let all = deploy::containers(&entry);
     let picked: Vec<&Value> = all
@@ -670,22 +660,19 @@ async fn logs(
             .iter()
             .filter_map(|c| c.get("service_name").and_then(Value::as_str))
             .collect();
-        return Err(CliError::Failed {
-            message: match service {
-                Some(s) => format!(
-                    "{app} has no container for service {s:?} (services with containers: {})",
-                    services.join(", ")
-                ),
-                None => format!(
-                    "{app} has no containers (state {})",
-                    entry
-                        .get("state")
-                        .and_then(Value::as_str)
-                        .unwrap_or("unknown")
-                ),
-            },
-            exit: Exit::MethodError,
-        });
+        return Err(CliError::Refused(match service {
+            Some(s) => format!(
+                "{app} has no container for service {s:?} (services with containers: {})",
+                services.join(", ")
+            ),
+            None => format!(
+                "{app} has no containers (state {})",
+                entry
+                    .get("state")
+                    .and_then(Value::as_str)
+                    .unwrap_or("unknown")
+            ),
+        }));
     }
     let prefix = picked.len() > 1;
     let quiet = (!follow).then(|| Duration::from_millis(1500));
@@ -738,13 +725,10 @@ async fn rollback(
         .previous(&server, app, remote.config.as_ref())
         .map_err(compose_err)?
     else {
-        return Err(CliError::Failed {
-            message: format!(
-                "nothing to roll back to: the deploy journal ({}) has no other document of {app} for this server",
-                journal.app_dir(&server, app).display()
-            ),
-            exit: Exit::MethodError,
-        });
+        return Err(CliError::Refused(format!(
+            "nothing to roll back to: the deploy journal ({}) has no other document of {app} for this server",
+            journal.app_dir(&server, app).display()
+        )));
     };
     let d = compose::diff::diff(
         remote.config.as_ref(),

@@ -152,7 +152,7 @@ impl ConnArgs {
         }
         if let Some(path) = &self.api_key_file {
             let text = std::fs::read_to_string(path).map_err(|e| {
-                CliError::Usage(format!(
+                CliError::File(format!(
                     "cannot read the API key file {}: {e}",
                     path.display()
                 ))
@@ -160,7 +160,7 @@ impl ConnArgs {
             warn_if_exposed(path, "an API key");
             let key = text.trim();
             if key.is_empty() {
-                return Err(CliError::Usage(format!(
+                return Err(CliError::File(format!(
                     "the API key file {} is empty",
                     path.display()
                 )));
@@ -243,7 +243,7 @@ impl ConnArgs {
     /// These arguments with the chosen profile (`--profile`, `MIDSCRIPT_PROFILE`) filled in.
     pub(super) fn with_profile(&self) -> Result<ConnArgs, CliError> {
         profile::apply(self, Dirs::from_env().config_file().as_deref())
-            .map_err(|e| CliError::Usage(e.to_string()))
+            .map_err(|e| CliError::File(e.to_string()))
     }
 
     /// Connect and log in as these arguments say (and the chosen profile), settling trust in
@@ -268,7 +268,7 @@ impl ConnArgs {
         let (url, trust) = if self.mock {
             let server = MockServer::start(MockConfig::default())
                 .await
-                .map_err(|e| CliError::Usage(format!("cannot start the built-in mock: {e}")))?;
+                .map_err(|e| CliError::Startup(format!("cannot start the built-in mock: {e}")))?;
             if credentials.is_none() {
                 let key = &server.config().api_keys[0];
                 credentials = Some(Login::Ready(Credentials::ApiKey {
@@ -360,7 +360,7 @@ impl Login {
                 let host = Endpoint::parse(url).map_or_else(|_| url.to_owned(), |e| e.host);
                 let password = prompter
                     .secret(&format!("Password for {username}@{host}: "))
-                    .ok_or_else(|| CliError::Usage("no password was entered".into()))?;
+                    .ok_or_else(|| CliError::NoInput("no password was entered".into()))?;
                 Ok(Credentials::Password {
                     username,
                     password: Secret::new(password),

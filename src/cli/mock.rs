@@ -6,11 +6,10 @@
 
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
-use std::process::ExitCode;
 
 use clap::Args;
 
-use super::Exit;
+use super::{CliError, Exit};
 use crate::mock::{MockApiKey, MockConfig, MockServer, MockUser, ServerVersion};
 
 /// Options of `midscript mock`.
@@ -100,25 +99,17 @@ fn config_from(args: &MockArgs) -> Result<MockConfig, String> {
 }
 
 /// Run the mock until Ctrl-C.
-pub async fn run(args: MockArgs) -> ExitCode {
-    let config = match config_from(&args) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("midscript: error: {e}");
-            return Exit::Usage.into();
-        }
-    };
+pub async fn run(args: MockArgs) -> Result<Exit, CliError> {
+    let config = config_from(&args).map_err(CliError::Usage)?;
     let show_accounts = args.users.is_empty() || args.api_keys.is_empty();
-    let server = match MockServer::start_on(SocketAddr::new(args.bind, args.port), config).await {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!(
-                "midscript: error: cannot start the mock on {}:{}: {e}",
+    let server = MockServer::start_on(SocketAddr::new(args.bind, args.port), config)
+        .await
+        .map_err(|e| {
+            CliError::Startup(format!(
+                "cannot start the mock on {}:{}: {e}",
                 args.bind, args.port
-            );
-            return Exit::Connection.into();
-        }
-    };
+            ))
+        })?;
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "URL {}", server.url());
     if let Some(fp) = server.fingerprint() {
@@ -141,5 +132,5 @@ pub async fn run(args: MockArgs) -> ExitCode {
     drop(out);
     let _ = tokio::signal::ctrl_c().await;
     server.shutdown().await;
-    Exit::Ok.into()
+    Ok(Exit::Ok)
 }

@@ -49,43 +49,70 @@ impl From<Exit> for ExitCode {
     }
 }
 
-/// A command's failure: bad usage, or what the client reported.
+/// Every way a command fails, one variant per kind, each with its exit status. Commands
+/// return it; [`run`] prints it, once, in [`report`]. Adding a failure is adding a variant.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
-    /// The command line (or its stdin) is wrong.
+    /// The command line (or its stdin) is wrong: an option, argument or value.
     #[error("{0}")]
     Usage(String),
-    /// The client failed.
+    /// No command was given and stdin/stdout are not a terminal (the REPL needs one).
+    #[error("a command is needed when not on a terminal (`midscript --help` lists them)")]
+    MissingCommand,
+    /// A local file the command was pointed at (config and profiles, API key file,
+    /// known_hosts, trace file, script) cannot be read or written.
+    #[error("{0}")]
+    File(String),
+    /// The compose project is invalid (file, interpolation, merge, checks).
+    #[error("{0}")]
+    Project(String),
+    /// A prompt got no answer (no password entered).
+    #[error("{0}")]
+    NoInput(String),
+    /// Something midscript needs on this machine could not start (the built-in mock's
+    /// listener, the REPL's thread).
+    #[error("{0}")]
+    Startup(String),
+    /// The client failed (connection, TLS, login, a method's error, a job's failure).
     #[error(transparent)]
     Client(#[from] Error),
-    /// Anything else, with its exit status.
-    #[error("{message}")]
-    Failed {
-        /// What to print.
-        message: String,
-        /// How to exit.
-        exit: Exit,
-    },
+    /// The NAS refuses what was asked (an app that is not there, nothing to roll back, a
+    /// deployment that failed, the deploy journal).
+    #[error("{0}")]
+    Refused(String),
 }
 
 impl CliError {
     /// The exit status for this failure.
     pub fn exit(&self) -> Exit {
         match self {
-            CliError::Usage(_) => Exit::Usage,
+            CliError::Usage(_)
+            | CliError::MissingCommand
+            | CliError::File(_)
+            | CliError::Project(_)
+            | CliError::NoInput(_) => Exit::Usage,
+            CliError::Startup(_) => Exit::Connection,
             CliError::Client(e) => exit_for(e),
-            CliError::Failed { exit, .. } => *exit,
+            CliError::Refused(_) => Exit::MethodError,
         }
     }
 
     /// The message for stderr.
     pub fn describe(&self, verbose: bool) -> String {
         match self {
-            CliError::Usage(m) => m.clone(),
             CliError::Client(e) => output::describe_error(e, verbose),
-            CliError::Failed { message, .. } => message.clone(),
+            other => other.to_string(),
         }
     }
+}
+
+/// Print `err` on stderr: the one place a command's failure is printed.
+fn report(err: &CliError, verbose: bool) {
+    if let CliError::MissingCommand = err {
+        use clap::CommandFactory as _;
+        output::warn(&Cli::command().render_usage().to_string());
+    }
+    output::warn(&format!("midscript: error: {}", err.describe(verbose)));
 }
 
 /// The exit status for a client error.
@@ -237,6 +264,18 @@ pub enum Command {
 pub async fn run(mut cli: Cli) -> ExitCode {
     let verbose = cli.verbose;
     cli.conn.verbose = verbose;
+    match dispatch(cli).await {
+        Ok(code) => code,
+        Err(err) => {
+            report(&err, verbose);
+            err.exit().into()
+        }
+    }
+}
+
+/// Run the command: its exit status, or its failure for [`run`] to print.
+async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
+    let verbose = cli.verbose;
     let outer = &cli.conn;
     let command = match cli.command {
         Some(c) => c,
@@ -245,22 +284,16 @@ pub async fn run(mut cli: Cli) -> ExitCode {
                 conn: ConnArgs::default(),
             }
         }
-        None => {
-            use clap::CommandFactory as _;
-            eprintln!("{}", Cli::command().render_usage());
-            eprintln!(
-                "midscript: error: a command is needed when not on a terminal (`midscript --help` lists them)"
-            );
-            return Exit::Usage.into();
-        }
+        None => Err(CliError::MissingCommand)?,
     };
-    let result = match command {
+    let exit = match command {
         Command::Mock(args) => {
             if !outer.is_empty() {
-                eprintln!("midscript: error: connection options do not apply to `midscript mock`");
-                return Exit::Usage.into();
+                Err(CliError::Usage(
+                    "connection options do not apply to `midscript mock`".into(),
+                ))?;
             }
-            return mock::run(args).await;
+            mock::run(args).await?
         }
         Command::Run(args) => return run::run(args, outer, verbose).await,
         Command::Call {
@@ -279,7 +312,7 @@ pub async fn run(mut cli: Cli) -> ExitCode {
                 cli.output,
                 cli.raw,
             )
-            .await
+            .await?
         }
         Command::Job {
             conn,
@@ -296,42 +329,36 @@ pub async fn run(mut cli: Cli) -> ExitCode {
                 cli.output,
                 cli.raw,
             )
-            .await
+            .await?
         }
-        Command::Ping { conn } => call::ping(&conn.or(outer)).await,
+        Command::Ping { conn } => call::ping(&conn.or(outer)).await?,
         Command::Subscribe {
             conn,
             event,
             count,
             wait,
-        } => call::subscribe(&conn.or(outer), &event, count, wait).await,
+        } => call::subscribe(&conn.or(outer), &event, count, wait).await?,
         Command::Methods {
             conn,
             pattern,
             offline,
-        } => methods::methods(&conn.or(outer), pattern.as_deref(), offline, cli.output).await,
+        } => methods::methods(&conn.or(outer), pattern.as_deref(), offline, cli.output).await?,
         Command::Doc {
             conn,
             method,
             offline,
-        } => methods::doc(&conn.or(outer), &method, offline, cli.output).await,
+        } => methods::doc(&conn.or(outer), &method, offline, cli.output).await?,
         Command::Repl { conn } => return repl::repl(&conn.or(outer)).await,
         Command::Completions { shell } => {
             use clap::CommandFactory as _;
             let mut script = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "midscript", &mut script);
             output::emit(&String::from_utf8_lossy(&script));
-            Ok(Exit::Ok)
+            Exit::Ok
         }
-        Command::Compose { command } => compose::run(command, outer, cli.output).await,
+        Command::Compose { command } => compose::run(command, outer, cli.output).await?,
     };
-    match result {
-        Ok(exit) => exit.into(),
-        Err(err) => {
-            eprintln!("midscript: error: {}", err.describe(verbose));
-            err.exit().into()
-        }
-    }
+    Ok(exit.into())
 }
 
 #[cfg(test)]

@@ -87,14 +87,9 @@ impl Connector for ProfileConnector {
 }
 
 /// `midscript repl`: the REPL's exit status (`exit(n)` in it ends with `n`).
-pub async fn repl(conn: &ConnArgs) -> ExitCode {
-    match start(conn).await {
-        Ok(status) => ExitCode::from(u8::try_from(status).unwrap_or(1)),
-        Err(err) => {
-            eprintln!("midscript: error: {}", err.describe(conn.verbose));
-            err.exit().into()
-        }
-    }
+pub async fn repl(conn: &ConnArgs) -> Result<ExitCode, CliError> {
+    let status = start(conn).await?;
+    Ok(ExitCode::from(u8::try_from(status).unwrap_or(1)))
 }
 
 /// Connect, then run the REPL on its own thread until it ends.
@@ -130,6 +125,6 @@ async fn start(conn: &ConnArgs) -> Result<i32, CliError> {
             let status = repl::run(rt, first, connector, options);
             let _ = tx.send(status);
         })
-        .map_err(|e| CliError::Usage(format!("cannot start the REPL thread: {e}")))?;
+        .map_err(|e| CliError::Startup(format!("cannot start the REPL thread: {e}")))?;
     Ok(rx.await.unwrap_or(1))
 }

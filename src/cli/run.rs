@@ -9,7 +9,7 @@ use std::sync::{Arc, RwLock};
 use clap::{Args, CommandFactory};
 use tokio_util::sync::CancellationToken;
 
-use super::{Cli, ConnArgs, Exit};
+use super::{Cli, CliError, ConnArgs, Exit};
 use crate::catalog::MethodCatalog;
 use crate::output::ProgressStyle;
 use crate::script::{self, FailureKind, Outcome, RunOptions, Script, StdConsole};
@@ -44,7 +44,7 @@ pub struct RunArgs {
 /// Run the command. Returns the exit status: the script's `exit(n)`, 0 when it ends, 1 for an
 /// uncaught error, 2 for a parse error (or a file that cannot be read), 3 when the connection
 /// is lost, 130 after Ctrl-C.
-pub async fn run(args: RunArgs, outer: &ConnArgs, verbose: bool) -> ExitCode {
+pub async fn run(args: RunArgs, outer: &ConnArgs, verbose: bool) -> Result<ExitCode, CliError> {
     let mut script_args = args.args;
     let script = match (args.eval, args.file) {
         (Some(code), file) => {
@@ -53,27 +53,13 @@ pub async fn run(args: RunArgs, outer: &ConnArgs, verbose: bool) -> ExitCode {
             }
             Script::inline(code)
         }
-        (None, Some(path)) => match Script::from_file(&path) {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("midscript: error: cannot read {}: {e}", path.display());
-                return Exit::Usage.into();
-            }
-        },
-        (None, None) => {
-            eprintln!("midscript: error: give a script file or -e CODE");
-            return Exit::Usage.into();
-        }
+        (None, Some(path)) => Script::from_file(&path)
+            .map_err(|e| CliError::File(format!("cannot read {}: {e}", path.display())))?,
+        (None, None) => Err(CliError::Usage("give a script file or -e CODE".into()))?,
     };
 
     // One connection and one login for the whole run.
-    let session = match args.conn.or(outer).connect().await {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("midscript: error: {}", e.describe(verbose));
-            return e.exit().into();
-        }
-    };
+    let session = args.conn.or(outer).connect().await?;
 
     // Ctrl-C: the first one cancels what the script waits for (a job it waits on is aborted);
     // a second one quits at once.
@@ -105,7 +91,7 @@ pub async fn run(args: RunArgs, outer: &ConnArgs, verbose: bool) -> ExitCode {
     let outcome = script::run(session.client.clone(), script, options).await;
     on_ctrl_c.abort();
     session.finish().await;
-    exit_status(&outcome)
+    Ok(exit_status(&outcome))
 }
 
 fn exit_status(outcome: &Outcome) -> ExitCode {

@@ -14,7 +14,7 @@ use crate::client::{Direction, Tracer};
 /// complete even when the run is interrupted.
 pub fn to_file(path: &Path) -> Result<Tracer, CliError> {
     let file = std::fs::File::create(path).map_err(|e| {
-        CliError::Usage(format!(
+        CliError::File(format!(
             "cannot write the trace file {}: {e}",
             path.display()
         ))

@@ -186,7 +186,7 @@ pub async fn open(
         return Ok(Client::connect(options).await?);
     };
     let mut known = match known_hosts {
-        Some(p) => Some(KnownHosts::load(p).map_err(|e| CliError::Usage(e.to_string()))?),
+        Some(p) => Some(KnownHosts::load(p).map_err(|e| CliError::File(e.to_string()))?),
         None => None,
     };
     if let Some(entry) = known.as_ref().and_then(|k| k.get(&host)).cloned() {
