@@ -26,8 +26,16 @@ pub enum Format {
 /// Print `text` on stdout. A closed pipe (`midscript methods | head`) is not an error: what
 /// is left is dropped quietly instead of panicking as `println!` would.
 pub fn emit(text: &str) {
+    try_emit(text);
+}
+
+/// [`emit`], returning `false` when stdout could not take `text` (it was closed), so a
+/// command that follows a stream (`compose logs -f | head`) can stop.
+pub fn try_emit(text: &str) -> bool {
     let mut out = std::io::stdout().lock();
-    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .is_ok()
 }
 
 /// Print `text` and a newline on stderr; a closed stderr is not an error either.

@@ -325,3 +325,48 @@ fn config_prints_the_resolved_document_with_secrets_masked_unless_asked() {
         "s3cr3t-Passw0rd"
     );
 }
+
+#[test]
+fn logs_follow_into_a_closed_pipe_ends_quietly() {
+    // `midscript compose logs -f | head`: once the reader has gone, the next line cannot be
+    // written; the command must stop following and exit 0, not panic as println! would.
+    let mock = Mock::start(&[]);
+    let state = tempfile::tempdir().unwrap();
+    let dir = fixture("whoami");
+    let o = compose(
+        Some(&mock),
+        state.path(),
+        &dir,
+        &["up", "--progress", "none"],
+    );
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    let mut child = Command::new(BIN)
+        .args(["compose", "logs", "-f", "--tail", "2"])
+        .args(["--url", &mock.url, "-U", "admin", "-P", "pw"])
+        .current_dir(&dir)
+        .env_clear()
+        .env("XDG_STATE_HOME", state.path())
+        .env("HOME", state.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    // The reader goes away before the first line is written.
+    drop(child.stdout.take());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("compose logs -f kept running after its stdout was closed");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(status.code(), Some(0), "{stderr}");
+}

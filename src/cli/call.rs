@@ -62,7 +62,7 @@ pub async fn call(
             r = handle.wait(|p| printer.update(p)) => r,
             _ = tokio::signal::ctrl_c() => {
                 printer.finish();
-                eprintln!("midscript: interrupted; aborting job {}", handle.id);
+                output::warn(&format!("midscript: interrupted; aborting job {}", handle.id));
                 let _ = handle.abort().await;
                 return Err(Error::Cancelled.into());
             }
@@ -107,7 +107,10 @@ pub async fn subscribe(
             Some(d) => match tokio::time::timeout(d, sub.recv()).await {
                 Ok(n) => n,
                 Err(_) => {
-                    eprintln!("midscript: no event on {event} within {}s", d.as_secs_f64());
+                    output::warn(&format!(
+                        "midscript: no event on {event} within {}s",
+                        d.as_secs_f64()
+                    ));
                     return Ok(Exit::MethodError);
                 }
             },

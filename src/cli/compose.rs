@@ -219,7 +219,7 @@ fn deploy_err(e: DeployError) -> CliError {
 
 fn warn_all(warnings: &[String]) {
     for w in warnings {
-        eprintln!("midscript: warning: {w}");
+        output::warn(&format!("midscript: warning: {w}"));
     }
 }
 
@@ -229,7 +229,7 @@ fn json_out(format: Format) -> bool {
 }
 
 fn print_json(v: &Value, format: Format) {
-    println!("{}", output::render(v, format, false));
+    output::emit_line(&output::render(v, format, false));
 }
 
 /// The deploy journal in the state directory (`$XDG_STATE_HOME/midscript/journal`).
@@ -261,10 +261,7 @@ pub async fn run(cmd: ComposeCommand, outer: &ConnArgs, format: Format) -> Resul
             } else {
                 p.secrets.mask_document(&p.document)
             };
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&shown).unwrap_or_default()
-            );
+            output::emit_line(&serde_json::to_string_pretty(&shown).unwrap_or_default());
             Ok(Exit::Ok)
         }
         ComposeCommand::Up {
@@ -312,7 +309,7 @@ pub async fn run(cmd: ComposeCommand, outer: &ConnArgs, format: Format) -> Resul
             if json_out(format) {
                 print_json(&serde_json::to_value(&d).unwrap_or_default(), format);
             } else {
-                println!("{}", d.render());
+                output::emit_line(&d.render().to_string());
             }
             session.finish().await;
             Ok(Exit::Ok)
@@ -343,7 +340,10 @@ pub async fn run(cmd: ComposeCommand, outer: &ConnArgs, format: Format) -> Resul
                     format,
                 );
             } else {
-                println!("{app}: {}", if delete { "deleted" } else { "stopped" });
+                output::emit_line(&format!(
+                    "{app}: {}",
+                    if delete { "deleted" } else { "stopped" }
+                ));
             }
             Ok(Exit::Ok)
         }
@@ -397,10 +397,10 @@ pub async fn run(cmd: ComposeCommand, outer: &ConnArgs, format: Format) -> Resul
             printer.finish();
             session.finish().await;
             r?;
-            println!(
+            output::emit_line(&format!(
                 "{app}: images pulled{}",
                 if no_redeploy { "" } else { ", redeployed" }
-            );
+            ));
             Ok(Exit::Ok)
         }
         ComposeCommand::Rollback {
@@ -443,7 +443,7 @@ async fn interruptible<T>(
     tokio::select! {
         r = f => r,
         _ = tokio::signal::ctrl_c() => {
-            eprintln!("midscript: interrupted (a job already sent keeps running on the NAS)");
+            output::warn("midscript: interrupted (a job already sent keeps running on the NAS)");
             Err(Error::Cancelled.into())
         }
     }
@@ -487,12 +487,12 @@ async fn up(
         if json_out(format) {
             print_json(&serde_json::to_value(&d).unwrap_or_default(), format);
         } else {
-            println!("{}", d.render());
+            output::emit_line(&d.render().to_string());
         }
         return Ok(Exit::Ok);
     }
     if !d.is_empty() && !json_out(format) {
-        println!("{}", d.render());
+        output::emit_line(&d.render().to_string());
     }
     let mut options = deploy_options(wait)?;
     options.create_dirs = create_dirs;
@@ -531,36 +531,36 @@ async fn apply(
 /// Print the outcome; CRASHED exits [`Exit::Crashed`].
 fn report(o: &Outcome, format: Format) -> Result<Exit, CliError> {
     for d in &o.dirs_created {
-        eprintln!("midscript: created {d} on the NAS");
+        output::warn(&format!("midscript: created {d} on the NAS"));
     }
     for f in &o.missing_files {
-        eprintln!(
+        output::warn(&format!(
             "midscript: warning: {f} does not exist on the NAS: copy the file there (docker would create a directory in its place)"
-        );
+        ));
     }
     if json_out(format) {
         print_json(&serde_json::to_value(o).unwrap_or_default(), format);
     } else {
         let state = o.state.as_deref().unwrap_or("unknown");
-        println!("{}: {}, {state}", o.app, o.action);
+        output::emit_line(&format!("{}: {}, {state}", o.app, o.action));
         for c in &o.crashed {
-            println!(
+            output::emit_line(&format!(
                 "--- {} ({}, container {}), last {} lines:",
                 c.service,
                 c.state,
                 short_id(&c.container_id),
                 c.lines.len()
-            );
+            ));
             for l in &c.lines {
-                println!("{} | {l}", c.service);
+                output::emit_line(&format!("{} | {l}", c.service));
             }
         }
     }
     if o.is_crashed() {
-        eprintln!(
+        output::warn(&format!(
             "midscript: error: {} crashed; docker compose's own messages are in {LIFECYCLE_LOG} on the NAS",
             o.app
-        );
+        ));
         return Ok(Exit::Crashed);
     }
     Ok(Exit::Ok)
@@ -630,9 +630,9 @@ fn print_ps(app: &str, entry: &Value, format: Format) {
         );
         return;
     }
-    println!("{app}: {state}");
+    output::emit_line(&format!("{app}: {state}"));
     if let Some(t) = output::table(&Value::Array(rows)) {
-        println!("{t}");
+        output::emit_line(&t);
     }
 }
 
@@ -676,6 +676,8 @@ async fn logs(
     }
     let prefix = picked.len() > 1;
     let quiet = (!follow).then(|| Duration::from_millis(1500));
+    // Cancelled once stdout is closed (`compose logs -f | head`): nobody reads any more.
+    let closed = tokio_util::sync::CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
     for c in picked {
         let svc = c
@@ -684,13 +686,16 @@ async fn logs(
             .unwrap_or("")
             .to_owned();
         let id = c.get("id").and_then(Value::as_str).unwrap_or("").to_owned();
-        let (client, app) = (client.clone(), app.to_owned());
+        let (client, app, closed) = (client.clone(), app.to_owned(), closed.clone());
         let run = async move {
             deploy::follow_logs(&client, &app, &id, Some(tail), quiet, |l| {
-                if prefix {
-                    println!("{svc} | {l}");
+                let written = if prefix {
+                    output::try_emit(&format!("{svc} | {l}\n"))
                 } else {
-                    println!("{l}");
+                    output::try_emit(&format!("{l}\n"))
+                };
+                if !written {
+                    closed.cancel();
                 }
             })
             .await
@@ -702,9 +707,17 @@ async fn logs(
             run.await?;
         }
     }
-    while let Some(r) = tasks.join_next().await {
-        if let Ok(Err(e)) = r {
-            return Err(e.into());
+    loop {
+        tokio::select! {
+            () = closed.cancelled() => {
+                tasks.abort_all();
+                break;
+            }
+            r = tasks.join_next() => match r {
+                None => break,
+                Some(Ok(Err(e))) => return Err(e.into()),
+                Some(_) => {}
+            },
         }
     }
     Ok(Exit::Ok)
@@ -737,11 +750,11 @@ async fn rollback(
         false,
     );
     if !json_out(format) {
-        println!(
+        output::emit_line(&format!(
             "rolling {app} back to the document deployed at {} (journal entry {})",
             entry.time, entry.seq
-        );
-        println!("{}", d.render());
+        ));
+        output::emit_line(&d.render().to_string());
     }
     let mut options = deploy_options(wait)?;
     options.journal = Some((journal, server));

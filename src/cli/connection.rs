@@ -13,6 +13,7 @@ use crate::client::{
 };
 use crate::dirs::{Dirs, warn_if_exposed};
 use crate::mock::{MockConfig, MockServer};
+use crate::output;
 
 /// How to reach and log in to the server. Flags win over the environment.
 #[derive(Debug, Clone, Default, Args)]
@@ -314,11 +315,11 @@ impl ConnArgs {
         let fallback = options.legacy_fallback;
         let client = trust::open(options, dirs.known_hosts().as_deref(), prompter.as_ref()).await?;
         if self.verbose && fallback && client.dialect() == Dialect::Legacy {
-            eprintln!(
+            output::warn(&format!(
                 "midscript: {} has no /api/current (HTTP 404, TrueNAS 24.10?); using the legacy /websocket protocol at {}",
                 self.host.as_deref().unwrap_or_default(),
                 client.url()
-            );
+            ));
         }
         // Like ssh, ask for the password only once the server is trusted (this login is not
         // recorded in `Client::login_info`).

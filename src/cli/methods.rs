@@ -32,9 +32,9 @@ async fn load(conn: &ConnArgs, offline: bool) -> Result<(Loaded, Source), CliErr
         return Ok((Loaded::Bundled, Source::Bundled));
     }
     if !args.names_a_server() {
-        eprintln!(
+        output::warn(
             "midscript: note: no server given; using the bundled TrueNAS 25.04 catalog \
-             (--host, --url or --profile for your server's, --offline to silence this)"
+             (--host, --url or --profile for your server's, --offline to silence this)",
         );
         return Ok((Loaded::Bundled, Source::Bundled));
     }
@@ -52,9 +52,9 @@ pub(crate) async fn fetch(client: &Client) -> Result<(Catalog, Source), CliError
         Ok(i) => i,
         Err(e) => {
             if e.server().is_some_and(|s| s.is_not_authenticated()) {
-                eprintln!(
+                output::warn(
                     "midscript: hint: reading a server's catalog needs a login (-U, -K); \
-                     --offline uses the bundled 25.04 catalog"
+                     --offline uses the bundled 25.04 catalog",
                 );
             }
             return Err(e.into());
@@ -78,10 +78,10 @@ pub(crate) async fn fetch(client: &Client) -> Result<(Catalog, Source), CliError
     if let Some(path) = &cache
         && let Err(e) = write_cache(path, &methods)
     {
-        eprintln!(
+        output::warn(&format!(
             "midscript: warning: cannot cache the catalog in {}: {e}",
             path.display()
-        );
+        ));
     }
     let catalog = Catalog::from_value(methods).map_err(|e| {
         CliError::Client(crate::client::Error::Protocol(format!(
@@ -101,10 +101,10 @@ pub async fn methods(
     let (loaded, source) = load(conn, offline).await?;
     let found: Vec<&MethodInfo> = loaded.catalog().matching(pattern.unwrap_or("")).collect();
     if found.is_empty() {
-        eprintln!(
+        output::warn(&format!(
             "midscript: no method in {source} matches {:?}",
             pattern.unwrap_or("")
-        );
+        ));
         return Ok(Exit::MethodError);
     }
     match format {

@@ -22,6 +22,7 @@ use serde::Deserialize;
 use super::ConnArgs;
 use super::connection::{KEY_VARS, URL_VARS, env_any};
 use crate::dirs::warn_if_exposed;
+use crate::output;
 
 /// The environment variable that names a profile.
 pub const PROFILE_VAR: &str = "MIDSCRIPT_PROFILE";
@@ -283,10 +284,10 @@ fn merge(
             a.host = p.host.clone();
         }
         (Some(g), Some(o)) if g != o => {
-            eprintln!(
+            output::warn(&format!(
                 "midscript: note: using {g} instead of profile {name:?}'s {o}: \
                  the profile's credentials and fingerprint are left out"
-            );
+            ));
             return a;
         }
         _ => {}

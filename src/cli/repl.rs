@@ -10,6 +10,7 @@ use tokio::runtime::Handle;
 use super::methods;
 use super::{CliError, ConnArgs, Session};
 use crate::catalog::Source;
+use crate::output;
 use crate::repl::{self, Connected, Connector, MethodCatalog, ReplOptions};
 
 /// The history file: `$XDG_STATE_HOME/midscript/history`.
@@ -32,11 +33,11 @@ async fn catalog_for(args: &ConnArgs, session: &Session) -> (MethodCatalog, Stri
             format!("{url} (catalog: {source})"),
         ),
         Err(e) => {
-            eprintln!(
+            output::warn(&format!(
                 "midscript: note: cannot read the server's catalog ({}); completion and .doc use {}",
                 e.describe(false),
                 Source::Bundled
-            );
+            ));
             (
                 MethodCatalog::Bundled,
                 format!("{url} (catalog: {})", Source::Bundled),

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Cli, CliError, ConnArgs, Exit};
 use crate::catalog::MethodCatalog;
-use crate::output::ProgressStyle;
+use crate::output::{self, ProgressStyle};
 use crate::script::{self, FailureKind, Outcome, RunOptions, Script, StdConsole};
 
 /// The `run` command's own arguments.
@@ -70,7 +70,9 @@ pub async fn run(args: RunArgs, outer: &ConnArgs, verbose: bool) -> Result<ExitC
             if tokio::signal::ctrl_c().await.is_err() {
                 return;
             }
-            eprintln!("midscript: interrupted; stopping the script (Ctrl-C again to quit at once)");
+            output::warn(
+                "midscript: interrupted; stopping the script (Ctrl-C again to quit at once)",
+            );
             cancel.cancel();
             if tokio::signal::ctrl_c().await.is_ok() {
                 std::process::exit(Exit::Interrupted as i32);

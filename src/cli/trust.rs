@@ -14,6 +14,7 @@ use super::CliError;
 use super::prompt::Prompter;
 use crate::client::{Client, ConnectOptions, Endpoint, Error, Fingerprint, Trust};
 use crate::dirs::create_parent;
+use crate::output;
 
 /// A problem with the known-hosts file itself.
 #[derive(Debug, thiserror::Error)]
@@ -274,7 +275,7 @@ pub async fn open(
                     ));
                 }
                 Err(_) => {
-                    eprintln!("Please type 'yes', 'no' or the fingerprint.");
+                    output::warn("Please type 'yes', 'no' or the fingerprint.");
                     continue;
                 }
             },
@@ -289,15 +290,15 @@ pub async fn open(
     }
     match known.as_mut() {
         Some(k) => match k.add(&host, seen) {
-            Ok(()) => eprintln!(
+            Ok(()) => output::warn(&format!(
                 "midscript: permanently added {host} ({seen}) to {}",
                 k.path.display()
-            ),
-            Err(e) => eprintln!("midscript: warning: not remembered: {e}"),
+            )),
+            Err(e) => output::warn(&format!("midscript: warning: not remembered: {e}")),
         },
-        None => eprintln!(
+        None => output::warn(&format!(
             "midscript: warning: no state folder to remember {host} in; trusting it for this run only"
-        ),
+        )),
     }
     options.trust = Trust::Pinned(seen);
     Ok(Client::connect(options).await?)
