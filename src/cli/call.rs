@@ -54,6 +54,7 @@ pub async fn call(
 ) -> Result<Exit, CliError> {
     let params = parse_args(args, read_stdin)?;
     let session = conn.connect().await?;
+    session.scoped(async |session| {
     let client = &session.client;
     let result = if job {
         let mut printer = ProgressPrinter::new(progress);
@@ -73,15 +74,16 @@ pub async fn call(
         client.call(method, params).await?
     };
     output::emit_line(&output::render(&result, format, raw));
-    session.finish().await;
     Ok(Exit::Ok)
+    }).await
 }
 
 /// `midscript ping`: prints `pong`, exit 0; anything else is an error.
 pub async fn ping(conn: &ConnArgs) -> Result<Exit, CliError> {
     let session = conn.connect().await?;
-    let reply = session.client.call("core.ping", vec![]).await?;
-    session.finish().await;
+    let reply = session
+        .scoped(async |s| Ok(s.client.call("core.ping", vec![]).await?))
+        .await?;
     match reply.as_str() {
         Some("pong") => {
             output::emit_line("pong");
@@ -99,38 +101,41 @@ pub async fn subscribe(
     timeout: Option<f64>,
 ) -> Result<Exit, CliError> {
     let session = conn.connect().await?;
-    let mut sub = session.client.subscribe(event).await?;
-    let mut seen = 0;
-    let wait = timeout.map(Duration::from_secs_f64);
-    while count.is_none_or(|n| seen < n) {
-        let next = match wait {
-            Some(d) => match tokio::time::timeout(d, sub.recv()).await {
-                Ok(n) => n,
-                Err(_) => {
-                    output::warn(&format!(
-                        "midscript: no event on {event} within {}s",
-                        d.as_secs_f64()
-                    ));
-                    return Ok(Exit::MethodError);
+    session
+        .scoped(async |session| {
+            let mut sub = session.client.subscribe(event).await?;
+            let mut seen = 0;
+            let wait = timeout.map(Duration::from_secs_f64);
+            while count.is_none_or(|n| seen < n) {
+                let next = match wait {
+                    Some(d) => match tokio::time::timeout(d, sub.recv()).await {
+                        Ok(n) => n,
+                        Err(_) => {
+                            output::warn(&format!(
+                                "midscript: no event on {event} within {}s",
+                                d.as_secs_f64()
+                            ));
+                            return Ok(Exit::MethodError);
+                        }
+                    },
+                    None => tokio::select! {
+                        n = sub.recv() => n,
+                        _ = tokio::signal::ctrl_c() => return Err(Error::Cancelled.into()),
+                    },
+                };
+                match next {
+                    Some(Ok(ev)) => {
+                        output::emit_line(&serde_json::to_string(&ev).unwrap_or_default());
+                        seen += 1;
+                    }
+                    Some(Err(e)) => return Err(e.into()),
+                    None => break,
                 }
-            },
-            None => tokio::select! {
-                n = sub.recv() => n,
-                _ = tokio::signal::ctrl_c() => return Err(Error::Cancelled.into()),
-            },
-        };
-        match next {
-            Some(Ok(ev)) => {
-                output::emit_line(&serde_json::to_string(&ev).unwrap_or_default());
-                seen += 1;
             }
-            Some(Err(e)) => return Err(e.into()),
-            None => break,
-        }
-    }
-    let _ = sub.unsubscribe().await;
-    session.finish().await;
-    Ok(Exit::Ok)
+            let _ = sub.unsubscribe().await;
+            Ok(Exit::Ok)
+        })
+        .await
 }
 
 #[cfg(test)]

@@ -276,19 +276,21 @@ pub async fn run(cmd: ComposeCommand, outer: &ConnArgs, format: Format) -> Resul
             let p = compose::resolve(&project.options()?).map_err(compose_err)?;
             warn_all(&p.warnings);
             let session = conn.connect().await?;
-            let r = interruptible(up(
-                &session,
-                &conn,
-                &p,
-                &wait,
-                plan,
-                create_dirs,
-                show_secrets,
-                format,
-            ))
-            .await;
-            session.finish().await;
-            r
+            session
+                .scoped(async |session| {
+                    interruptible(up(
+                        session,
+                        &conn,
+                        &p,
+                        &wait,
+                        plan,
+                        create_dirs,
+                        show_secrets,
+                        format,
+                    ))
+                    .await
+                })
+                .await
         }
         ComposeCommand::Diff {
             project,
@@ -299,7 +301,9 @@ pub async fn run(cmd: ComposeCommand, outer: &ConnArgs, format: Format) -> Resul
             let p = compose::resolve(&project.options()?).map_err(compose_err)?;
             warn_all(&p.warnings);
             let session = conn.connect().await?;
-            let remote = deploy::remote(&session.client, &p.name).await?;
+            let remote = session
+                .scoped(async |s| Ok(deploy::remote(&s.client, &p.name).await?))
+                .await?;
             let d = compose::diff::diff(
                 remote.config.as_ref(),
                 &p.document,
@@ -311,7 +315,6 @@ pub async fn run(cmd: ComposeCommand, outer: &ConnArgs, format: Format) -> Resul
             } else {
                 output::emit_line(&d.render().to_string());
             }
-            session.finish().await;
             Ok(Exit::Ok)
         }
         ComposeCommand::Down {
@@ -323,16 +326,19 @@ pub async fn run(cmd: ComposeCommand, outer: &ConnArgs, format: Format) -> Resul
         } => {
             let (session, app) = open_app(conn, &project).await?;
             let mut printer = ProgressPrinter::new(progress);
-            let r = interruptible(async {
-                deploy::down(&session.client, &app, delete, remove_images, &mut |p| {
-                    printer.update(p)
+            let r = session
+                .scoped(async |session| {
+                    interruptible(async {
+                        deploy::down(&session.client, &app, delete, remove_images, &mut |p| {
+                            printer.update(p)
+                        })
+                        .await
+                        .map_err(CliError::from)
+                    })
+                    .await
                 })
-                .await
-                .map_err(CliError::from)
-            })
-            .await;
+                .await;
             printer.finish();
-            session.finish().await;
             r?;
             if json_out(format) {
                 print_json(
@@ -349,8 +355,9 @@ pub async fn run(cmd: ComposeCommand, outer: &ConnArgs, format: Format) -> Resul
         }
         ComposeCommand::Ps { project, .. } => {
             let (session, app) = open_app(conn, &project).await?;
-            let entry = deploy::app_entry(&session.client, &app).await?;
-            session.finish().await;
+            let entry = session
+                .scoped(async |s| Ok(deploy::app_entry(&s.client, &app).await?))
+                .await?;
             let Some(entry) = entry else {
                 return Err(CliError::Refused(format!(
                     "{app} does not exist on the NAS (deploy it with `midscript compose up`)"
@@ -367,16 +374,18 @@ pub async fn run(cmd: ComposeCommand, outer: &ConnArgs, format: Format) -> Resul
             ..
         } => {
             let (session, app) = open_app(conn, &project).await?;
-            let r = interruptible(logs(
-                &session.client,
-                &app,
-                service.as_deref(),
-                tail,
-                follow,
-            ))
-            .await;
-            session.finish().await;
-            r
+            session
+                .scoped(async |session| {
+                    interruptible(logs(
+                        &session.client,
+                        &app,
+                        service.as_deref(),
+                        tail,
+                        follow,
+                    ))
+                    .await
+                })
+                .await
         }
         ComposeCommand::Pull {
             project,
@@ -386,16 +395,19 @@ pub async fn run(cmd: ComposeCommand, outer: &ConnArgs, format: Format) -> Resul
         } => {
             let (session, app) = open_app(conn, &project).await?;
             let mut printer = ProgressPrinter::new(progress);
-            let r = interruptible(async {
-                deploy::pull(&session.client, &app, !no_redeploy, &mut |p| {
-                    printer.update(p)
+            let r = session
+                .scoped(async |session| {
+                    interruptible(async {
+                        deploy::pull(&session.client, &app, !no_redeploy, &mut |p| {
+                            printer.update(p)
+                        })
+                        .await
+                        .map_err(CliError::from)
+                    })
+                    .await
                 })
-                .await
-                .map_err(CliError::from)
-            })
-            .await;
+                .await;
             printer.finish();
-            session.finish().await;
             r?;
             output::emit_line(&format!(
                 "{app}: images pulled{}",
@@ -419,9 +431,11 @@ pub async fn run(cmd: ComposeCommand, outer: &ConnArgs, format: Format) -> Resul
                 }
             };
             let session = conn.connect().await?;
-            let r = interruptible(rollback(&session, &conn, &app, &wait, format)).await;
-            session.finish().await;
-            r
+            session
+                .scoped(async |session| {
+                    interruptible(rollback(session, &conn, &app, &wait, format)).await
+                })
+                .await
         }
     }
 }

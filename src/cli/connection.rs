@@ -87,6 +87,17 @@ pub struct Session {
 }
 
 impl Session {
+    /// Run `work` on this session, then close it whether `work` succeeded or failed: the
+    /// guard every command uses, so no error path leaves the connection (or the mock) open.
+    pub async fn scoped<T>(
+        self,
+        work: impl AsyncFnOnce(&Session) -> Result<T, CliError>,
+    ) -> Result<T, CliError> {
+        let r = work(&self).await;
+        self.finish().await;
+        r
+    }
+
     /// Close the connection and stop the mock.
     pub async fn finish(self) {
         self.client.close().await;

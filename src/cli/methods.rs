@@ -39,9 +39,7 @@ async fn load(conn: &ConnArgs, offline: bool) -> Result<(Loaded, Source), CliErr
         return Ok((Loaded::Bundled, Source::Bundled));
     }
     let session = args.connect_resolved().await?;
-    let fetched = fetch(&session.client).await;
-    session.finish().await;
-    let (catalog, source) = fetched?;
+    let (catalog, source) = session.scoped(async |s| fetch(&s.client).await).await?;
     Ok((Loaded::Owned(Box::new(catalog)), source))
 }
 
