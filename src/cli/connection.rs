@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::Args;
 
+use super::env::{KEY_VARS, URL_VARS, env_any};
 use super::prompt::{Prompter, Terminal};
 use super::{CliError, profile, trace, trust};
 use crate::client::{
@@ -105,18 +106,6 @@ impl Session {
             m.shutdown().await;
         }
     }
-}
-
-/// Environment variables naming the server, in order of preference.
-pub(super) const URL_VARS: &[&str] = &["MIDSCRIPT_URL", "TRUENAS_URL"];
-/// Environment variables holding an API key, in order of preference.
-pub(super) const KEY_VARS: &[&str] = &["MIDSCRIPT_API_KEY", "TRUENAS_API_KEY"];
-
-/// The first of `names` set to a non-empty value.
-pub(super) fn env_any(names: &[&str]) -> Option<String> {
-    names
-        .iter()
-        .find_map(|n| std::env::var(n).ok().filter(|v| !v.is_empty()))
 }
 
 impl ConnArgs {
@@ -240,7 +229,7 @@ impl ConnArgs {
             return Ok(u.clone());
         }
         if let Some(h) = &self.host {
-            return Ok(format!("wss://{h}/api/current"));
+            return Ok(ConnectOptions::for_host(h).url);
         }
         env_any(URL_VARS)
             .ok_or_else(|| CliError::Usage("no server given: pass --host HOST, --url URL (or set MIDSCRIPT_URL), or --mock to try the built-in mock".into()))

@@ -3,6 +3,7 @@
 mod call;
 mod compose;
 mod connection;
+mod env;
 pub(crate) mod methods;
 mod mock;
 pub mod profile;

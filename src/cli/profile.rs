@@ -20,7 +20,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::ConnArgs;
-use super::connection::{KEY_VARS, URL_VARS, env_any};
+use super::env::{KEY_VARS, URL_VARS, env_any};
+use crate::client::ConnectOptions;
 use crate::dirs::warn_if_exposed;
 use crate::output;
 
@@ -70,7 +71,7 @@ impl Profile {
     fn server(&self) -> Option<String> {
         self.url
             .clone()
-            .or_else(|| self.host.as_ref().map(|h| format!("wss://{h}/api/current")))
+            .or_else(|| self.host.as_ref().map(|h| ConnectOptions::for_host(h).url))
     }
 }
 
@@ -275,7 +276,7 @@ fn merge(
     let given = a
         .url
         .clone()
-        .or_else(|| a.host.as_ref().map(|h| format!("wss://{h}/api/current")));
+        .or_else(|| a.host.as_ref().map(|h| ConnectOptions::for_host(h).url));
     let given = given.or_else(|| env(URL_VARS));
     let ours = p.server();
     match (&given, &ours) {
