@@ -210,7 +210,11 @@ fn validation_errors_show_the_traceback_only_with_verbose() {
         r#"{"full_name": "x"}"#,
     ]);
     assert!(!stderr(&o).contains("Traceback"));
-    assert!(stderr(&o).contains("-v"), "{}", stderr(&o));
+    assert_eq!(
+        stderr(&o),
+        "midscript: error: user.update: invalid arguments\n  ALL: User 999 does not exist [ENOENT]\n(run with -v for the server traceback)\n"
+    );
+    assert_eq!(o.status.code(), Some(1));
     let o = run(&[
         "--mock",
         "-v",

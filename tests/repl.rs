@@ -115,7 +115,8 @@ fn the_repl_is_the_default_saves_the_session_reconnects_and_quits_on_ctrl_d() {
     keys(&mut p, "let pong = call(\"core.ping\");\r");
     p.exp_string(PROMPT).unwrap();
     keys(&mut p, "nope()\r");
-    p.exp_string("error: ").unwrap();
+    p.exp_string("error: Function not found: nope ()").unwrap();
+    p.exp_string("--> repl:1:1").unwrap();
     keys(&mut p, &format!(".save {}\r", saved.display()));
     p.exp_string("saved 1 lines").unwrap();
 
@@ -127,7 +128,8 @@ fn the_repl_is_the_default_saves_the_session_reconnects_and_quits_on_ctrl_d() {
     keys(&mut p, "pong + \"!\"\r");
     p.exp_string("\"pong!\"").unwrap();
     keys(&mut p, ".connect nowhere\r");
-    p.exp_string("error: ").unwrap();
+    p.exp_string("error: no profile \"nowhere\" in ").unwrap();
+    p.exp_string("; it defines: lab").unwrap();
 
     p.send_control('d').unwrap();
     p.exp_eof().unwrap();
