@@ -1,9 +1,10 @@
 //! `midscript compose …` end to end: the binary against a standalone deterministic mock, with
 //! its own state directory (the deploy journal) per test.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
+
+use crate::support::standalone::{StandaloneMock, stderr, stdout};
 
 const BIN: &str = env!("CARGO_BIN_EXE_midscript");
 
@@ -13,52 +14,19 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// `midscript mock` in a child process; killed on drop.
-struct Mock {
-    child: Child,
-    url: String,
-}
-
-impl Mock {
-    fn start(extra: &[&str]) -> Mock {
-        let mut args = vec!["mock", "--deterministic", "--plain", "--user", "admin:pw"];
-        args.extend_from_slice(extra);
-        let mut child = Command::new(BIN)
-            .args(&args)
-            .env_clear()
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("mock starts");
-        let mut reader = BufReader::new(child.stdout.take().expect("stdout"));
-        let mut url = String::new();
-        loop {
-            let mut line = String::new();
-            assert!(reader.read_line(&mut line).expect("read") > 0, "mock ended");
-            if let Some(u) = line.trim().strip_prefix("URL ") {
-                url = u.to_owned();
-            }
-            if line.trim() == "READY" {
-                break;
-            }
-        }
-        Mock { child, url }
-    }
-}
-
-impl Drop for Mock {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The standalone mock on plain ws:// with one known account, admin:pw.
+fn mock(extra: &[&str]) -> StandaloneMock {
+    let mut args = vec!["--plain", "--user", "admin:pw"];
+    args.extend_from_slice(extra);
+    StandaloneMock::start(&args)
 }
 
 /// Run `midscript compose ARGS` in `dir` with a clean environment and state directory `state`.
-fn compose(mock: Option<&Mock>, state: &Path, dir: &Path, args: &[&str]) -> Output {
+fn compose(mock: Option<&StandaloneMock>, state: &Path, dir: &Path, args: &[&str]) -> Output {
     let mut c = Command::new(BIN);
     c.arg("compose").args(args);
     if let Some(m) = mock {
-        c.args(["--url", &m.url, "-U", "admin", "-P", "pw"]);
+        c.args(["--url", &m.value("URL"), "-U", "admin", "-P", "pw"]);
     }
     c.current_dir(dir)
         .env_clear()
@@ -70,21 +38,13 @@ fn compose(mock: Option<&Mock>, state: &Path, dir: &Path, args: &[&str]) -> Outp
         .expect("the binary runs")
 }
 
-fn out(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn err(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
 fn code(o: &Output) -> i32 {
     o.status.code().unwrap_or(-1)
 }
 
 #[test]
 fn up_twice_is_created_then_unchanged_and_journaled_privately() {
-    let mock = Mock::start(&[]);
+    let mock = mock(&[]);
     let state = tempfile::tempdir().unwrap();
     let dir = fixture("whoami");
     let o = compose(
@@ -93,12 +53,12 @@ fn up_twice_is_created_then_unchanged_and_journaled_privately() {
         &dir,
         &["up", "--progress", "none"],
     );
-    assert_eq!(code(&o), 0, "{}", err(&o));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert_eq!(
-        out(&o).lines().last(),
+        stdout(&o).lines().last(),
         Some("whoami: created, RUNNING"),
         "{}",
-        out(&o)
+        stdout(&o)
     );
     let o = compose(
         Some(&mock),
@@ -106,8 +66,8 @@ fn up_twice_is_created_then_unchanged_and_journaled_privately() {
         &dir,
         &["up", "--progress", "none"],
     );
-    assert_eq!(code(&o), 0, "{}", err(&o));
-    assert_eq!(out(&o), "whoami: unchanged, RUNNING\n");
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(stdout(&o), "whoami: unchanged, RUNNING\n");
     let journal = state.path().join("midscript/journal");
     let server = std::fs::read_dir(&journal)
         .unwrap()
@@ -128,8 +88,8 @@ fn up_twice_is_created_then_unchanged_and_journaled_privately() {
     }
     // ps, logs, down.
     let o = compose(Some(&mock), state.path(), &dir, &["ps"]);
-    assert_eq!(code(&o), 0, "{}", err(&o));
-    let ps = out(&o);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let ps = stdout(&o);
     assert!(
         ps.starts_with("whoami: RUNNING\nservice  container"),
         "{ps}"
@@ -139,24 +99,28 @@ fn up_twice_is_created_then_unchanged_and_journaled_privately() {
         "{ps}"
     );
     let o = compose(Some(&mock), state.path(), &dir, &["logs", "--tail", "2"]);
-    assert_eq!(code(&o), 0, "{}", err(&o));
-    assert_eq!(out(&o), "web: listening on port 80/tcp\nweb: ready\n");
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(stdout(&o), "web: listening on port 80/tcp\nweb: ready\n");
     let o = compose(
         Some(&mock),
         state.path(),
         &dir,
         &["down", "--delete", "--progress", "none"],
     );
-    assert_eq!(code(&o), 0, "{}", err(&o));
-    assert_eq!(out(&o), "whoami: deleted\n");
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(stdout(&o), "whoami: deleted\n");
     let o = compose(Some(&mock), state.path(), &dir, &["ps"]);
     assert_eq!(code(&o), 1);
-    assert!(err(&o).contains("does not exist on the NAS"), "{}", err(&o));
+    assert!(
+        stderr(&o).contains("does not exist on the NAS"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
 fn diff_update_and_rollback() {
-    let mock = Mock::start(&[]);
+    let mock = mock(&[]);
     let state = tempfile::tempdir().unwrap();
     let dir = fixture("inventory");
     let base = ["--dataset-root", "/mnt/tank/apps", "--progress", "none"];
@@ -167,13 +131,17 @@ fn diff_update_and_rollback() {
         compose(Some(&mock), state.path(), &dir, &a)
     };
     let o = up(&["--create-dirs"]);
-    assert_eq!(code(&o), 0, "{}", err(&o));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert!(
-        err(&o).contains("created /mnt/tank/apps/inventory/data/postgres on the NAS"),
+        stderr(&o).contains("created /mnt/tank/apps/inventory/data/postgres on the NAS"),
         "{}",
-        err(&o)
+        stderr(&o)
     );
-    assert!(err(&o).contains("adminer has profiles"), "{}", err(&o));
+    assert!(
+        stderr(&o).contains("adminer has profiles"),
+        "{}",
+        stderr(&o)
+    );
     let o = compose(
         Some(&mock),
         state.path(),
@@ -186,17 +154,17 @@ fn diff_update_and_rollback() {
             "WEB_TAG=1.5.0",
         ],
     );
-    assert_eq!(code(&o), 0, "{}", err(&o));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert_eq!(
-        out(&o),
+        stdout(&o),
         "~ web\n    image: \"ghcr.io/example/inventory-web:1.4.2\" -> \"ghcr.io/example/inventory-web:1.5.0\"\n"
     );
     let o = up(&["--var", "WEB_TAG=1.5.0"]);
-    assert_eq!(code(&o), 0, "{}", err(&o));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert!(
-        out(&o).ends_with("inventory: updated, RUNNING\n"),
+        stdout(&o).ends_with("inventory: updated, RUNNING\n"),
         "{}",
-        out(&o)
+        stdout(&o)
     );
     let o = compose(
         Some(&mock),
@@ -204,8 +172,8 @@ fn diff_update_and_rollback() {
         &dir,
         &["rollback", "--progress", "none"],
     );
-    assert_eq!(code(&o), 0, "{}", err(&o));
-    let text = out(&o);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let text = stdout(&o);
     assert!(
         text.starts_with("rolling inventory back to the document deployed at "),
         "{text}"
@@ -218,12 +186,12 @@ fn diff_update_and_rollback() {
         &dir,
         &["diff", "--dataset-root", "/mnt/tank/apps"],
     );
-    assert_eq!(out(&o), "no changes\n");
+    assert_eq!(stdout(&o), "no changes\n");
 }
 
 #[test]
 fn a_crashed_deployment_shows_its_logs_and_exits_6() {
-    let mock = Mock::start(&["--crash-app", "crashy"]);
+    let mock = mock(&["--crash-app", "crashy"]);
     let state = tempfile::tempdir().unwrap();
     let o = compose(
         Some(&mock),
@@ -231,8 +199,8 @@ fn a_crashed_deployment_shows_its_logs_and_exits_6() {
         &fixture("whoami"),
         &["up", "--name", "crashy", "--progress", "none"],
     );
-    assert_eq!(code(&o), 6, "{}", err(&o));
-    let text = out(&o);
+    assert_eq!(code(&o), 6, "{}", stderr(&o));
+    let text = stdout(&o);
     assert!(
         text.contains("\ncrashy: created, CRASHED\n--- web (crashed, container "),
         "{text}"
@@ -242,9 +210,9 @@ fn a_crashed_deployment_shows_its_logs_and_exits_6() {
         "{text}"
     );
     assert!(
-        err(&o).contains("/var/log/app_lifecycle.log"),
+        stderr(&o).contains("/var/log/app_lifecycle.log"),
         "{}",
-        err(&o)
+        stderr(&o)
     );
 }
 
@@ -262,9 +230,9 @@ fn bad_projects_are_refused_before_anything_is_sent() {
     ] {
         // --mock would be used if the project resolved; it never gets that far.
         let o = compose(None, state.path(), &fixture(name), &["up", "--mock"]);
-        assert_eq!(code(&o), 2, "{name}: {}", err(&o));
-        assert!(err(&o).contains(expect), "{name}: {}", err(&o));
-        assert!(out(&o).is_empty(), "{name}: {}", out(&o));
+        assert_eq!(code(&o), 2, "{name}: {}", stderr(&o));
+        assert!(stderr(&o).contains(expect), "{name}: {}", stderr(&o));
+        assert!(stdout(&o).is_empty(), "{name}: {}", stdout(&o));
     }
     let o = compose(
         None,
@@ -274,9 +242,9 @@ fn bad_projects_are_refused_before_anything_is_sent() {
     );
     assert_eq!(code(&o), 2);
     assert!(
-        err(&o).contains("invalid app name \"Bad_Name\""),
+        stderr(&o).contains("invalid app name \"Bad_Name\""),
         "{}",
-        err(&o)
+        stderr(&o)
     );
 }
 
@@ -289,9 +257,9 @@ fn config_prints_the_resolved_document_with_secrets_masked_unless_asked() {
         &fixture("inventory"),
         &["config", "--dataset-root", "/mnt/tank/apps"],
     );
-    assert_eq!(code(&o), 0, "{}", err(&o));
-    assert!(!out(&o).contains("s3cr3t-Passw0rd"), "{}", out(&o));
-    let doc: serde_json::Value = serde_json::from_str(&out(&o)).unwrap();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(!stdout(&o).contains("s3cr3t-Passw0rd"), "{}", stdout(&o));
+    let doc: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     let api = &doc["services"]["api"]["environment"];
     assert_eq!(
         doc["services"]["db"]["environment"]["POSTGRES_PASSWORD"],
@@ -316,8 +284,8 @@ fn config_prints_the_resolved_document_with_secrets_masked_unless_asked() {
             "--show-secrets",
         ],
     );
-    assert_eq!(code(&o), 0, "{}", err(&o));
-    let doc: serde_json::Value = serde_json::from_str(&out(&o)).unwrap();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let doc: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     let api = &doc["services"]["api"]["environment"];
     assert_eq!(api["PRICE_FORMAT"], "$$#,##0.00");
     assert_eq!(
@@ -330,7 +298,7 @@ fn config_prints_the_resolved_document_with_secrets_masked_unless_asked() {
 fn logs_follow_into_a_closed_pipe_ends_quietly() {
     // `midscript compose logs -f | head`: once the reader has gone, the next line cannot be
     // written; the command must stop following and exit 0, not panic as println! would.
-    let mock = Mock::start(&[]);
+    let mock = mock(&[]);
     let state = tempfile::tempdir().unwrap();
     let dir = fixture("whoami");
     let o = compose(
@@ -339,10 +307,10 @@ fn logs_follow_into_a_closed_pipe_ends_quietly() {
         &dir,
         &["up", "--progress", "none"],
     );
-    assert_eq!(code(&o), 0, "{}", err(&o));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
     let mut child = Command::new(BIN)
         .args(["compose", "logs", "-f", "--tail", "2"])
-        .args(["--url", &mock.url, "-U", "admin", "-P", "pw"])
+        .args(["--url", &mock.value("URL"), "-U", "admin", "-P", "pw"])
         .current_dir(&dir)
         .env_clear()
         .env("XDG_STATE_HOME", state.path())
