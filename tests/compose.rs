@@ -6,12 +6,14 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use midscript::client::{Client, ConnectOptions, Credentials, Secret};
+use midscript::client::Client;
 use midscript::compose::deploy::{self, Action, DeployOptions};
 use midscript::compose::journal::Journal;
 use midscript::compose::{self, ComposeError, Options, Project};
-use midscript::mock::{MockConfig, MockServer};
+use midscript::mock::MockServer;
 use serde_json::{Value, json};
+
+use crate::support::in_process::{self, mock};
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -35,22 +37,11 @@ fn inventory_options() -> Options {
     }
 }
 
-async fn mock(edit: impl FnOnce(&mut MockConfig)) -> MockServer {
-    let mut config = MockConfig::for_tests();
-    edit(&mut config);
-    MockServer::start(config).await.expect("mock starts")
-}
-
+/// Logged in as the mock's first user.
 async fn connect(server: &MockServer) -> Client {
-    let u = &server.config().users[0];
-    let mut o = ConnectOptions::new(server.url());
-    o.credentials = Some(Credentials::Password {
-        username: u.username.clone(),
-        password: Secret::new(u.password.clone()),
-        otp: None,
-        otp_prompt: None,
-    });
-    Client::connect(o).await.expect("login")
+    in_process::connect(server, Some(in_process::password(server)))
+        .await
+        .expect("login")
 }
 
 fn fast() -> DeployOptions {
@@ -549,15 +540,13 @@ async fn the_mock_filesystem_behaves_like_the_middleware() {
 #[tokio::test]
 async fn deploys_on_24_10_and_a_second_up_sends_nothing() {
     let server = mock(|c| c.version = midscript::mock::ServerVersion::V24_10).await;
-    let u = &server.config().users[0];
-    let mut o = ConnectOptions::new(server.legacy_url());
-    o.credentials = Some(Credentials::Password {
-        username: u.username.clone(),
-        password: Secret::new(u.password.clone()),
-        otp: None,
-        otp_prompt: None,
-    });
-    let client = Client::connect(o).await.expect("legacy login");
+    let client = in_process::connect_to(
+        server.legacy_url(),
+        &server,
+        Some(in_process::password(&server)),
+    )
+    .await
+    .expect("legacy login");
     let p = compose::resolve(&inventory_options()).unwrap();
     let first = deploy(
         &client,
