@@ -5,11 +5,13 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use midscript::client::{Client, ConnectOptions, Credentials, JobProgress, Secret};
-use midscript::mock::{MockConfig, MockServer, TEST_PASSWORD};
+use midscript::client::{Client, JobProgress};
+use midscript::mock::{MockConfig, MockServer};
 use midscript::script::{self, Console, Outcome, RunOptions, Script};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+
+use crate::support::in_process;
 
 /// Something to do when a script shows a line (stdout or job progress) containing a text.
 #[derive(Clone, Default)]
@@ -189,15 +191,11 @@ impl Harness {
     }
 }
 
+/// Logged in as the mock's first user.
 async fn login(server: &MockServer) -> Client {
-    let mut options = ConnectOptions::new(server.url());
-    options.credentials = Some(Credentials::Password {
-        username: "truenas_admin".into(),
-        password: Secret::new(TEST_PASSWORD),
-        otp: None,
-        otp_prompt: None,
-    });
-    Client::connect(options).await.expect("login")
+    in_process::connect(server, Some(in_process::password(server)))
+        .await
+        .expect("login")
 }
 
 /// Two custom apps, `nginx` running and `whoami` stopped.
