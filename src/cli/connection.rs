@@ -410,4 +410,29 @@ mod tests {
         session.finish().await;
         server.shutdown().await;
     }
+
+    #[tokio::test]
+    async fn a_scoped_session_is_closed_even_when_its_work_fails() {
+        let args = ConnArgs {
+            mock: true,
+            ..ConnArgs::default()
+        };
+        let session = args
+            .open(&Dirs::default(), Arc::new(Scripted::new(&[])))
+            .await
+            .unwrap();
+        let client = session.client.clone();
+        let r: Result<(), CliError> = session
+            .scoped(async |s| {
+                s.client.call("core.ping", vec![]).await?;
+                Err(CliError::Refused("stop here".into()))
+            })
+            .await;
+        assert!(matches!(r, Err(CliError::Refused(m)) if m == "stop here"));
+        let after = client.call("core.ping", vec![]).await;
+        assert!(
+            after.as_ref().is_err_and(|e| e.is_connection()),
+            "the session is still open: {after:?}"
+        );
+    }
 }
