@@ -239,7 +239,7 @@ fn journal() -> Result<Journal, CliError> {
 
 /// The journal's key for the server: `mock` for `--mock` (a new in-process mock each time).
 fn server_of(conn: &ConnArgs, client: &Client) -> String {
-    if conn.mock {
+    if conn.settings.mock {
         "mock".into()
     } else {
         client.url().to_owned()

@@ -1,14 +1,13 @@
 //! Connection options shared by every command, and opening a session from them.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
 
-use super::env::{KEY_VARS, URL_VARS, env_any};
 use super::prompt::{Prompter, Terminal};
-use super::{CliError, profile, trace, trust};
+use super::settings::Settings;
+use super::{CliError, env, profile, trace, trust};
 use crate::client::{
     Client, ConnectOptions, Credentials, Dialect, Endpoint, Fingerprint, OtpPrompt, Secret, Trust,
 };
@@ -16,64 +15,13 @@ use crate::dirs::{Dirs, warn_if_exposed};
 use crate::mock::{MockConfig, MockServer};
 use crate::output;
 
-/// How to reach and log in to the server. Flags win over the environment.
+/// How to reach and log in to the server: the [`Settings`] given as flags (before or after
+/// the command name), completed by the environment and a profile in [`ConnArgs::resolve`].
 #[derive(Debug, Clone, Default, Args)]
 pub struct ConnArgs {
-    /// Server URL, e.g. wss://nas.local/api/current, or wss://nas.local/websocket for the legacy
-    /// protocol of TrueNAS 24.10 [env: MIDSCRIPT_URL, TRUENAS_URL]
-    #[arg(long, value_name = "URL")]
-    pub url: Option<String>,
-
-    /// Server host name or address; means wss://HOST/api/current, or wss://HOST/websocket
-    /// when /api/current does not exist (TrueNAS 24.10).
-    #[arg(long, value_name = "HOST", conflicts_with = "url")]
-    pub host: Option<String>,
-
-    /// Run against a built-in mock NAS in this process instead of a server.
-    #[arg(long, conflicts_with_all = ["url", "host"])]
-    pub mock: bool,
-
-    /// Username (for a password login, or the owner of an API key, which enables SCRAM on 26+).
-    #[arg(long, short = 'U', value_name = "NAME")]
-    pub username: Option<String>,
-
-    /// Password; asked for on a terminal when -U comes without -P or a key (-P shows in the
-    /// process list).
-    #[arg(long, short = 'P', value_name = "PASSWORD", hide_default_value = true)]
-    pub password: Option<String>,
-
-    /// API key `<id>-<key>` [env: MIDSCRIPT_API_KEY, TRUENAS_API_KEY]
-    #[arg(long, short = 'K', value_name = "KEY")]
-    pub api_key: Option<String>,
-
-    /// Read the API key from this file.
-    #[arg(long, value_name = "FILE", conflicts_with = "api_key")]
-    pub api_key_file: Option<PathBuf>,
-
-    /// One-time password for two-factor accounts (asked for on a terminal when needed).
-    #[arg(long, value_name = "CODE")]
-    pub otp: Option<String>,
-
-    /// Seconds to wait for each reply.
-    #[arg(long, short = 't', value_name = "SECONDS")]
-    pub timeout: Option<f64>,
-
-    /// Do not check the server's certificate at all.
-    #[arg(long, short = 'k')]
-    pub insecure: bool,
-
-    /// Trust exactly the certificate with this SHA-256 fingerprint (as openssl prints it);
-    /// otherwise an untrusted certificate is offered on a terminal and remembered on a yes.
-    #[arg(long, value_name = "SHA256", conflicts_with = "insecure")]
-    pub fingerprint: Option<String>,
-
-    /// Use this profile of the config file [env: MIDSCRIPT_PROFILE]
-    #[arg(long, value_name = "NAME")]
-    pub profile: Option<String>,
-
-    /// Write what is sent and received to FILE, secrets redacted.
-    #[arg(long, value_name = "FILE")]
-    pub trace: Option<PathBuf>,
+    /// The settings.
+    #[command(flatten)]
+    pub settings: Settings,
 
     /// Say what happens while connecting (the global `-v/--verbose`, set by [`super::run`]).
     #[arg(skip)]
@@ -113,40 +61,135 @@ impl ConnArgs {
     /// command name): `midscript --mock call x` and `midscript call --mock x` mean the same.
     pub fn or(self, outer: &ConnArgs) -> ConnArgs {
         ConnArgs {
-            url: self.url.or_else(|| outer.url.clone()),
-            host: self.host.or_else(|| outer.host.clone()),
-            mock: self.mock || outer.mock,
-            username: self.username.or_else(|| outer.username.clone()),
-            password: self.password.or_else(|| outer.password.clone()),
-            api_key: self.api_key.or_else(|| outer.api_key.clone()),
-            api_key_file: self.api_key_file.or_else(|| outer.api_key_file.clone()),
-            otp: self.otp.or_else(|| outer.otp.clone()),
-            timeout: self.timeout.or(outer.timeout),
-            insecure: self.insecure || outer.insecure,
-            fingerprint: self.fingerprint.or_else(|| outer.fingerprint.clone()),
-            profile: self.profile.or_else(|| outer.profile.clone()),
-            trace: self.trace.or_else(|| outer.trace.clone()),
+            settings: self.settings.or(outer.settings.clone()),
             verbose: self.verbose || outer.verbose,
         }
     }
 
     /// Is any option set? (They mean nothing to `midscript mock`.)
     pub fn is_empty(&self) -> bool {
-        self.url.is_none()
-            && self.host.is_none()
-            && !self.mock
-            && self.username.is_none()
-            && self.password.is_none()
-            && self.api_key.is_none()
-            && self.api_key_file.is_none()
-            && self.otp.is_none()
-            && self.timeout.is_none()
-            && !self.insecure
-            && self.fingerprint.is_none()
-            && self.profile.is_none()
-            && self.trace.is_none()
+        self.settings.is_empty()
     }
 
+    /// Is a server given (by a flag, the environment or the profile)? Ask after
+    /// [`ConnArgs::resolve`].
+    pub(super) fn names_a_server(&self) -> bool {
+        self.settings.names_a_server()
+    }
+
+    /// These flags completed by the environment, then by the chosen profile (`--profile`,
+    /// `MIDSCRIPT_PROFILE`): flag > environment > profile, merged here and nowhere else.
+    pub(super) fn resolve(&self) -> Result<ConnArgs, CliError> {
+        let given = self.settings.clone().or(env::settings());
+        let settings = match &given.profile {
+            None => given,
+            Some(name) => {
+                let config_file = Dirs::from_env().config_file();
+                let layer = profile::layer(name, config_file.as_deref(), &given)
+                    .map_err(|e| CliError::File(e.to_string()))?;
+                given.or(layer)
+            }
+        };
+        Ok(ConnArgs {
+            settings,
+            verbose: self.verbose,
+        })
+    }
+
+    /// Connect and log in as these arguments say (and the chosen profile), settling trust in
+    /// the server's certificate first and asking at the terminal for what is missing.
+    pub async fn connect(&self) -> Result<Session, CliError> {
+        self.connect_with(Arc::new(Terminal)).await
+    }
+
+    /// [`ConnArgs::connect`], with questions going to `prompter`.
+    pub async fn connect_with(&self, prompter: Arc<dyn Prompter>) -> Result<Session, CliError> {
+        self.resolve()?.open(&Dirs::from_env(), prompter).await
+    }
+
+    /// [`ConnArgs::connect`] for arguments that [`ConnArgs::resolve`] already completed.
+    pub(super) async fn connect_resolved(&self) -> Result<Session, CliError> {
+        self.open(&Dirs::from_env(), Arc::new(Terminal)).await
+    }
+
+    async fn open(&self, dirs: &Dirs, prompter: Arc<dyn Prompter>) -> Result<Session, CliError> {
+        let s = &self.settings;
+        let mut credentials = s.login(&prompter)?;
+        let mut mock = None;
+        let (url, trust) = if s.mock {
+            let server = MockServer::start(MockConfig::default())
+                .await
+                .map_err(|e| CliError::Startup(format!("cannot start the built-in mock: {e}")))?;
+            if credentials.is_none() {
+                let key = &server.config().api_keys[0];
+                credentials = Some(Login::Ready(Credentials::ApiKey {
+                    username: Some(key.owner.clone()),
+                    key: Secret::new(key.key.clone()),
+                }));
+            }
+            let trust = server
+                .fingerprint()
+                .and_then(|f| f.parse().ok())
+                .map_or(Trust::Insecure, Trust::Pinned);
+            let url = server.url();
+            mock = Some(server);
+            (url, trust)
+        } else {
+            (s.url()?, s.trust()?)
+        };
+        let mut options = ConnectOptions::new(url);
+        // `--host` names a box, not an endpoint: a 24.10 one answers /api/current with HTTP 404
+        // and speaks only the legacy /websocket (`protocol.md` §0.1, §1.2).
+        options.legacy_fallback = s.host.is_some() && s.url.is_none() && !s.mock;
+        options.trust = trust;
+        if let Some(t) = s.timeout {
+            if !(t.is_finite() && t > 0.0) {
+                return Err(CliError::Usage(format!(
+                    "--timeout must be a positive number of seconds, not {t}"
+                )));
+            }
+            options.rpc.call_timeout = Duration::from_secs_f64(t);
+        }
+        if let Some(path) = &s.trace {
+            options.tracer = Some(trace::to_file(path)?);
+        }
+        let ask = match credentials {
+            // The client logs in once the handshake has settled trust (and refuses, before
+            // connecting, to send an API key where the server would revoke it).
+            Some(Login::Ready(c)) => {
+                options.credentials = Some(c);
+                None
+            }
+            ask => ask,
+        };
+        let fallback = options.legacy_fallback;
+        let client = trust::open(options, dirs.known_hosts().as_deref(), prompter.as_ref()).await?;
+        if self.verbose && fallback && client.dialect() == Dialect::Legacy {
+            output::warn(&format!(
+                "midscript: {} has no /api/current (HTTP 404, TrueNAS 24.10?); using the legacy /websocket protocol at {}",
+                s.host.as_deref().unwrap_or_default(),
+                client.url()
+            ));
+        }
+        // Like ssh, ask for the password only once the server is trusted (this login is not
+        // recorded in `Client::login_info`).
+        if let Some(login) = ask {
+            let result = match login.credentials(prompter.as_ref(), client.url()) {
+                Ok(c) => client.login(&c).await.map_err(CliError::from),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = result {
+                client.close().await;
+                return Err(e);
+            }
+        }
+        Ok(Session { client, mock })
+    }
+}
+
+/// Reading the settings for a connection. They come [`ConnArgs::resolve`]d: the environment's
+/// server and key are already in them.
+impl Settings {
     fn api_key(&self) -> Result<Option<Secret>, CliError> {
         if let Some(k) = &self.api_key {
             return Ok(Some(Secret::new(k.trim())));
@@ -168,7 +211,7 @@ impl ConnArgs {
             }
             return Ok(Some(Secret::new(key)));
         }
-        Ok(env_any(KEY_VARS).map(Secret::new))
+        Ok(None)
     }
 
     /// How to log in; a missing password is asked for (after trust is settled) on a terminal.
@@ -231,109 +274,7 @@ impl ConnArgs {
         if let Some(h) = &self.host {
             return Ok(ConnectOptions::for_host(h).url);
         }
-        env_any(URL_VARS)
-            .ok_or_else(|| CliError::Usage("no server given: pass --host HOST, --url URL (or set MIDSCRIPT_URL), or --mock to try the built-in mock".into()))
-    }
-
-    /// Is a server given, by these flags or the environment? Ask after
-    /// [`ConnArgs::with_profile`] to count the profile's.
-    pub(super) fn names_a_server(&self) -> bool {
-        self.mock || self.url.is_some() || self.host.is_some() || env_any(URL_VARS).is_some()
-    }
-
-    /// These arguments with the chosen profile (`--profile`, `MIDSCRIPT_PROFILE`) filled in.
-    pub(super) fn with_profile(&self) -> Result<ConnArgs, CliError> {
-        profile::apply(self, Dirs::from_env().config_file().as_deref())
-            .map_err(|e| CliError::File(e.to_string()))
-    }
-
-    /// Connect and log in as these arguments say (and the chosen profile), settling trust in
-    /// the server's certificate first and asking at the terminal for what is missing.
-    pub async fn connect(&self) -> Result<Session, CliError> {
-        self.connect_with(Arc::new(Terminal)).await
-    }
-
-    /// [`ConnArgs::connect`], with questions going to `prompter`.
-    pub async fn connect_with(&self, prompter: Arc<dyn Prompter>) -> Result<Session, CliError> {
-        self.with_profile()?.open(&Dirs::from_env(), prompter).await
-    }
-
-    /// [`ConnArgs::connect`] for arguments that [`ConnArgs::with_profile`] already completed.
-    pub(super) async fn connect_resolved(&self) -> Result<Session, CliError> {
-        self.open(&Dirs::from_env(), Arc::new(Terminal)).await
-    }
-
-    async fn open(&self, dirs: &Dirs, prompter: Arc<dyn Prompter>) -> Result<Session, CliError> {
-        let mut credentials = self.login(&prompter)?;
-        let mut mock = None;
-        let (url, trust) = if self.mock {
-            let server = MockServer::start(MockConfig::default())
-                .await
-                .map_err(|e| CliError::Startup(format!("cannot start the built-in mock: {e}")))?;
-            if credentials.is_none() {
-                let key = &server.config().api_keys[0];
-                credentials = Some(Login::Ready(Credentials::ApiKey {
-                    username: Some(key.owner.clone()),
-                    key: Secret::new(key.key.clone()),
-                }));
-            }
-            let trust = server
-                .fingerprint()
-                .and_then(|f| f.parse().ok())
-                .map_or(Trust::Insecure, Trust::Pinned);
-            let url = server.url();
-            mock = Some(server);
-            (url, trust)
-        } else {
-            (self.url()?, self.trust()?)
-        };
-        let mut options = ConnectOptions::new(url);
-        // `--host` names a box, not an endpoint: a 24.10 one answers /api/current with HTTP 404
-        // and speaks only the legacy /websocket (`protocol.md` §0.1, §1.2).
-        options.legacy_fallback = self.host.is_some() && self.url.is_none() && !self.mock;
-        options.trust = trust;
-        if let Some(t) = self.timeout {
-            if !(t.is_finite() && t > 0.0) {
-                return Err(CliError::Usage(format!(
-                    "--timeout must be a positive number of seconds, not {t}"
-                )));
-            }
-            options.rpc.call_timeout = Duration::from_secs_f64(t);
-        }
-        if let Some(path) = &self.trace {
-            options.tracer = Some(trace::to_file(path)?);
-        }
-        let ask = match credentials {
-            // The client logs in once the handshake has settled trust (and refuses, before
-            // connecting, to send an API key where the server would revoke it).
-            Some(Login::Ready(c)) => {
-                options.credentials = Some(c);
-                None
-            }
-            ask => ask,
-        };
-        let fallback = options.legacy_fallback;
-        let client = trust::open(options, dirs.known_hosts().as_deref(), prompter.as_ref()).await?;
-        if self.verbose && fallback && client.dialect() == Dialect::Legacy {
-            output::warn(&format!(
-                "midscript: {} has no /api/current (HTTP 404, TrueNAS 24.10?); using the legacy /websocket protocol at {}",
-                self.host.as_deref().unwrap_or_default(),
-                client.url()
-            ));
-        }
-        // Like ssh, ask for the password only once the server is trusted (this login is not
-        // recorded in `Client::login_info`).
-        if let Some(login) = ask {
-            let result = match login.credentials(prompter.as_ref(), client.url()) {
-                Ok(c) => client.login(&c).await.map_err(CliError::from),
-                Err(e) => Err(e),
-            };
-            if let Err(e) = result {
-                client.close().await;
-                return Err(e);
-            }
-        }
-        Ok(Session { client, mock })
+        Err(CliError::Usage("no server given: pass --host HOST, --url URL (or set MIDSCRIPT_URL), or --mock to try the built-in mock".into()))
     }
 }
 
@@ -392,9 +333,12 @@ mod tests {
             ..Dirs::default()
         };
         let args = ConnArgs {
-            url: Some(server.url()),
-            username: Some("truenas_admin".into()),
-            ..ConnArgs::default()
+            settings: Settings {
+                url: Some(server.url()),
+                username: Some("truenas_admin".into()),
+                ..Settings::default()
+            },
+            verbose: false,
         };
         let prompter = Arc::new(Scripted::new(&["yes", TEST_PASSWORD, "246810"]));
         let session = args.open(&dirs, prompter.clone()).await.unwrap();
@@ -414,8 +358,11 @@ mod tests {
     #[tokio::test]
     async fn a_scoped_session_is_closed_even_when_its_work_fails() {
         let args = ConnArgs {
-            mock: true,
-            ..ConnArgs::default()
+            settings: Settings {
+                mock: true,
+                ..Settings::default()
+            },
+            verbose: false,
         };
         let session = args
             .open(&Dirs::default(), Arc::new(Scripted::new(&[])))

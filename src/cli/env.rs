@@ -1,15 +1,46 @@
 //! The environment variables that stand in for connection flags (flag > environment >
-//! profile): read here, by both the flags' merge ([`super::connection`]) and the profile's
-//! ([`super::profile`]), so neither module needs the other for them.
+//! profile), read in one place as a layer of [`Settings`].
+
+use super::settings::Settings;
 
 /// Environment variables naming the server, in order of preference.
-pub(super) const URL_VARS: &[&str] = &["MIDSCRIPT_URL", "TRUENAS_URL"];
+const URL_VARS: &[&str] = &["MIDSCRIPT_URL", "TRUENAS_URL"];
 /// Environment variables holding an API key, in order of preference.
-pub(super) const KEY_VARS: &[&str] = &["MIDSCRIPT_API_KEY", "TRUENAS_API_KEY"];
+const KEY_VARS: &[&str] = &["MIDSCRIPT_API_KEY", "TRUENAS_API_KEY"];
+/// The environment variable that names a profile.
+const PROFILE_VAR: &str = "MIDSCRIPT_PROFILE";
 
-/// The first of `names` set to a non-empty value.
-pub(super) fn env_any(names: &[&str]) -> Option<String> {
-    names
-        .iter()
-        .find_map(|n| std::env::var(n).ok().filter(|v| !v.is_empty()))
+/// The settings the environment gives: a server, an API key, a profile.
+pub(super) fn settings() -> Settings {
+    from(|name| std::env::var(name).ok())
+}
+
+/// [`settings`], reading variables through `var`.
+fn from(var: impl Fn(&str) -> Option<String>) -> Settings {
+    let any = |names: &[&str]| names.iter().find_map(|n| var(n).filter(|v| !v.is_empty()));
+    Settings {
+        url: any(URL_VARS),
+        api_key: any(KEY_VARS),
+        profile: any(&[PROFILE_VAR]),
+        ..Settings::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_non_empty_variable_of_each_list_counts() {
+        let env = from(|n| match n {
+            "MIDSCRIPT_URL" => Some(String::new()),
+            "TRUENAS_URL" => Some("wss://a/api/current".into()),
+            "TRUENAS_API_KEY" => Some("2-b".into()),
+            "MIDSCRIPT_API_KEY" => Some("1-a".into()),
+            _ => None,
+        });
+        assert_eq!(env.url.as_deref(), Some("wss://a/api/current"));
+        assert_eq!(env.api_key.as_deref(), Some("1-a"));
+        assert_eq!(env.profile, None);
+    }
 }

@@ -27,8 +27,8 @@ impl Loaded {
 
 /// The catalog these arguments point at.
 async fn load(conn: &ConnArgs, offline: bool) -> Result<(Loaded, Source), CliError> {
-    let args = conn.with_profile()?;
-    if offline || args.mock {
+    let args = conn.resolve()?;
+    if offline || args.settings.mock {
         return Ok((Loaded::Bundled, Source::Bundled));
     }
     if !args.names_a_server() {

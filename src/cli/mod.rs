@@ -10,6 +10,7 @@ pub mod profile;
 pub mod prompt;
 mod repl;
 mod run;
+mod settings;
 mod trace;
 pub mod trust;
 
@@ -20,6 +21,7 @@ use clap::{Parser, Subcommand};
 
 pub use connection::{ConnArgs, Session};
 pub use run::script_shorthand;
+pub use settings::Settings;
 
 use crate::client::Error;
 use crate::output::{self, Format, ProgressStyle};
@@ -380,7 +382,7 @@ mod tests {
             let Some(Command::Ping { conn }) = cli.command else {
                 panic!()
             };
-            let merged = conn.or(&cli.conn);
+            let merged = conn.or(&cli.conn).settings;
             assert!(merged.mock);
             assert_eq!(merged.timeout, Some(5.0));
         }
@@ -398,9 +400,24 @@ mod tests {
             panic!()
         };
         assert_eq!(
-            conn.or(&mixed.conn).url.as_deref(),
+            conn.or(&mixed.conn).settings.url.as_deref(),
             Some("ws://b/api/current")
         );
+        // The server is one choice: a --host after the command beats a --url before it.
+        let mixed = Cli::try_parse_from([
+            "midscript",
+            "--url",
+            "ws://a/api/current",
+            "ping",
+            "--host",
+            "b",
+        ])
+        .unwrap();
+        let Some(Command::Ping { conn }) = mixed.command else {
+            panic!()
+        };
+        let merged = conn.or(&mixed.conn).settings;
+        assert_eq!((merged.url, merged.host.as_deref()), (None, Some("b")));
     }
 
     #[test]

@@ -19,67 +19,16 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::ConnArgs;
-use super::env::{KEY_VARS, URL_VARS, env_any};
-use crate::client::ConnectOptions;
+use super::settings::Settings;
 use crate::dirs::warn_if_exposed;
 use crate::output;
-
-/// The environment variable that names a profile.
-pub const PROFILE_VAR: &str = "MIDSCRIPT_PROFILE";
-
-/// One named profile. Every setting is optional.
-#[derive(Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Profile {
-    /// Server URL (`wss://HOST/api/current`).
-    pub url: Option<String>,
-    /// Server host; means `wss://HOST/api/current`.
-    pub host: Option<String>,
-    /// The account (password login, or the API key's owner).
-    pub username: Option<String>,
-    /// An API key inline (the file must then be private: prefer `api_key_file`).
-    pub api_key: Option<String>,
-    /// A file holding the API key; `~/` is the home folder, a relative path is relative to the
-    /// config file's folder.
-    pub api_key_file: Option<PathBuf>,
-    /// The certificate's SHA-256 fingerprint to pin.
-    pub fingerprint: Option<String>,
-    /// Seconds to wait for each reply.
-    pub timeout: Option<f64>,
-    /// Do not check the certificate at all.
-    pub insecure: Option<bool>,
-}
-
-impl std::fmt::Debug for Profile {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Profile")
-            .field("url", &self.url)
-            .field("host", &self.host)
-            .field("username", &self.username)
-            .field("api_key", &self.api_key.as_ref().map(|_| "********"))
-            .field("api_key_file", &self.api_key_file)
-            .field("fingerprint", &self.fingerprint)
-            .field("timeout", &self.timeout)
-            .field("insecure", &self.insecure)
-            .finish()
-    }
-}
-
-impl Profile {
-    /// The server URL this profile names, if any.
-    fn server(&self) -> Option<String> {
-        self.url
-            .clone()
-            .or_else(|| self.host.as_ref().map(|h| ConnectOptions::for_host(h).url))
-    }
-}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ConfigFile {
+    /// Each holds the [`Settings`] that may be profile keys (the others are flags only).
     #[serde(default)]
-    profiles: BTreeMap<String, Profile>,
+    profiles: BTreeMap<String, Settings>,
 }
 
 /// The config file, read.
@@ -88,7 +37,7 @@ pub struct Config {
     /// Where it was read from.
     pub path: PathBuf,
     /// Profiles by name.
-    pub profiles: BTreeMap<String, Profile>,
+    pub profiles: BTreeMap<String, Settings>,
 }
 
 /// Why a profile could not be used.
@@ -180,7 +129,7 @@ impl Config {
             if p.api_key.is_some() && p.api_key_file.is_some() {
                 return Err(invalid("give api_key or api_key_file, not both"));
             }
-            if p.insecure == Some(true) && p.fingerprint.is_some() {
+            if p.insecure && p.fingerprint.is_some() {
                 return Err(invalid("give fingerprint or insecure, not both"));
             }
             if let Some(t) = p.timeout
@@ -213,7 +162,7 @@ impl Config {
     }
 
     /// The profile called `name`.
-    pub fn profile(&self, name: &str) -> Result<&Profile, ProfileError> {
+    pub fn profile(&self, name: &str) -> Result<&Settings, ProfileError> {
         self.profiles
             .get(name)
             .ok_or_else(|| ProfileError::Unknown {
@@ -238,75 +187,51 @@ fn expand(path: &Path, base: &Path) -> PathBuf {
     }
 }
 
-/// The profile name asked for: `--profile`, else `MIDSCRIPT_PROFILE`.
-fn requested(args: &ConnArgs) -> Option<String> {
-    args.profile.clone().or_else(|| env_any(&[PROFILE_VAR]))
-}
-
-/// `args` with the chosen profile's settings filled in where neither a flag nor the
-/// environment gave one. Without a chosen profile, `args` unchanged.
-pub fn apply(args: &ConnArgs, config_file: Option<&Path>) -> Result<ConnArgs, ProfileError> {
-    let Some(name) = requested(args) else {
-        return Ok(args.clone());
-    };
+/// What profile `name` of `config_file` adds under the settings `given` by the flags and the
+/// environment. The profile's credentials and trust belong to its server: when `given` names
+/// another server (or the mock), only its other settings (the timeout) are used, with a note.
+pub fn layer(
+    name: &str,
+    config_file: Option<&Path>,
+    given: &Settings,
+) -> Result<Settings, ProfileError> {
     let no_config = || ProfileError::NoConfig {
-        name: name.clone(),
+        name: name.to_owned(),
         path: config_file.map(Path::to_owned),
     };
     let path = config_file.ok_or_else(no_config)?;
     let config = Config::load(path)?.ok_or_else(no_config)?;
-    let profile = config.profile(&name)?;
-    let base = path.parent().unwrap_or(Path::new("."));
-    Ok(merge(args.clone(), profile, &name, path, base, env_any))
+    config.layer(name, given)
 }
 
-/// Fill `a` from `p`; `env` reads the first set variable of a list.
-fn merge(
-    mut a: ConnArgs,
-    p: &Profile,
-    name: &str,
-    config: &Path,
-    base: &Path,
-    env: impl Fn(&[&str]) -> Option<String>,
-) -> ConnArgs {
-    a.timeout = a.timeout.or(p.timeout);
-    if a.mock {
-        return a;
-    }
-    let given = a
-        .url
-        .clone()
-        .or_else(|| a.host.as_ref().map(|h| ConnectOptions::for_host(h).url));
-    let given = given.or_else(|| env(URL_VARS));
-    let ours = p.server();
-    match (&given, &ours) {
-        (None, Some(_)) => {
-            a.url = p.url.clone();
-            a.host = p.host.clone();
+impl Config {
+    /// [`layer`] for this config file's profile `name`.
+    fn layer(&self, name: &str, given: &Settings) -> Result<Settings, ProfileError> {
+        let p = self.profile(name)?;
+        let unbound = Settings {
+            timeout: p.timeout,
+            ..Settings::default()
+        };
+        if given.mock {
+            return Ok(unbound);
         }
-        (Some(g), Some(o)) if g != o => {
+        if let (Some(g), Some(o)) = (given.server_url(), p.server_url())
+            && g != o
+        {
             output::warn(&format!(
                 "midscript: note: using {g} instead of profile {name:?}'s {o}: \
                  the profile's credentials and fingerprint are left out"
             ));
-            return a;
+            return Ok(unbound);
         }
-        _ => {}
-    }
-    a.username = a.username.or_else(|| p.username.clone());
-    if a.api_key.is_none() && a.api_key_file.is_none() && env(KEY_VARS).is_none() {
-        if let Some(k) = &p.api_key {
-            warn_if_exposed(config, "an API key");
-            a.api_key = Some(k.clone());
-        } else if let Some(f) = &p.api_key_file {
-            a.api_key_file = Some(expand(f, base));
+        let mut layer = p.clone();
+        if given.api_key.is_none() && given.api_key_file.is_none() && p.api_key.is_some() {
+            warn_if_exposed(&self.path, "an API key");
         }
+        let base = self.path.parent().unwrap_or(Path::new("."));
+        layer.api_key_file = layer.api_key_file.map(|f| expand(&f, base));
+        Ok(layer)
     }
-    if a.fingerprint.is_none() && !a.insecure {
-        a.fingerprint = p.fingerprint.clone();
-        a.insecure = p.insecure.unwrap_or(false);
-    }
-    a
 }
 
 #[cfg(test)]
@@ -326,8 +251,10 @@ host = "lab.local"
 insecure = true
 "#;
 
-    fn no_env(_: &[&str]) -> Option<String> {
-        None
+    /// `given` with profile `name` of [`SAMPLE`] layered under it.
+    fn merge(given: Settings, name: &str) -> Settings {
+        let layer = cfg().layer(name, &given).unwrap();
+        given.or(layer)
     }
 
     fn cfg() -> Config {
@@ -383,10 +310,7 @@ insecure = true
 
     #[test]
     fn flags_win_and_credentials_stay_with_their_server() {
-        let c = cfg();
-        let p = c.profile("nas1").unwrap();
-        let base = Path::new("/c");
-        let merged = merge(ConnArgs::default(), p, "nas1", &c.path, base, no_env);
+        let merged = merge(Settings::default(), "nas1");
         assert_eq!(merged.url.as_deref(), Some("wss://nas1.local/api/current"));
         assert_eq!(merged.username.as_deref(), Some("admin"));
         assert_eq!(
@@ -396,55 +320,83 @@ insecure = true
         assert!(merged.fingerprint.is_some());
         assert_eq!(merged.timeout, Some(30.0));
 
-        let flags = ConnArgs {
+        let flags = Settings {
             username: Some("root".into()),
             timeout: Some(5.0),
             ..Default::default()
         };
-        let merged = merge(flags, p, "nas1", &c.path, base, no_env);
+        let merged = merge(flags, "nas1");
         assert_eq!(merged.username.as_deref(), Some("root"));
         assert_eq!(merged.timeout, Some(5.0));
 
         // Another server: the profile's key and pin are not sent there.
-        let elsewhere = ConnArgs {
+        let elsewhere = Settings {
             host: Some("other.local".into()),
             ..Default::default()
         };
-        let merged = merge(elsewhere, p, "nas1", &c.path, base, no_env);
+        let merged = merge(elsewhere, "nas1");
         assert!(merged.api_key_file.is_none() && merged.fingerprint.is_none());
         assert!(merged.username.is_none() && merged.url.is_none());
         assert_eq!(merged.timeout, Some(30.0));
 
-        // --insecure on the command line beats the profile's pin.
-        let insecure = ConnArgs {
-            insecure: true,
+        // The same server named by its host: the profile's credentials go with it.
+        let same = Settings {
+            host: Some("nas1.local".into()),
             ..Default::default()
         };
-        let merged = merge(insecure, p, "nas1", &c.path, base, no_env);
-        assert!(merged.insecure && merged.fingerprint.is_none());
+        let merged = merge(same, "nas1");
+        assert_eq!(merged.host.as_deref(), Some("nas1.local"));
+        assert!(merged.url.is_none() && merged.api_key_file.is_some());
 
-        let lab = merge(
-            ConnArgs::default(),
-            c.profile("lab").unwrap(),
-            "lab",
-            &c.path,
-            base,
-            no_env,
-        );
+        // The mock: nothing of the profile's server goes there either.
+        let mock = Settings {
+            mock: true,
+            ..Default::default()
+        };
+        let merged = merge(mock, "nas1");
+        assert!(merged.username.is_none() && merged.fingerprint.is_none());
+        assert_eq!(merged.timeout, Some(30.0));
+
+        // --insecure on the command line beats the profile's pin; a key given beats its file.
+        let insecure = Settings {
+            insecure: true,
+            api_key: Some("1-k".into()),
+            ..Default::default()
+        };
+        let merged = merge(insecure, "nas1");
+        assert!(merged.insecure && merged.fingerprint.is_none());
+        assert!(merged.api_key.is_some() && merged.api_key_file.is_none());
+
+        let lab = merge(Settings::default(), "lab");
         assert_eq!(lab.host.as_deref(), Some("lab.local"));
         assert!(lab.insecure);
     }
 
     #[test]
+    fn settings_that_are_flags_only_are_not_profile_keys() {
+        let err = Config::parse(
+            "[profiles.a]\npassword = \"x\"\n",
+            Path::new("/c/config.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            err,
+            "/c/config.toml:2:1: unknown field `password`, expected one of `url`, `host`, \
+             `username`, `api_key`, `api_key_file`, `fingerprint`, `timeout`, `insecure`"
+        );
+    }
+
+    #[test]
     fn a_profile_without_a_config_file_is_an_error() {
-        let args = ConnArgs {
-            profile: Some("nas1".into()),
-            ..Default::default()
-        };
         let dir = tempfile::tempdir().unwrap();
-        let err = apply(&args, Some(&dir.path().join("config.toml")))
-            .unwrap_err()
-            .to_string();
+        let err = layer(
+            "nas1",
+            Some(&dir.path().join("config.toml")),
+            &Settings::default(),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("there is no config file"), "{err}");
     }
 

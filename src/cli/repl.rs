@@ -8,7 +8,7 @@ use std::sync::Arc;
 use tokio::runtime::Handle;
 
 use super::methods;
-use super::{CliError, ConnArgs, Session};
+use super::{CliError, ConnArgs, Session, Settings};
 use crate::catalog::Source;
 use crate::output;
 use crate::repl::{self, Connected, Connector, MethodCatalog, ReplOptions};
@@ -21,7 +21,7 @@ fn history_path() -> Option<std::path::PathBuf> {
 /// The catalog for a connected session, and a banner label.
 async fn catalog_for(args: &ConnArgs, session: &Session) -> (MethodCatalog, String) {
     let url = session.client.url().to_owned();
-    if args.mock {
+    if args.settings.mock {
         return (
             MethodCatalog::Bundled,
             format!("the built-in mock at {url} (catalog: {})", Source::Bundled),
@@ -55,15 +55,17 @@ struct ProfileConnector {
 impl Connector for ProfileConnector {
     fn connect(&mut self, rt: &Handle, profile: &str) -> Result<Connected, String> {
         let args = ConnArgs {
-            profile: Some(profile.to_owned()),
-            timeout: self.base.timeout,
-            trace: self.base.trace.clone(),
+            settings: Settings {
+                profile: Some(profile.to_owned()),
+                timeout: self.base.settings.timeout,
+                trace: self.base.settings.trace.clone(),
+                ..Settings::default()
+            },
             verbose: self.base.verbose,
-            ..ConnArgs::default()
         };
         let (session, catalog, label) = rt
             .block_on(async {
-                let resolved = args.with_profile()?;
+                let resolved = args.resolve()?;
                 let session = resolved.connect_resolved().await?;
                 let (catalog, label) = catalog_for(&resolved, &session).await;
                 Ok::<_, CliError>((session, catalog, label))
@@ -95,7 +97,7 @@ pub async fn repl(conn: &ConnArgs) -> Result<ExitCode, CliError> {
 
 /// Connect, then run the REPL on its own thread until it ends.
 async fn start(conn: &ConnArgs) -> Result<i32, CliError> {
-    let args = conn.with_profile()?;
+    let args = conn.resolve()?;
     if !args.names_a_server() {
         return Err(CliError::Usage(
             "no server given: pass --host HOST, --url URL, --profile NAME (or set MIDSCRIPT_URL), \

@@ -291,7 +291,7 @@ mod tests {
         let Some(super::super::Command::Run(run)) = cli.command else {
             panic!("not run")
         };
-        assert!(cli.conn.mock);
+        assert!(cli.conn.settings.mock);
         assert!(!cli.verbose);
         assert_eq!(run.file.as_deref(), Some(Path::new("s.rhai")));
         assert_eq!(run.args, ["--yes", "-v", "x"]);
@@ -300,7 +300,7 @@ mod tests {
         let Some(super::super::Command::Run(run)) = cli.command else {
             panic!("not run")
         };
-        assert!(!run.conn.mock);
+        assert!(!run.conn.settings.mock);
         assert_eq!(run.args, ["--mock"]);
 
         let cli =
