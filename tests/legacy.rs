@@ -1,53 +1,31 @@
-//! The client on the legacy `/websocket` dialect (`protocol.md` §1.4) against the mock's 24.10
-//! profile: the traffic of `tests/traffic.rs` repeated frame for frame in DDP (insta
-//! snapshots), the automatic choice of dialect, the fallback from `/api/current`, and the
-//! errors of a client that speaks the wrong dialect.
-
-use std::time::Duration;
+//! The client on the legacy `/websocket` dialect against the mock's 24.10 profile, where it
+//! differs from JSON-RPC (the scenarios both share run on both in `tests/traffic.rs`): its
+//! logins, errors and subscriptions frame for frame (insta snapshots), the automatic choice of
+//! dialect, the fallback from `/api/current`, and the errors of a client that speaks the wrong
+//! dialect.
 
 use midscript::client::{
-    AuthError, Client, ConnectOptions, Credentials, Dialect, Error, JobProgress, Mechanism, Secret,
-    Trust,
+    AuthError, Client, ConnectOptions, Credentials, Dialect, Error, Mechanism, Secret, Trust,
 };
 use midscript::mock::{MockConfig, MockServer, ServerVersion};
 use serde_json::json;
 
-use crate::support::in_process::{
-    assert_no_secrets, connect_to, mock, password, settings, transcript, whoami,
-};
+use crate::support::in_process::{Wire, assert_no_secrets, password, settings, transcript, whoami};
+use crate::traffic::{bad_source_arguments_end_the_subscription, log_follow_ends_with_its_source};
 
 /// A 24.10 mock (plain ws, deterministic), edited by `edit`.
 async fn eel(edit: impl FnOnce(&mut MockConfig)) -> MockServer {
-    mock(|c| {
-        c.version = ServerVersion::V24_10;
-        edit(c);
-    })
-    .await
+    Wire::Legacy.mock(edit).await
 }
 
 /// Connect on the server's legacy `/websocket` URL, whatever its version.
 async fn connect(server: &MockServer, credentials: Option<Credentials>) -> Result<Client, Error> {
-    connect_to(server.legacy_url(), server, credentials).await
-}
-
-#[tokio::test]
-async fn legacy_password_login_and_a_call() {
-    let server = eel(|_| {}).await;
-    assert!(server.url().ends_with("/websocket"), "24.10 has no /api");
-    let client = connect(&server, Some(password(&server))).await.unwrap();
-    assert_eq!(client.dialect(), Dialect::Legacy);
-    assert_eq!(client.login_info().unwrap().mechanism, Mechanism::Password);
-    let info = client.call("system.info", vec![]).await.unwrap();
-    assert_eq!(info["version"], "24.10.2.4");
-    client.close().await;
-    assert_no_secrets(&server);
-    settings()
-        .bind(|| insta::assert_snapshot!("legacy_password_login_and_a_call", transcript(&server)));
+    Wire::Legacy.connect(server, credentials).await
 }
 
 #[tokio::test]
 async fn legacy_logins_with_an_api_key_a_token_and_an_otp() {
-    // 24.10 never revokes a key used over an insecure transport (§0.1): plain ws works.
+    // 24.10 never revokes a key used over an insecure transport: plain ws works.
     let server = eel(|c| c.users[0].otp_code = Some("246810".into())).await;
     let key = &server.config().api_keys[0];
     let creds = Credentials::ApiKey {
@@ -137,135 +115,15 @@ async fn legacy_errors_carry_validation_fields_and_errnos() {
 }
 
 #[tokio::test]
-async fn legacy_job_runs_to_success_with_progress() {
-    let server = eel(|_| {}).await;
-    let client = connect(&server, Some(password(&server))).await.unwrap();
-    let mut seen: Vec<JobProgress> = Vec::new();
-    let app = client
-        .job("app.create", vec![whoami()], |p| seen.push(p.clone()))
-        .await
-        .unwrap();
-    assert_eq!(app["name"], "whoami");
-    assert_eq!(seen.last().unwrap().state, "SUCCESS");
-    assert!(
-        seen.iter()
-            .filter_map(|p| p.description.as_deref())
-            .any(|d| d.contains("installed successfully")),
-        "{seen:?}"
-    );
-    assert!(seen.windows(2).all(|w| w[0].percent <= w[1].percent));
-    client.close().await;
-    let t = transcript(&server);
-    assert!(!t.contains("message_ids"), "24.10 jobs have no message_ids");
-    settings().bind(|| insta::assert_snapshot!("legacy_job_success", t));
-}
-
-#[tokio::test]
-async fn legacy_failing_jobs_give_typed_errors() {
-    let server = eel(|_| {}).await;
-    let client = connect(&server, Some(password(&server))).await.unwrap();
-    client
-        .job("app.create", vec![whoami()], |_| {})
-        .await
-        .unwrap();
-    server.clear_transcript();
-    let err = client
-        .job("app.create", vec![whoami()], |_| {})
-        .await
-        .unwrap_err();
-    let s = err.server().expect("server error");
-    assert_eq!(s.errname.as_deref(), Some("EEXIST"), "{s:?}");
-    assert!(s.job_id.is_some());
-    let bad = json!({"app_name": "Bad_Name", "custom_app": true, "custom_compose_config": {"services": {}}});
-    let err = client
-        .job("app.create", vec![bad], |_| {})
-        .await
-        .unwrap_err();
-    let v = err.server().unwrap().validation();
-    assert_eq!(
-        v[0].attribute.as_deref(),
-        Some("app_create.app_name"),
-        "{err}"
-    );
-    client.close().await;
-    settings().bind(|| insta::assert_snapshot!("legacy_job_failures", transcript(&server)));
-}
-
-#[tokio::test]
 async fn legacy_subscription_delivers_events_until_nosub() {
+    // The two subscription scenarios of `tests/traffic.rs`, on one connection: events until
+    // the source ends, then `nosub` with an error, before `ready`, for bad source arguments.
     let server = eel(|_| {}).await;
     let client = connect(&server, Some(password(&server))).await.unwrap();
-    client
-        .job("app.create", vec![whoami()], |_| {})
-        .await
-        .unwrap();
-    let ids = client
-        .call("app.container_ids", vec![json!("whoami")])
-        .await
-        .unwrap();
-    let container = ids.as_object().unwrap().keys().next().unwrap().clone();
-    server.clear_transcript();
-    let name = format!(
-        r#"app.container_log_follow:{{"app_name":"whoami","container_id":"{container}","tail_lines":3}}"#
-    );
-    let mut sub = client.subscribe(&name).await.unwrap();
-    let mut lines = Vec::new();
-    while let Some(ev) = sub.recv().await {
-        let ev = ev.unwrap();
-        assert_eq!(ev.collection, name);
-        lines.push(ev.fields.unwrap()["data"].as_str().unwrap().to_owned());
-    }
-    assert_eq!(lines.len(), 3, "{lines:?}");
-
-    // Bad source arguments: `nosub` with an error, before `ready`.
-    let mut bad = client
-        .subscribe(r#"reporting.realtime:{"interval":1}"#)
-        .await
-        .unwrap();
-    let err = tokio::time::timeout(Duration::from_secs(5), bad.recv())
-        .await
-        .unwrap()
-        .expect("an item")
-        .unwrap_err();
-    let Error::SubscriptionEnded { error, .. } = &err else {
-        panic!("{err:?}")
-    };
-    assert_eq!(
-        error.error,
-        Some(11),
-        "a list of validation errors is EAGAIN"
-    );
-    assert!(bad.recv().await.is_none());
+    log_follow_ends_with_its_source(&server, &client).await;
+    bad_source_arguments_end_the_subscription(&client, Wire::Legacy).await;
     client.close().await;
     settings().bind(|| insta::assert_snapshot!("legacy_subscription", transcript(&server)));
-}
-
-#[tokio::test]
-async fn legacy_unsubscribe_sends_unsub_and_plain_events_flow() {
-    let server = eel(|_| {}).await;
-    let client = connect(&server, Some(password(&server))).await.unwrap();
-    let mut sub = client.subscribe("app.query").await.unwrap();
-    client
-        .job("app.create", vec![whoami()], |_| {})
-        .await
-        .unwrap();
-    let ev = tokio::time::timeout(Duration::from_secs(5), sub.recv())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    assert_eq!(ev.id, Some(json!("whoami")));
-    sub.unsubscribe().await.unwrap();
-    assert!(client.subscriptions().iter().all(|s| s != "app.query"));
-    // The connection still works after an unsub (which gets no reply).
-    assert_eq!(client.call("core.ping", vec![]).await.unwrap(), "pong");
-    client.close().await;
-    let t = transcript(&server);
-    assert!(
-        t.contains(r#"{"msg":"sub","id":"2","name":"app.query"}"#),
-        "{t}"
-    );
-    assert!(t.contains(r#"{"msg":"unsub","id":"2"}"#), "{t}");
 }
 
 #[tokio::test]
@@ -342,7 +200,7 @@ async fn the_fallback_from_api_current_reaches_24_10_on_websocket() {
 #[tokio::test]
 async fn a_jsonrpc_frame_on_websocket_closes_1011_msg_naming_the_endpoint() {
     // Forced to the wrong dialect, the client sends JSON-RPC to /websocket: the server closes
-    // with 1011 'msg' (§1.4, §8.7), and the error says where JSON-RPC lives.
+    // with 1011 'msg', and the error says where JSON-RPC lives.
     let server = eel(|c| c.version = ServerVersion::V25_10).await;
     let mut options = ConnectOptions::new(server.legacy_url());
     options.dialect = Some(Dialect::JsonRpc);

@@ -2,7 +2,8 @@
 //!
 //! - `cli`: the binary's start-up contract and exit statuses
 //! - `oneoff`: one-off commands (methods, doc, profiles, trust, trace) as snapshots
-//! - `traffic` / `legacy`: the client's frames against the in-process mock, per dialect
+//! - `traffic`: the client's frames against the in-process mock, the shared scenarios once per
+//!   dialect; `legacy`: what only the legacy dialect has
 //! - `compose` / `compose_cli`: compose deployments through the library and the binary
 //! - `script`: the script runner, the stdlib and the examples in `scripts/`
 //! - `repl`: the REPL through a pseudo-terminal

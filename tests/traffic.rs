@@ -1,32 +1,367 @@
 //! The client against the in-process mock: behaviour asserted directly, and the exact traffic
 //! (every frame, in order, secrets redacted) checked with insta snapshots. Ids are kept: the
 //! pairing of requests and replies is part of what is under test.
+//!
+//! The scenarios both wire dialects share are written once and run on each ([`Wire`]):
+//! `NAME::jsonrpc` against 25.10 on `/api/current`, `NAME::legacy` against 24.10 on
+//! `/websocket`, each with its own snapshot (`legacy_` in front). What only one dialect has
+//! follows them here (JSON-RPC) and in `tests/legacy.rs`.
 
 use std::time::Duration;
 
 use midscript::client::{
     AuthError, Client, ConnectOptions, Credentials, Error, JobProgress, Mechanism, Secret, Trust,
 };
-use midscript::mock::ServerVersion;
+use midscript::mock::{MockServer, ServerVersion};
 use serde_json::json;
 
 use crate::support::in_process::{
-    api_key, assert_no_secrets, connect, mock, password, settings, transcript, whoami,
+    Wire, api_key, assert_no_secrets, connect, mock, password, settings, transcript, whoami,
 };
 
-#[tokio::test]
-async fn password_login_and_a_call() {
-    let server = mock(|_| {}).await;
-    let client = connect(&server, Some(password(&server))).await.unwrap();
+// ---------------------------------------------------------------------------------------------
+// Scenarios run on both dialects
+
+crate::per_wire!(
+    password_login_and_a_call,
+    job_success,
+    job_failures,
+    job_aborted,
+    app_events_follow_the_lifecycle_and_unsubscribe_ends_them,
+    many_concurrent_calls_never_exceed_the_servers_limit,
+    an_oversized_message_is_refused_before_sending,
+    a_transient_job_without_events_is_polled_to_its_end,
+);
+
+async fn password_login_and_a_call(wire: Wire) {
+    let server = wire.mock(|_| {}).await;
+    assert_eq!(
+        server.url() == server.legacy_url(),
+        wire == Wire::Legacy,
+        "only 24.10 lacks /api/current"
+    );
+    let client = wire
+        .connect(&server, Some(password(&server)))
+        .await
+        .unwrap();
+    assert_eq!(client.dialect(), wire.dialect());
     assert_eq!(client.login_info().unwrap().mechanism, Mechanism::Password);
     let info = client.call("system.info", vec![]).await.unwrap();
+    let version = server.config().version.to_string();
     assert!(
-        info["version"].as_str().unwrap().contains("25.10"),
+        info["version"].as_str().unwrap().contains(&version),
         "{info}"
     );
     client.close().await;
     assert_no_secrets(&server);
-    settings().bind(|| insta::assert_snapshot!("password_login_and_a_call", transcript(&server)));
+    let name = wire.snapshot("password_login_and_a_call");
+    settings().bind(|| insta::assert_snapshot!(name, transcript(&server)));
+}
+
+async fn job_success(wire: Wire) {
+    let server = wire.mock(|_| {}).await;
+    let client = wire
+        .connect(&server, Some(password(&server)))
+        .await
+        .unwrap();
+    let mut seen: Vec<JobProgress> = Vec::new();
+    let app = client
+        .job("app.create", vec![whoami()], |p| seen.push(p.clone()))
+        .await
+        .unwrap();
+    assert_eq!(app["name"], "whoami");
+    let descriptions: Vec<_> = seen.iter().filter_map(|p| p.description.clone()).collect();
+    assert!(
+        descriptions
+            .iter()
+            .any(|d| d.contains("installed successfully")),
+        "{descriptions:?}"
+    );
+    assert_eq!(seen.last().unwrap().state, "SUCCESS");
+    assert!(
+        seen.windows(2).all(|w| w[0].percent <= w[1].percent),
+        "progress went backwards: {seen:?}"
+    );
+    client.close().await;
+    let t = transcript(&server);
+    assert_eq!(
+        t.contains("message_ids"),
+        wire == Wire::JsonRpc,
+        "jobs have message_ids from 25.10 on, none on 24.10"
+    );
+    let name = wire.snapshot("job_success");
+    settings().bind(|| insta::assert_snapshot!(name, t));
+}
+
+async fn job_failures(wire: Wire) {
+    let server = wire.mock(|_| {}).await;
+    let client = wire
+        .connect(&server, Some(password(&server)))
+        .await
+        .unwrap();
+    client
+        .job("app.create", vec![whoami()], |_| {})
+        .await
+        .unwrap();
+    server.clear_transcript();
+    let err = client
+        .job("app.create", vec![whoami()], |_| {})
+        .await
+        .unwrap_err();
+    let s = err.server().expect("server error");
+    assert_eq!(s.errname.as_deref(), Some("EEXIST"), "{s:?}");
+    assert!(s.job_id.is_some());
+    let bad = json!({"app_name": "Bad_Name", "custom_app": true, "custom_compose_config": {"services": {}}});
+    let err = client
+        .job("app.create", vec![bad], |_| {})
+        .await
+        .unwrap_err();
+    let v = err.server().unwrap().validation();
+    assert_eq!(
+        v[0].attribute.as_deref(),
+        Some("app_create.app_name"),
+        "{err}"
+    );
+    client.close().await;
+    let name = wire.snapshot("job_failures");
+    settings().bind(|| insta::assert_snapshot!(name, transcript(&server)));
+}
+
+async fn job_aborted(wire: Wire) {
+    let server = wire.mock(|c| c.job_step = Duration::from_millis(200)).await;
+    let client = wire
+        .connect(&server, Some(password(&server)))
+        .await
+        .unwrap();
+    let handle = client
+        .start_job("app.create", vec![whoami()])
+        .await
+        .unwrap();
+    // Abort once the job is known to be running (each later step is 200 ms away).
+    let (started, running) = tokio::sync::oneshot::channel();
+    let mut started = Some(started);
+    let waiter = handle.clone();
+    let outcome = tokio::spawn(async move {
+        waiter
+            .wait(move |p| {
+                if p.percent.unwrap_or(0.0) > 0.0
+                    && let Some(tx) = started.take()
+                {
+                    let _ = tx.send(());
+                }
+            })
+            .await
+    });
+    running.await.unwrap();
+    handle.abort().await.unwrap();
+    let err = outcome.await.unwrap().unwrap_err();
+    assert!(matches!(err, Error::JobAborted { .. }), "{err:?}");
+    client.close().await;
+    let name = wire.snapshot("job_aborted");
+    settings().bind(|| insta::assert_snapshot!(name, transcript(&server)));
+}
+
+/// Collect `app.query` states for `app` until one of them is `last`.
+async fn states_until(
+    sub: &mut midscript::client::Subscription,
+    app: &str,
+    last: &str,
+) -> Vec<String> {
+    let mut states: Vec<String> = Vec::new();
+    while states.last().map(String::as_str) != Some(last) {
+        let ev = tokio::time::timeout(Duration::from_secs(5), sub.recv())
+            .await
+            .expect("an event in time")
+            .expect("open")
+            .expect("no error");
+        assert_eq!(ev.id, Some(json!(app)));
+        states.push(
+            ev.fields.expect("fields")["state"]
+                .as_str()
+                .expect("a state")
+                .to_owned(),
+        );
+    }
+    states
+}
+
+async fn app_events_follow_the_lifecycle_and_unsubscribe_ends_them(wire: Wire) {
+    let server = wire.mock(|_| {}).await;
+    let client = wire
+        .connect(&server, Some(password(&server)))
+        .await
+        .unwrap();
+    let mut sub = client.subscribe("app.query").await.unwrap();
+    client
+        .job("app.create", vec![whoami()], |_| {})
+        .await
+        .unwrap();
+    assert_eq!(
+        states_until(&mut sub, "whoami", "RUNNING").await,
+        ["DEPLOYING", "RUNNING"]
+    );
+    client
+        .job("app.stop", vec![json!("whoami")], |_| {})
+        .await
+        .unwrap();
+    assert_eq!(
+        states_until(&mut sub, "whoami", "STOPPED").await,
+        ["STOPPING", "STOPPED"]
+    );
+    sub.unsubscribe().await.unwrap();
+    assert!(client.subscriptions().iter().all(|s| s != "app.query"));
+    // The connection still works after the unsubscription (a legacy `unsub` gets no reply).
+    assert_eq!(client.call("core.ping", vec![]).await.unwrap(), "pong");
+    client.close().await;
+    let t = transcript(&server);
+    let (sub, unsub) = match wire {
+        Wire::JsonRpc => (
+            r#""method":"core.subscribe","params":["app.query"]"#,
+            r#""method":"core.unsubscribe""#,
+        ),
+        Wire::Legacy => (
+            r#"{"msg":"sub","id":"2","name":"app.query"}"#,
+            r#"{"msg":"unsub","id":"2"}"#,
+        ),
+    };
+    assert!(t.contains(sub) && t.contains(unsub), "{t}");
+}
+
+async fn many_concurrent_calls_never_exceed_the_servers_limit(wire: Wire) {
+    let server = wire.mock(|_| {}).await;
+    let client = wire
+        .connect(&server, Some(password(&server)))
+        .await
+        .unwrap();
+    let calls: Vec<_> = (0..60)
+        .map(|_| {
+            let c = client.clone();
+            tokio::spawn(async move { c.call("system.info", vec![]).await })
+        })
+        .collect();
+    for c in calls {
+        c.await.unwrap().expect("no call refused");
+    }
+    assert!(!transcript(&server).contains("-32000"));
+    client.close().await;
+}
+
+async fn an_oversized_message_is_refused_before_sending(wire: Wire) {
+    let server = wire.mock(|_| {}).await;
+    let client = wire
+        .connect(&server, Some(password(&server)))
+        .await
+        .unwrap();
+    let big = "x".repeat(70_000);
+    let err = client
+        .call("core.ping", vec![json!(big)])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::MessageTooBig { limit: 65536, .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("65536"));
+    // The connection is still usable: nothing was sent.
+    assert_eq!(client.call("core.ping", vec![]).await.unwrap(), "pong");
+    assert!(!transcript(&server).contains("xxxxxxxx"));
+}
+
+async fn a_transient_job_without_events_is_polled_to_its_end(wire: Wire) {
+    // pool.scrub.scrub is transient on the server: it sends no core.get_jobs events.
+    let server = wire.mock(|_| {}).await;
+    let client = wire
+        .connect(&server, Some(password(&server)))
+        .await
+        .unwrap();
+    let outcome = tokio::time::timeout(
+        Duration::from_secs(20),
+        client.job("pool.scrub.scrub", vec![json!("tank")], |_| {}),
+    )
+    .await
+    .expect("a transient job must not hang");
+    outcome.unwrap();
+    let t = transcript(&server);
+    assert!(
+        t.contains(
+            r#""method":"core.get_jobs","params":[[["id","=",1]],{"extra":{"raw_result":true}}]"#
+        ),
+        "{t}"
+    );
+    assert!(
+        !t.contains(r#""collection":"core.get_jobs""#),
+        "a transient job sends no events:\n{t}"
+    );
+    client.close().await;
+}
+
+/// Follow three log lines of the whoami app until the source ends (after `tail_lines`).
+pub(crate) async fn log_follow_ends_with_its_source(server: &MockServer, client: &Client) {
+    client
+        .job("app.create", vec![whoami()], |_| {})
+        .await
+        .unwrap();
+    let ids = client
+        .call("app.container_ids", vec![json!("whoami")])
+        .await
+        .unwrap();
+    let container = ids.as_object().unwrap().keys().next().unwrap().clone();
+    server.clear_transcript();
+    let name = format!(
+        r#"app.container_log_follow:{{"app_name":"whoami","container_id":"{container}","tail_lines":3}}"#
+    );
+    let mut sub = client.subscribe(&name).await.unwrap();
+    let mut lines = Vec::new();
+    while let Some(ev) = sub.recv().await {
+        let ev = ev.unwrap();
+        assert_eq!(ev.collection, name);
+        lines.push(ev.fields.unwrap()["data"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(lines.len(), 3, "{lines:?}");
+}
+
+/// Bad event source arguments end the subscription with the validation error, before any
+/// event: EINVAL on JSON-RPC, EAGAIN (a list of validation errors) on 24.10's legacy dialect.
+pub(crate) async fn bad_source_arguments_end_the_subscription(client: &Client, wire: Wire) {
+    let mut sub = client
+        .subscribe(r#"reporting.realtime:{"interval":1}"#)
+        .await
+        .unwrap();
+    let err = tokio::time::timeout(Duration::from_secs(5), sub.recv())
+        .await
+        .unwrap()
+        .expect("an item")
+        .unwrap_err();
+    let Error::SubscriptionEnded { error, .. } = &err else {
+        panic!("{err:?}")
+    };
+    let errno = match wire {
+        Wire::JsonRpc => 22,
+        Wire::Legacy => 11,
+    };
+    assert_eq!(error.error, Some(errno), "{err:?}");
+    assert!(sub.recv().await.is_none());
+}
+
+// ---------------------------------------------------------------------------------------------
+// JSON-RPC only (the legacy dialect's own are in tests/legacy.rs)
+
+#[tokio::test]
+async fn a_subscription_delivers_events_until_its_source_ends() {
+    let server = mock(|_| {}).await;
+    let client = connect(&server, Some(password(&server))).await.unwrap();
+    log_follow_ends_with_its_source(&server, &client).await;
+    client.close().await;
+    settings().bind(|| insta::assert_snapshot!("subscription_log_follow", transcript(&server)));
+}
+
+#[tokio::test]
+async fn bad_event_source_arguments_end_the_subscription_with_an_error() {
+    let server = mock(|_| {}).await;
+    let client = connect(&server, Some(password(&server))).await.unwrap();
+    bad_source_arguments_end_the_subscription(&client, Wire::JsonRpc).await;
+    client.close().await;
+    settings().bind(|| insta::assert_snapshot!("subscription_bad_arguments", transcript(&server)));
 }
 
 #[tokio::test]
@@ -225,224 +560,6 @@ async fn validation_errors_carry_their_fields() {
 }
 
 #[tokio::test]
-async fn a_job_runs_to_success_with_progress() {
-    let server = mock(|_| {}).await;
-    let client = connect(&server, Some(password(&server))).await.unwrap();
-    let mut seen: Vec<JobProgress> = Vec::new();
-    let app = client
-        .job("app.create", vec![whoami()], |p| seen.push(p.clone()))
-        .await
-        .unwrap();
-    assert_eq!(app["name"], "whoami");
-    let descriptions: Vec<_> = seen.iter().filter_map(|p| p.description.clone()).collect();
-    assert!(
-        descriptions
-            .iter()
-            .any(|d| d.contains("installed successfully")),
-        "{descriptions:?}"
-    );
-    assert_eq!(seen.last().unwrap().state, "SUCCESS");
-    assert!(
-        seen.windows(2).all(|w| w[0].percent <= w[1].percent),
-        "progress went backwards: {seen:?}"
-    );
-    client.close().await;
-    settings().bind(|| insta::assert_snapshot!("job_success", transcript(&server)));
-}
-
-#[tokio::test]
-async fn failing_jobs_give_typed_errors() {
-    let server = mock(|_| {}).await;
-    let client = connect(&server, Some(password(&server))).await.unwrap();
-    client
-        .job("app.create", vec![whoami()], |_| {})
-        .await
-        .unwrap();
-    server.clear_transcript();
-    let err = client
-        .job("app.create", vec![whoami()], |_| {})
-        .await
-        .unwrap_err();
-    let s = err.server().expect("server error");
-    assert_eq!(s.errname.as_deref(), Some("EEXIST"), "{s:?}");
-    assert!(s.job_id.is_some());
-    let err = client.job("app.create", vec![json!({"app_name": "Bad_Name", "custom_app": true, "custom_compose_config": {"services": {}}})], |_| {}).await.unwrap_err();
-    let v = err.server().unwrap().validation();
-    assert_eq!(
-        v[0].attribute.as_deref(),
-        Some("app_create.app_name"),
-        "{err}"
-    );
-    client.close().await;
-    settings().bind(|| insta::assert_snapshot!("job_failures", transcript(&server)));
-}
-
-#[tokio::test]
-async fn a_job_can_be_aborted() {
-    let server = mock(|c| c.job_step = Duration::from_millis(200)).await;
-    let client = connect(&server, Some(password(&server))).await.unwrap();
-    let handle = client
-        .start_job("app.create", vec![whoami()])
-        .await
-        .unwrap();
-    // Abort once the job is known to be running (each later step is 200 ms away).
-    let (started, running) = tokio::sync::oneshot::channel();
-    let mut started = Some(started);
-    let waiter = handle.clone();
-    let outcome = tokio::spawn(async move {
-        waiter
-            .wait(move |p| {
-                if p.percent.unwrap_or(0.0) > 0.0
-                    && let Some(tx) = started.take()
-                {
-                    let _ = tx.send(());
-                }
-            })
-            .await
-    });
-    running.await.unwrap();
-    handle.abort().await.unwrap();
-    let err = outcome.await.unwrap().unwrap_err();
-    assert!(matches!(err, Error::JobAborted { .. }), "{err:?}");
-    client.close().await;
-    settings().bind(|| insta::assert_snapshot!("job_aborted", transcript(&server)));
-}
-
-#[tokio::test]
-async fn a_subscription_delivers_events_until_its_source_ends() {
-    let server = mock(|_| {}).await;
-    let client = connect(&server, Some(password(&server))).await.unwrap();
-    client
-        .job("app.create", vec![whoami()], |_| {})
-        .await
-        .unwrap();
-    let ids = client
-        .call("app.container_ids", vec![json!("whoami")])
-        .await
-        .unwrap();
-    let container = ids.as_object().unwrap().keys().next().unwrap().clone();
-    server.clear_transcript();
-    let name = format!(
-        r#"app.container_log_follow:{{"app_name":"whoami","container_id":"{container}","tail_lines":3}}"#
-    );
-    let mut sub = client.subscribe(&name).await.unwrap();
-    let mut lines = Vec::new();
-    while let Some(ev) = sub.recv().await {
-        let ev = ev.unwrap();
-        assert_eq!(ev.collection, name);
-        lines.push(ev.fields.unwrap()["data"].as_str().unwrap().to_owned());
-    }
-    assert_eq!(lines.len(), 3, "{lines:?}");
-    client.close().await;
-    settings().bind(|| insta::assert_snapshot!("subscription_log_follow", transcript(&server)));
-}
-
-/// Collect `app.query` states for `app` until one of them is `last`.
-async fn states_until(
-    sub: &mut midscript::client::Subscription,
-    app: &str,
-    last: &str,
-) -> Vec<String> {
-    let mut states: Vec<String> = Vec::new();
-    while states.last().map(String::as_str) != Some(last) {
-        let ev = tokio::time::timeout(Duration::from_secs(5), sub.recv())
-            .await
-            .expect("an event in time")
-            .expect("open")
-            .expect("no error");
-        assert_eq!(ev.id, Some(json!(app)));
-        states.push(
-            ev.fields.expect("fields")["state"]
-                .as_str()
-                .expect("a state")
-                .to_owned(),
-        );
-    }
-    states
-}
-
-#[tokio::test]
-async fn app_events_follow_the_lifecycle_and_unsubscribe_ends_them() {
-    let server = mock(|_| {}).await;
-    let client = connect(&server, Some(password(&server))).await.unwrap();
-    let mut sub = client.subscribe("app.query").await.unwrap();
-    client
-        .job("app.create", vec![whoami()], |_| {})
-        .await
-        .unwrap();
-    assert_eq!(
-        states_until(&mut sub, "whoami", "RUNNING").await,
-        ["DEPLOYING", "RUNNING"]
-    );
-    client
-        .job("app.stop", vec![json!("whoami")], |_| {})
-        .await
-        .unwrap();
-    assert_eq!(
-        states_until(&mut sub, "whoami", "STOPPED").await,
-        ["STOPPING", "STOPPED"]
-    );
-    sub.unsubscribe().await.unwrap();
-    assert!(client.subscriptions().iter().all(|s| s != "app.query"));
-    assert!(transcript(&server).contains(r#""method":"core.unsubscribe""#));
-    client.close().await;
-}
-
-#[tokio::test]
-async fn bad_event_source_arguments_end_the_subscription_with_an_error() {
-    let server = mock(|_| {}).await;
-    let client = connect(&server, Some(password(&server))).await.unwrap();
-    let mut sub = client
-        .subscribe(r#"reporting.realtime:{"interval":1}"#)
-        .await
-        .unwrap();
-    let ev = tokio::time::timeout(Duration::from_secs(5), sub.recv())
-        .await
-        .unwrap();
-    let err = ev.expect("an item").unwrap_err();
-    assert!(matches!(err, Error::SubscriptionEnded { .. }), "{err:?}");
-    assert!(sub.recv().await.is_none());
-    client.close().await;
-    settings().bind(|| insta::assert_snapshot!("subscription_bad_arguments", transcript(&server)));
-}
-
-#[tokio::test]
-async fn many_concurrent_calls_never_exceed_the_servers_limit() {
-    let server = mock(|_| {}).await;
-    let client = connect(&server, Some(password(&server))).await.unwrap();
-    let calls: Vec<_> = (0..60)
-        .map(|_| {
-            let c = client.clone();
-            tokio::spawn(async move { c.call("system.info", vec![]).await })
-        })
-        .collect();
-    for c in calls {
-        c.await.unwrap().expect("no call refused");
-    }
-    assert!(!transcript(&server).contains("-32000"));
-    client.close().await;
-}
-
-#[tokio::test]
-async fn an_oversized_message_is_refused_before_sending() {
-    let server = mock(|_| {}).await;
-    let client = connect(&server, Some(password(&server))).await.unwrap();
-    let big = "x".repeat(70_000);
-    let err = client
-        .call("core.ping", vec![json!(big)])
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err, Error::MessageTooBig { limit: 65536, .. }),
-        "{err:?}"
-    );
-    assert!(err.to_string().contains("65536"));
-    // The connection is still usable: nothing was sent.
-    assert_eq!(client.call("core.ping", vec![]).await.unwrap(), "pong");
-    assert!(!transcript(&server).contains("xxxxxxxx"));
-}
-
-#[tokio::test]
 async fn rate_limited_anonymous_calls_get_ebusy_and_a_call_timeout_fires() {
     let server = mock(|c| {
         c.rate_limit.max_calls = 2;
@@ -517,32 +634,6 @@ async fn unknown_paths_get_http_404() {
         matches!(err, Error::Handshake { status: 404, .. }),
         "{err:?}"
     );
-}
-
-#[tokio::test]
-async fn a_transient_job_without_events_is_polled_to_its_end() {
-    // pool.scrub.scrub is transient on the server: it sends no core.get_jobs events.
-    let server = mock(|_| {}).await;
-    let client = connect(&server, Some(password(&server))).await.unwrap();
-    let outcome = tokio::time::timeout(
-        Duration::from_secs(20),
-        client.job("pool.scrub.scrub", vec![json!("tank")], |_| {}),
-    )
-    .await
-    .expect("a transient job must not hang");
-    outcome.unwrap();
-    let t = transcript(&server);
-    assert!(
-        t.contains(
-            r#""method":"core.get_jobs","params":[[["id","=",1]],{"extra":{"raw_result":true}}]"#
-        ),
-        "{t}"
-    );
-    assert!(
-        !t.contains(r#""collection":"core.get_jobs""#),
-        "a transient job sends no events:\n{t}"
-    );
-    client.close().await;
 }
 
 #[tokio::test]

@@ -1,9 +1,9 @@
 //! Helpers for the tests that drive the client library against an in-process mock
-//! (`tests/traffic.rs`, `tests/legacy.rs`): mock set-up, credentials, connecting, and the
-//! transcript checks.
+//! (`tests/traffic.rs`, `tests/legacy.rs`): mock set-up, credentials, connecting on either
+//! wire dialect, and the transcript checks.
 
-use midscript::client::{Client, ConnectOptions, Credentials, Error, Secret, Trust};
-use midscript::mock::{MockConfig, MockServer};
+use midscript::client::{Client, ConnectOptions, Credentials, Dialect, Error, Secret, Trust};
+use midscript::mock::{MockConfig, MockServer, ServerVersion};
 use serde_json::{Value, json};
 
 /// Settings that hide what is random by design (SCRAM nonces and proofs, ports) and nothing else.
@@ -66,6 +66,78 @@ pub async fn connect(
     credentials: Option<Credentials>,
 ) -> Result<Client, Error> {
     connect_to(server.url(), server, credentials).await
+}
+
+/// The wire dialect a scenario runs on: the same scenario, once per dialect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wire {
+    /// JSON-RPC 2.0 on `/api/current`, against the test mock's own version (25.10).
+    JsonRpc,
+    /// The DDP-style dialect on `/websocket`, against the mock's 24.10 profile.
+    Legacy,
+}
+
+impl Wire {
+    /// A deterministic test mock for this dialect (24.10 for the legacy one), edited by `edit`.
+    pub async fn mock(self, edit: impl FnOnce(&mut MockConfig)) -> MockServer {
+        mock(|c| {
+            if self == Wire::Legacy {
+                c.version = ServerVersion::V24_10;
+            }
+            edit(c);
+        })
+        .await
+    }
+
+    /// Connect to `server` on this dialect's endpoint, whatever the server's version.
+    pub async fn connect(
+        self,
+        server: &MockServer,
+        credentials: Option<Credentials>,
+    ) -> Result<Client, Error> {
+        let url = match self {
+            Wire::JsonRpc => server.url(),
+            Wire::Legacy => server.legacy_url(),
+        };
+        connect_to(url, server, credentials).await
+    }
+
+    /// The client's dialect on this wire.
+    pub fn dialect(self) -> Dialect {
+        match self {
+            Wire::JsonRpc => Dialect::JsonRpc,
+            Wire::Legacy => Dialect::Legacy,
+        }
+    }
+
+    /// The snapshot called `name` for this dialect (`legacy_` in front for the legacy one).
+    pub fn snapshot(self, name: &str) -> String {
+        match self {
+            Wire::JsonRpc => name.to_owned(),
+            Wire::Legacy => format!("legacy_{name}"),
+        }
+    }
+}
+
+/// Define `#[tokio::test]`s `NAME::jsonrpc` and `NAME::legacy` for each scenario
+/// `async fn NAME(wire: Wire)` of the calling module.
+#[macro_export]
+macro_rules! per_wire {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            use $crate::support::in_process::Wire;
+
+            #[tokio::test]
+            async fn jsonrpc() {
+                super::$name(Wire::JsonRpc).await
+            }
+
+            #[tokio::test]
+            async fn legacy() {
+                super::$name(Wire::Legacy).await
+            }
+        }
+    )*};
 }
 
 /// The transcript as text, one line per frame.
