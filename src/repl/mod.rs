@@ -40,6 +40,7 @@ use self::printer::{ReplConsole, SharedSink};
 use crate::catalog::Catalog;
 pub use crate::catalog::MethodCatalog;
 use crate::client::{self, Client};
+use crate::output;
 use crate::script::{self, Host, RunOptions};
 
 /// A logged-in connection for the REPL.
@@ -109,11 +110,11 @@ impl Interrupt {
                     .iter()
                     .map(|(id, m)| format!("job {id} ({m})"))
                     .collect();
-                eprintln!(
+                output::warn(&format!(
                     "\n{} is running: press Ctrl-C again within {} s to abort it and cancel the line",
                     names.join(", "),
                     OFFER.as_secs()
-                );
+                ));
                 return;
             }
         }
@@ -225,26 +226,26 @@ impl Repl {
         let flow = match outcome {
             Outcome::Value(v) => {
                 if let Some(text) = printer::result(&v, self.color) {
-                    crate::output::emit_line(&text);
+                    output::emit_line(&text);
                 }
                 self.last = script::from_dynamic(&v).ok();
                 Flow::Continue
             }
             Outcome::Failed(report) => {
-                eprintln!("{}", printer::red(report.trim_end(), self.color));
+                output::warn(&printer::red(report.trim_end(), self.color));
                 Flow::Continue
             }
             Outcome::Cancelled => {
-                eprintln!("cancelled");
+                output::warn("cancelled");
                 Flow::Continue
             }
             Outcome::Exit(code) => Flow::Quit(code),
         };
         if self.timing {
-            eprintln!(
-                "{}",
-                printer::dim(&format!("({:.1?})", started.elapsed()), self.color)
-            );
+            output::warn(&printer::dim(
+                &format!("({:.1?})", started.elapsed()),
+                self.color,
+            ));
         }
         self.refresh_vocabulary();
         flow
@@ -259,8 +260,8 @@ impl Repl {
     /// Run a dot-command.
     fn command(&mut self, cmd: DotCommand) -> Flow {
         let print = |r: Result<String, commands::UsageError>| match r {
-            Ok(text) => crate::output::emit(&text),
-            Err(e) => eprintln!("{e}"),
+            Ok(text) => output::emit(&text),
+            Err(e) => output::warn(&e.to_string()),
         };
         match cmd {
             DotCommand::Help => print(Ok(commands::help_text())),
@@ -279,7 +280,10 @@ impl Repl {
             }
             DotCommand::Time(on) => {
                 self.timing = on.unwrap_or(!self.timing);
-                eprintln!("timing {}", if self.timing { "on" } else { "off" });
+                output::warn(&format!(
+                    "timing {}",
+                    if self.timing { "on" } else { "off" }
+                ));
             }
             DotCommand::Table(expr) => {
                 if !expr.is_empty() {
@@ -292,31 +296,31 @@ impl Repl {
                     match outcome {
                         Outcome::Value(v) => self.last = script::from_dynamic(&v).ok(),
                         Outcome::Failed(r) => {
-                            eprintln!("{}", printer::red(r.trim_end(), self.color));
+                            output::warn(&printer::red(r.trim_end(), self.color));
                             return Flow::Continue;
                         }
                         Outcome::Cancelled => {
-                            eprintln!("cancelled");
+                            output::warn("cancelled");
                             return Flow::Continue;
                         }
                         Outcome::Exit(code) => return Flow::Quit(code),
                     }
                 }
                 match &self.last {
-                    None => eprintln!("no result yet: .table EXPR, or a line first"),
-                    Some(v) => match crate::output::table(v) {
-                        Some(t) => crate::output::emit_line(&t),
+                    None => output::warn("no result yet: .table EXPR, or a line first"),
+                    Some(v) => match output::table(v) {
+                        Some(t) => output::emit_line(&t),
                         None => {
-                            eprintln!("(not a list of objects; shown as JSON)");
-                            crate::output::emit_line(&printer::json(v, self.color));
+                            output::warn("(not a list of objects; shown as JSON)");
+                            output::emit_line(&printer::json(v, self.color));
                         }
                     },
                 }
             }
             DotCommand::Save(file) => {
                 match commands::save(std::path::Path::new(&file), self.evaluator.accepted()) {
-                    Ok(n) => eprintln!("saved {n} lines to {file}"),
-                    Err(e) => eprintln!("{e}"),
+                    Ok(n) => output::warn(&format!("saved {n} lines to {file}")),
+                    Err(e) => output::warn(&e.to_string()),
                 }
             }
             DotCommand::Connect(profile) => match self.connector.connect(&self.rt, &profile) {
@@ -326,9 +330,9 @@ impl Repl {
                     if let Ok(mut cat) = self.catalog.write() {
                         *cat = c.catalog;
                     }
-                    eprintln!("connected: {}", c.label);
+                    output::warn(&format!("connected: {}", c.label));
                 }
-                Err(e) => eprintln!("{}", printer::red(&format!("error: {e}"), self.color)),
+                Err(e) => output::warn(&printer::red(&format!("error: {e}"), self.color)),
             },
             DotCommand::Quit => return Flow::Quit(0),
         }
@@ -382,7 +386,9 @@ pub fn run(
     let mut rl: Editor<ReplHelper, DefaultHistory> = match Editor::with_config(config) {
         Ok(rl) => rl,
         Err(e) => {
-            eprintln!("midscript: error: cannot start the line editor: {e}");
+            output::warn(&format!(
+                "midscript: error: cannot start the line editor: {e}"
+            ));
             return 1;
         }
     };
@@ -439,14 +445,14 @@ pub fn run(
         last: None,
     };
     repl.refresh_vocabulary();
-    eprintln!(
+    output::warn(&format!(
         "midscript REPL: {}\n{}",
         first.label,
         printer::dim(
             "Rhai with the script bindings: call(\"system.info\"). Tab completes, .help for help, Ctrl-D quits.",
             color
         )
-    );
+    ));
 
     let prompt = (
         "midscript> ".to_owned(),
@@ -461,7 +467,7 @@ pub fn run(
                 let flow = match commands::parse(&line) {
                     Some(Ok(cmd)) => repl.command(cmd),
                     Some(Err(e)) => {
-                        eprintln!("{e}");
+                        output::warn(&e.to_string());
                         Flow::Continue
                     }
                     None => repl.eval(&line),
@@ -473,7 +479,7 @@ pub fn run(
             Err(ReadlineError::Interrupted) => continue,
             Err(ReadlineError::Eof) => break 0,
             Err(e) => {
-                eprintln!("midscript: error: reading input: {e}");
+                output::warn(&format!("midscript: error: reading input: {e}"));
                 break 1;
             }
         }
