@@ -82,12 +82,6 @@ fn methods_called(server: &MockServer) -> Vec<String> {
         .collect()
 }
 
-fn settings() -> insta::Settings {
-    let mut s = insta::Settings::clone_current();
-    s.set_prepend_module_to_snapshot(false);
-    s
-}
-
 async fn deploy(client: &Client, p: &Project, o: &DeployOptions) -> deploy::Outcome {
     let remote = deploy::remote(client, &p.name).await.unwrap();
     deploy::up(
@@ -120,7 +114,7 @@ async fn whoami_deploys_with_portals_and_notes() {
         json!({"Web UI": "http://127.0.0.1:8081/"})
     );
     assert_eq!(entry["notes"], "# whoami\nA one-container smoke test.\n");
-    settings().bind(|| {
+    in_process::plain_settings().bind(|| {
         insta::assert_snapshot!("whoami_create", calls(&server, &["app.create"]));
     });
     client.close().await;
@@ -201,7 +195,7 @@ async fn inventory_is_resolved_client_side_and_a_second_up_sends_nothing() {
         .await
         .unwrap();
     assert_eq!(&stored, doc);
-    settings().bind(|| {
+    in_process::plain_settings().bind(|| {
         insta::assert_snapshot!(
             "inventory_create",
             calls(&server, &["filesystem.mkdir", "app.create"])
@@ -215,7 +209,7 @@ async fn inventory_is_resolved_client_side_and_a_second_up_sends_nothing() {
     assert_eq!(out.action, Action::Unchanged);
     assert_eq!(out.state.as_deref(), Some("RUNNING"));
     assert!(out.jobs.is_empty());
-    settings().bind(|| {
+    in_process::plain_settings().bind(|| {
         insta::assert_snapshot!(
             "inventory_second_up_methods",
             methods_called(&server).join("\n")
@@ -252,7 +246,7 @@ async fn one_changed_variable_is_a_one_line_diff_and_one_update() {
             .count(),
         1
     );
-    settings().bind(|| {
+    in_process::plain_settings().bind(|| {
         insta::assert_snapshot!("inventory_update", calls(&server, &["app.update"]));
     });
     client.close().await;

@@ -217,13 +217,6 @@ fn rt() -> tokio::runtime::Runtime {
         .expect("runtime")
 }
 
-/// Settings for snapshots: one per example, named after the script file.
-fn settings() -> insta::Settings {
-    let mut s = insta::Settings::clone_current();
-    s.set_prepend_module_to_snapshot(false);
-    s
-}
-
 /// Run one example the way its header describes, with what it needs around it.
 async fn run_example(file: &str) -> String {
     let path = Path::new("scripts").join(file);
@@ -328,7 +321,7 @@ async fn run_example(file: &str) -> String {
 #[test]
 fn example_scripts() {
     let rt = rt();
-    settings().bind(|| {
+    in_process::plain_settings().bind(|| {
         insta::glob!("../scripts", "*.rhai", |path| {
             let file = path
                 .file_name()

@@ -6,16 +6,25 @@ use midscript::client::{Client, ConnectOptions, Credentials, Dialect, Error, Sec
 use midscript::mock::{MockConfig, MockServer, ServerVersion};
 use serde_json::{Value, json};
 
-/// Settings that hide what is random by design (SCRAM nonces and proofs, ports) and nothing else.
-pub fn settings() -> insta::Settings {
+/// Snapshot settings that change nothing in the value: snapshots are named as given, without
+/// the module in front. For snapshots whose every byte is deterministic (the mock's fixed app
+/// ports, such as a portal on 127.0.0.1:8081, included).
+pub fn plain_settings() -> insta::Settings {
     let mut s = insta::Settings::clone_current();
+    s.set_prepend_module_to_snapshot(false);
+    s
+}
+
+/// [`plain_settings`] that also hide what is random by design in traffic (SCRAM nonces and
+/// proofs, listening ports) and nothing else.
+pub fn settings() -> insta::Settings {
+    let mut s = plain_settings();
     // SCRAM messages (`rfc_str`): comma-separated `k=v` attributes, RFC 5802.
     s.add_filter(r#"([,"]r=)[A-Za-z0-9+/=]+"#, "${1}[nonce]");
     s.add_filter(r#"([,"]s=)[A-Za-z0-9+/=]+"#, "${1}[salt]");
     s.add_filter(r#"([,"]p=)[A-Za-z0-9+/=]+"#, "${1}[proof]");
     s.add_filter(r#"([,"]v=)[A-Za-z0-9+/=]+"#, "${1}[signature]");
     s.add_filter(r"127\.0\.0\.1:\d+", "127.0.0.1:[port]");
-    s.set_prepend_module_to_snapshot(false);
     s
 }
 
