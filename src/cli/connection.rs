@@ -139,7 +139,7 @@ impl ConnArgs {
         };
         let mut options = ConnectOptions::new(url);
         // `--host` names a box, not an endpoint: a 24.10 one answers /api/current with HTTP 404
-        // and speaks only the legacy /websocket (`protocol.md` §0.1, §1.2).
+        // and speaks only the legacy /websocket (docs/middleware.md §0.1, §1.2).
         options.legacy_fallback = s.host.is_some() && s.url.is_none() && !s.mock;
         options.trust = trust;
         if let Some(t) = s.timeout {
