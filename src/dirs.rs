@@ -80,12 +80,12 @@ pub fn warn_if_exposed(path: &Path, what: &str) -> bool {
         if let Ok(meta) = std::fs::metadata(path) {
             let mode = meta.permissions().mode() & 0o777;
             if mode & 0o077 != 0 {
-                eprintln!(
+                crate::output::warn(&format!(
                     "midscript: warning: {} holds {what} and is readable by others (mode {mode:04o}); \
                      restrict it with: chmod 600 {}",
                     path.display(),
                     path.display()
-                );
+                ));
                 return true;
             }
         }

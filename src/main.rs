@@ -16,7 +16,9 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("midscript: error: cannot start the async runtime: {e}");
+            midscript::output::warn(&format!(
+                "midscript: error: cannot start the async runtime: {e}"
+            ));
             return Exit::Connection.into();
         }
     };
