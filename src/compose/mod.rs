@@ -203,6 +203,9 @@ pub fn resolve(options: &Options) -> Result<Project, ComposeError> {
     for f in &files {
         let src = load::load_file(f)?;
         let value = interpolate::interpolate_file(&src, &vars, &mut report)?;
+        if let Some(d) = &mut doc {
+            merge::clear_tagged(d, &src.tagged);
+        }
         match &mut doc {
             None => doc = Some(value),
             Some(d) => merge::merge_documents(d, value),
