@@ -92,7 +92,9 @@ fn compose_config(
         cmd.args(["-f", f]);
     }
     cmd.args(["config", "--format", "json"]);
-    let out = cmd.output().map_err(|e| format!("cannot run {oracle:?}: {e}"))?;
+    let out = cmd
+        .output()
+        .map_err(|e| format!("cannot run {oracle:?}: {e}"))?;
     if !out.status.success() {
         return Err(String::from_utf8_lossy(&out.stderr).into_owned());
     }
@@ -224,7 +226,10 @@ fn every_corpus_project_is_listed_in_the_expectations() {
         }
     }
     folders.sort();
-    let missing: Vec<_> = folders.iter().filter(|f| !listed.contains_key(*f)).collect();
+    let missing: Vec<_> = folders
+        .iter()
+        .filter(|f| !listed.contains_key(*f))
+        .collect();
     let stale: Vec<_> = listed.keys().filter(|k| !folders.contains(k)).collect();
     assert!(
         missing.is_empty() && stale.is_empty(),

@@ -41,6 +41,15 @@ pub enum MergeTag {
     Override,
 }
 
+/// The override file names docker compose merges after the default file, in its order of
+/// preference (the first one found is used).
+pub const OVERRIDE_FILES: [&str; 4] = [
+    "compose.override.yml",
+    "compose.override.yaml",
+    "docker-compose.override.yml",
+    "docker-compose.override.yaml",
+];
+
 /// Positions of one value: where it is used, and where its text is (differs for aliases and
 /// merge keys).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,6 +143,14 @@ pub fn find_default(dir: &Path) -> Result<PathBuf, ComposeError> {
         })
 }
 
+/// The override file of `dir` that docker compose merges by default, if there is one.
+pub fn find_override(dir: &Path) -> Option<PathBuf> {
+    OVERRIDE_FILES
+        .iter()
+        .map(|n| dir.join(n))
+        .find(|p| p.is_file())
+}
+
 /// Read a file as UTF-8 text.
 pub fn read_text(path: &Path) -> Result<String, ComposeError> {
     std::fs::read_to_string(path).map_err(|source| ComposeError::Read {
@@ -186,13 +203,15 @@ pub fn parse(path: &Path, text: String) -> Result<SourceFile, ComposeError> {
     };
     let value = into_value(root, String::new(), &mut build);
     let tagged = std::mem::take(&mut build.tagged);
-    let value = value.map(|v| v.unwrap_or(Value::Null)).map_err(|(pointer, message)| {
-        let place = spans
-            .get(&pointer)
-            .map(|s: &Span| Place::at(path, s.defined.0, s.defined.1))
-            .unwrap_or_else(|| Place::file(path));
-        ComposeError::Invalid { place, message }
-    })?;
+    let value = value
+        .map(|v| v.unwrap_or(Value::Null))
+        .map_err(|(pointer, message)| {
+            let place = spans
+                .get(&pointer)
+                .map(|s: &Span| Place::at(path, s.defined.0, s.defined.1))
+                .unwrap_or_else(|| Place::file(path));
+            ComposeError::Invalid { place, message }
+        })?;
     match &value {
         Value::Object(_) => {}
         Value::Null => {

@@ -41,7 +41,7 @@ pub use error::{ComposeError, Place, Problem};
 pub use interpolate::Variables;
 pub use paths::{BindMount, MountKind};
 
-use interpolate::{Origin, Report};
+use interpolate::{Lookup, Origin, Report};
 use load::SourceFile;
 
 /// What to load and how to resolve it.
@@ -120,21 +120,112 @@ pub fn check_app_name(name: &str) -> Result<(), ComposeError> {
     Ok(())
 }
 
-/// The project directory and app name the options mean, without reading any compose file
-/// (for `down`, `ps`, `logs`, … which only need the name).
-pub fn project_name(options: &Options) -> Result<(PathBuf, String), ComposeError> {
+/// What a project is before its files are read: folder, app name, variables, files.
+struct Setup {
+    dir: PathBuf,
+    name: String,
+    vars: Variables,
+    env_path: Option<PathBuf>,
+    /// The compose files in merge order (empty when none was found and none is needed).
+    files: Vec<PathBuf>,
+}
+
+/// A `COMPOSE_*` setting as compose reads it: `--var`, then the environment, then `.env`.
+fn setting(vars: &Variables, key: &str) -> Option<String> {
+    vars.get(key).map(|(v, _)| v).filter(|v| !v.is_empty())
+}
+
+/// Folder, `.env`, files and app name, as docker compose finds them:
+/// - files: `-f`, else `COMPOSE_FILE` (split on `COMPOSE_PATH_SEPARATOR`, default `:`), else
+///   the first default name and the first override name (`compose.override.yml`, …);
+/// - app name: `--name`, else `COMPOSE_PROJECT_NAME`, else the top-level `name:` of the
+///   files, else the folder's name.
+fn setup(options: &Options, need_files: bool) -> Result<Setup, ComposeError> {
     let dir = project_dir(options)?;
-    let name = match &options.name {
-        Some(n) => n.clone(),
-        None => {
-            let abs = std::fs::canonicalize(&dir).unwrap_or_else(|_| dir.clone());
-            abs.file_name()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_default()
+    let mut vars = Variables {
+        vars: options.vars.clone(),
+        dotenv: BTreeMap::new(),
+        environment: options.environment.clone(),
+    };
+    let env_path = match &options.env_file {
+        Some(p) => Some(p.clone()),
+        None => Some(dir.join(".env")).filter(|p| p.is_file()),
+    };
+    if let Some(p) = &env_path {
+        for v in env_file::load_env(p, &vars, Origin::DotEnv, false)? {
+            vars.dotenv.insert(v.key, v.value);
+        }
+    }
+    let files = if !options.files.is_empty() {
+        options.files.clone()
+    } else if let Some(list) = setting(&vars, "COMPOSE_FILE") {
+        let sep = setting(&vars, "COMPOSE_PATH_SEPARATOR").unwrap_or_else(|| ":".into());
+        list.split(sep.as_str())
+            .filter(|f| !f.is_empty())
+            .map(|f| dir.join(f))
+            .collect()
+    } else {
+        match load::find_default(&dir) {
+            Ok(main) => {
+                let mut files = vec![main];
+                files.extend(load::find_override(&dir));
+                files
+            }
+            Err(e) if need_files => return Err(e),
+            Err(_) => Vec::new(),
         }
     };
+    let name = match &options.name {
+        Some(n) => n.clone(),
+        None => match setting(&vars, "COMPOSE_PROJECT_NAME") {
+            Some(n) => n,
+            None => match top_level_name(&files, &vars) {
+                Some(n) => n,
+                None => {
+                    let abs = std::fs::canonicalize(&dir).unwrap_or_else(|_| dir.clone());
+                    abs.file_name()
+                        .map(|s| s.to_string_lossy().into_owned())
+                        .unwrap_or_default()
+                }
+            },
+        },
+    };
     check_app_name(&name)?;
-    Ok((dir, name))
+    // On TrueNAS the compose project is always ix-<app>, whatever `.env` says.
+    vars.vars
+        .insert("COMPOSE_PROJECT_NAME".into(), format!("ix-{name}"));
+    Ok(Setup {
+        dir,
+        name,
+        vars,
+        env_path,
+        files,
+    })
+}
+
+/// The last top-level `name:` of the files (interpolated), if any; unreadable files are left
+/// to the full load to report.
+fn top_level_name(files: &[PathBuf], vars: &Variables) -> Option<String> {
+    let mut name = None;
+    for f in files {
+        let Ok(src) = load::load_file(f) else {
+            continue;
+        };
+        if let Some(n) = src.value.get("name").and_then(Value::as_str)
+            && let Ok(e) = interpolate::expand(n, vars)
+            && !e.text.is_empty()
+        {
+            name = Some(e.text);
+        }
+    }
+    name
+}
+
+/// The project directory and app name the options mean (for `down`, `ps`, `logs`, … which
+/// only need the name): `--name`, `COMPOSE_PROJECT_NAME`, the top-level `name:`, the folder.
+pub fn project_name(options: &Options) -> Result<(PathBuf, String), ComposeError> {
+    let s = setup(options, false)?;
+    Ok((s.dir, s.name))
 }
 
 fn project_dir(options: &Options) -> Result<PathBuf, ComposeError> {
@@ -165,7 +256,13 @@ fn locate(files: &[SourceFile], pointer: &str) -> Place {
 /// Load, interpolate, merge, inline, rewrite, check and canonicalise a project. Reads local
 /// files only; nothing is sent anywhere.
 pub fn resolve(options: &Options) -> Result<Project, ComposeError> {
-    let (dir, name) = project_name(options)?;
+    let Setup {
+        dir,
+        name,
+        vars,
+        env_path,
+        files,
+    } = setup(options, true)?;
     if let Some(root) = &options.dataset_root {
         if !root.starts_with('/') {
             return Err(ComposeError::Options(format!(
@@ -176,25 +273,6 @@ pub fn resolve(options: &Options) -> Result<Project, ComposeError> {
             return Err(ComposeError::Options(
                 "--dataset-root must not be under /mnt/.ix-apps: that is the apps' own dataset, emptied by app.delete".into(),
             ));
-        }
-    }
-    let files = if options.files.is_empty() {
-        vec![load::find_default(&dir)?]
-    } else {
-        options.files.clone()
-    };
-    let mut vars = Variables {
-        vars: options.vars.clone(),
-        dotenv: BTreeMap::new(),
-        environment: options.environment.clone(),
-    };
-    let env_path = match &options.env_file {
-        Some(p) => Some(p.clone()),
-        None => Some(dir.join(".env")).filter(|p| p.is_file()),
-    };
-    if let Some(p) = &env_path {
-        for v in env_file::load_env(p, &vars, Origin::DotEnv, false)? {
-            vars.dotenv.insert(v.key, v.value);
         }
     }
     let mut report = Report::default();
@@ -217,7 +295,22 @@ pub fn resolve(options: &Options) -> Result<Project, ComposeError> {
     let place = |p: &str| locate(&sources, p);
     let mut problems = Vec::new();
     let mut warnings = std::mem::take(&mut report.warnings);
-    checks::check(&mut doc, &place, &mut problems, &mut warnings);
+    let profiles: Vec<String> = setting(&vars, "COMPOSE_PROFILES")
+        .map(|p| {
+            p.split(',')
+                .map(|x| x.trim().to_owned())
+                .filter(|x| !x.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    checks::check(
+        &mut doc,
+        &name,
+        &profiles,
+        &place,
+        &mut problems,
+        &mut warnings,
+    );
     let rewriter = paths::Rewriter {
         project_dir: &dir,
         app: &name,

@@ -41,9 +41,16 @@ pub struct BindMount {
     pub kind: MountKind,
 }
 
-/// Is this host path relative to the project directory (as compose reads it)?
+/// Is this short-syntax volume source a path relative to the project directory (as compose
+/// reads it)? Without `./` or `../` it is a named volume.
 pub fn is_relative(source: &str) -> bool {
     source == "." || source == ".." || source.starts_with("./") || source.starts_with("../")
+}
+
+/// Is this path (a long-syntax bind `source:` or a secret/config `file:`, where compose reads
+/// every non-absolute path as relative to the project directory) relative?
+pub fn is_relative_path(source: &str) -> bool {
+    !source.is_empty() && !source.starts_with('/') && !source.starts_with('~')
 }
 
 /// `a/./b/../c` → `a/c`; `None` when it climbs out of the project directory.
@@ -81,6 +88,7 @@ impl Rewriter<'_> {
         owner: &str,
         pointer: &str,
         force_file: bool,
+        bare_is_relative: bool,
         mounts: &mut Vec<BindMount>,
         problems: &mut Vec<Problem>,
     ) -> Option<String> {
@@ -95,7 +103,12 @@ impl Rewriter<'_> {
             )));
             return None;
         }
-        if !is_relative(written) {
+        let relative = if bare_is_relative {
+            is_relative_path(written)
+        } else {
+            is_relative(written)
+        };
+        if !relative {
             return None;
         }
         let Some(root) = self.root else {
@@ -157,7 +170,7 @@ pub fn rewrite_paths(
                             continue;
                         };
                         if let Some(remote) =
-                            rw.rewrite(source, name, &pointer, false, &mut mounts, problems)
+                            rw.rewrite(source, name, &pointer, false, false, &mut mounts, problems)
                         {
                             *s = format!("{remote}:{rest}");
                         }
@@ -172,7 +185,7 @@ pub fn rewrite_paths(
                         };
                         let source = source.to_owned();
                         if let Some(remote) =
-                            rw.rewrite(&source, name, &pointer, false, &mut mounts, problems)
+                            rw.rewrite(&source, name, &pointer, false, true, &mut mounts, problems)
                         {
                             m.insert("source".into(), Value::String(remote));
                         }
@@ -195,7 +208,9 @@ pub fn rewrite_paths(
             };
             let pointer = pointer_key(&pointer_key(&format!("/{section}"), name), "file");
             let owner = format!("{section}.{name}");
-            if let Some(remote) = rw.rewrite(&file, &owner, &pointer, true, &mut mounts, problems) {
+            if let Some(remote) =
+                rw.rewrite(&file, &owner, &pointer, true, true, &mut mounts, problems)
+            {
                 m.insert("file".into(), Value::String(remote));
             }
         }
@@ -251,6 +266,33 @@ mod tests {
         );
         assert_eq!(mounts.len(), 4);
         assert_eq!(mounts[3].kind, MountKind::File);
+    }
+
+    #[test]
+    fn paths_without_dot_slash_are_relative_where_compose_says_so() {
+        let (doc, mounts, problems) = run(
+            json!({"services": {"db": {"volumes": [
+                "named:/n",
+                {"type": "bind", "source": "data", "target": "/data"}
+            ]}}, "secrets": {"s": {"file": "my-secret.txt"}}, "configs": {"c": {"file": "conf/my-config.txt"}}}),
+            Some("/mnt/tank/apps"),
+        );
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(
+            doc,
+            json!({"services": {"db": {"volumes": [
+                "named:/n",
+                {"type": "bind", "source": "/mnt/tank/apps/inv/data", "target": "/data"}
+            ]}}, "secrets": {"s": {"file": "/mnt/tank/apps/inv/my-secret.txt"}},
+            "configs": {"c": {"file": "/mnt/tank/apps/inv/conf/my-config.txt"}}})
+        );
+        assert_eq!(mounts.len(), 3);
+        let (_, _, problems) = run(
+            json!({"services": {"db": {"volumes": [{"type": "bind", "source": "data", "target": "/d"}]}},
+                "secrets": {"s": {"file": "s.txt"}}}),
+            None,
+        );
+        assert_eq!(problems.len(), 2, "{problems:?}");
     }
 
     #[test]
