@@ -5,7 +5,8 @@
 //!    keys, positions kept for messages);
 //! 2. [`interpolate`]: `${VAR}` & co. with compose's semantics, from `--var`, `.env`, then the
 //!    environment, per file (so errors name file:line:col);
-//! 3. [`merge`]: the override files, with compose's merge rules;
+//! 3. [`extends`] then [`merge`]: `extends:` and the override files, with compose's merge
+//!    rules (`!reset` and `!override` included);
 //! 4. [`env_file`]: `env_file:` inlined into `environment:`;
 //! 5. [`paths`]: relative host paths rewritten to a dataset root;
 //! 6. [`checks`]: what the server cannot run is refused, what it runs differently is warned;
@@ -24,6 +25,7 @@ pub mod deploy;
 pub mod diff;
 pub mod env_file;
 mod error;
+pub mod extends;
 pub mod interpolate;
 pub mod journal;
 pub mod load;
@@ -280,7 +282,8 @@ pub fn resolve(options: &Options) -> Result<Project, ComposeError> {
     let mut doc: Option<Value> = None;
     for f in &files {
         let src = load::load_file(f)?;
-        let value = interpolate::interpolate_file(&src, &vars, &mut report)?;
+        let mut value = interpolate::interpolate_file(&src, &vars, &mut report)?;
+        extends::apply_extends(&mut value, &src, &dir, &vars, &mut report)?;
         if let Some(d) = &mut doc {
             merge::clear_tagged(d, &src.tagged);
         }
@@ -317,7 +320,8 @@ pub fn resolve(options: &Options) -> Result<Project, ComposeError> {
         root: options.dataset_root.as_deref(),
         place: &place,
     };
-    let mounts = paths::rewrite_paths(&mut doc, &rewriter, &mut problems);
+    let mut mounts = paths::rewrite_paths(&mut doc, &rewriter, &mut problems);
+    paths::environment_sources(&mut doc, &rewriter, &vars, &mut mounts, &mut problems);
     for m in &mounts {
         if m.kind == MountKind::File {
             warnings.push(format!(

@@ -24,6 +24,10 @@ pub enum MountKind {
     Directory,
     /// A single file (it exists locally as a file): it must be copied to the NAS.
     File,
+    /// A file made from a value (a secret or config with `environment: VAR`): compose on the
+    /// NAS would read VAR from its own environment, where it is not set, so the value is
+    /// written to `remote` (see [`BindMount::content`]) and the document points there.
+    Value,
 }
 
 /// One rewritten host path.
@@ -33,12 +37,15 @@ pub struct BindMount {
     pub owner: String,
     /// The path as written, e.g. `./data/postgres`.
     pub written: String,
-    /// The local path it means.
+    /// The local path it means (empty for [`MountKind::Value`]).
     pub local: PathBuf,
     /// The absolute path on the NAS.
     pub remote: String,
-    /// Directory or file.
+    /// Directory, file or value.
     pub kind: MountKind,
+    /// For [`MountKind::Value`]: the file's content (a secret: never printed or serialized).
+    #[serde(skip)]
+    pub content: Option<String>,
 }
 
 /// Is this short-syntax volume source a path relative to the project directory (as compose
@@ -142,6 +149,7 @@ impl Rewriter<'_> {
                 local,
                 remote: remote.clone(),
                 kind,
+                content: None,
             });
         }
         Some(remote)
@@ -216,6 +224,68 @@ pub fn rewrite_paths(
         }
     }
     mounts
+}
+
+/// Secrets and configs with `environment: VAR`: the value of VAR (read here, with the
+/// project's variables) becomes a file at `<root>/<app>/.<secrets|configs>/<name>`, and the
+/// entry points at it with `file:`. Without a dataset root, or with VAR unset, it is refused.
+pub fn environment_sources(
+    doc: &mut Value,
+    rw: &Rewriter<'_>,
+    lookup: &dyn super::interpolate::Lookup,
+    mounts: &mut Vec<BindMount>,
+    problems: &mut Vec<Problem>,
+) {
+    for section in ["secrets", "configs"] {
+        let Some(entries) = doc.get_mut(section).and_then(Value::as_object_mut) else {
+            continue;
+        };
+        for (name, entry) in entries.iter_mut() {
+            let Some(m) = entry.as_object_mut() else {
+                continue;
+            };
+            let Some(var) = m
+                .get("environment")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+            else {
+                continue;
+            };
+            let pointer = pointer_key(&pointer_key(&format!("/{section}"), name), "environment");
+            let problem = |reason: String| Problem {
+                place: (rw.place)(&pointer),
+                path: super::load::dotted(&pointer),
+                reason,
+            };
+            let Some((value, _)) = lookup.get(&var) else {
+                problems.push(problem(format!(
+                    "variable {var} is not set here; compose on the NAS reads it from the middleware's environment, where it is not set either"
+                )));
+                continue;
+            };
+            let Some(root) = rw.root else {
+                problems.push(problem(format!(
+                    "compose on the NAS would read {var} from the middleware's environment, where it is not set; pass --dataset-root /mnt/POOL/DATASET so its value is written to a file there"
+                )));
+                continue;
+            };
+            let remote = format!(
+                "{}/{}/.{section}/{name}",
+                root.trim_end_matches('/'),
+                rw.app
+            );
+            m.shift_remove("environment");
+            m.insert("file".into(), Value::String(remote.clone()));
+            mounts.push(BindMount {
+                owner: format!("{section}.{name}"),
+                written: format!("environment: {var}"),
+                local: PathBuf::new(),
+                remote,
+                kind: MountKind::Value,
+                content: Some(value),
+            });
+        }
+    }
 }
 
 #[cfg(test)]
@@ -293,6 +363,53 @@ mod tests {
             None,
         );
         assert_eq!(problems.len(), 2, "{problems:?}");
+    }
+
+    #[test]
+    fn secrets_from_the_environment_become_files() {
+        use crate::compose::interpolate::Variables;
+        let vars = Variables {
+            environment: Some([("TOKEN".to_owned(), "s3cret".to_owned())].into()),
+            ..Variables::default()
+        };
+        let place = |_: &str| Place::file(Path::new("compose.yaml"));
+        let mut doc = json!({"secrets": {"token": {"environment": "TOKEN"}, "gone": {"environment": "UNSET"}},
+            "configs": {"c": {"environment": "TOKEN"}}});
+        let (mut mounts, mut problems) = (Vec::new(), Vec::new());
+        let rw = Rewriter {
+            project_dir: Path::new("/p"),
+            app: "inv",
+            root: Some("/mnt/t"),
+            place: &place,
+        };
+        environment_sources(&mut doc, &rw, &vars, &mut mounts, &mut problems);
+        assert_eq!(
+            doc["secrets"]["token"],
+            json!({"file": "/mnt/t/inv/.secrets/token"})
+        );
+        assert_eq!(
+            doc["configs"]["c"],
+            json!({"file": "/mnt/t/inv/.configs/c"})
+        );
+        assert_eq!(mounts.len(), 2);
+        assert_eq!(mounts[0].kind, MountKind::Value);
+        assert_eq!(mounts[0].content.as_deref(), Some("s3cret"));
+        assert!(!serde_json::to_string(&mounts).unwrap().contains("s3cret"));
+        assert_eq!(problems.len(), 1);
+        assert!(
+            problems[0].reason.contains("UNSET is not set"),
+            "{}",
+            problems[0]
+        );
+        let rw = Rewriter { root: None, ..rw };
+        let mut doc = json!({"secrets": {"token": {"environment": "TOKEN"}}});
+        let mut problems = Vec::new();
+        environment_sources(&mut doc, &rw, &vars, &mut Vec::new(), &mut problems);
+        assert!(
+            problems[0].reason.contains("--dataset-root"),
+            "{}",
+            problems[0]
+        );
     }
 
     #[test]
