@@ -179,10 +179,7 @@ fn named_volumes(svc: &serde_json::Map<String, Value>, sp: &str) -> Vec<(String,
     let mut out = Vec::new();
     for (i, v) in items.iter().enumerate() {
         let source = match v {
-            Value::String(s) => match s.split_once(':') {
-                Some((src, _)) => Some(src.to_owned()),
-                None => None,
-            },
+            Value::String(s) => s.split_once(':').map(|(src, _)| src.to_owned()),
             Value::Object(m) if m.get("type").and_then(Value::as_str) == Some("volume") => {
                 m.get("source").and_then(Value::as_str).map(str::to_owned)
             }

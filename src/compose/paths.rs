@@ -76,6 +76,17 @@ fn normalize(rel: &str) -> Option<String> {
     Some(parts.join("/"))
 }
 
+/// Where a host path is written, which decides what "relative" means and what it points at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// A short-syntax volume `SRC:DST`: relative only with `./` or `../` (else a named volume).
+    ShortVolume,
+    /// A long-syntax bind `source:`: every non-absolute path is relative.
+    LongBind,
+    /// A secret's or config's `file:`: every non-absolute path is relative; always a file.
+    File,
+}
+
 /// The rewriting context.
 pub struct Rewriter<'a> {
     /// The project directory (relative paths are relative to it).
@@ -94,8 +105,7 @@ impl Rewriter<'_> {
         written: &str,
         owner: &str,
         pointer: &str,
-        force_file: bool,
-        bare_is_relative: bool,
+        role: Role,
         mounts: &mut Vec<BindMount>,
         problems: &mut Vec<Problem>,
     ) -> Option<String> {
@@ -110,10 +120,10 @@ impl Rewriter<'_> {
             )));
             return None;
         }
-        let relative = if bare_is_relative {
-            is_relative_path(written)
-        } else {
+        let relative = if role == Role::ShortVolume {
             is_relative(written)
+        } else {
+            is_relative_path(written)
         };
         if !relative {
             return None;
@@ -137,7 +147,7 @@ impl Rewriter<'_> {
             format!("{}/{}/{rel}", root.trim_end_matches('/'), self.app)
         };
         let local = self.project_dir.join(&rel);
-        let kind = if force_file || local.is_file() {
+        let kind = if role == Role::File || local.is_file() {
             MountKind::File
         } else {
             MountKind::Directory
@@ -177,9 +187,14 @@ pub fn rewrite_paths(
                         let Some((source, rest)) = s.split_once(':') else {
                             continue;
                         };
-                        if let Some(remote) =
-                            rw.rewrite(source, name, &pointer, false, false, &mut mounts, problems)
-                        {
+                        if let Some(remote) = rw.rewrite(
+                            source,
+                            name,
+                            &pointer,
+                            Role::ShortVolume,
+                            &mut mounts,
+                            problems,
+                        ) {
                             *s = format!("{remote}:{rest}");
                         }
                     }
@@ -192,9 +207,14 @@ pub fn rewrite_paths(
                             continue;
                         };
                         let source = source.to_owned();
-                        if let Some(remote) =
-                            rw.rewrite(&source, name, &pointer, false, true, &mut mounts, problems)
-                        {
+                        if let Some(remote) = rw.rewrite(
+                            &source,
+                            name,
+                            &pointer,
+                            Role::LongBind,
+                            &mut mounts,
+                            problems,
+                        ) {
                             m.insert("source".into(), Value::String(remote));
                         }
                     }
@@ -217,7 +237,7 @@ pub fn rewrite_paths(
             let pointer = pointer_key(&pointer_key(&format!("/{section}"), name), "file");
             let owner = format!("{section}.{name}");
             if let Some(remote) =
-                rw.rewrite(&file, &owner, &pointer, true, true, &mut mounts, problems)
+                rw.rewrite(&file, &owner, &pointer, Role::File, &mut mounts, problems)
             {
                 m.insert("file".into(), Value::String(remote));
             }
