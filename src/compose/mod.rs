@@ -177,22 +177,30 @@ fn setup(options: &Options, need_files: bool) -> Result<Setup, ComposeError> {
             Err(_) => Vec::new(),
         }
     };
-    let name = match &options.name {
-        Some(n) => n.clone(),
+    let (name, from) = match &options.name {
+        Some(n) => (n.clone(), None),
         None => match setting(&vars, "COMPOSE_PROJECT_NAME") {
-            Some(n) => n,
+            Some(n) => (n, Some("COMPOSE_PROJECT_NAME")),
             None => match top_level_name(&files, &vars) {
-                Some(n) => n,
+                Some(n) => (n, Some("the top-level name:")),
                 None => {
                     let abs = std::fs::canonicalize(&dir).unwrap_or_else(|_| dir.clone());
-                    abs.file_name()
+                    let n = abs
+                        .file_name()
                         .map(|s| s.to_string_lossy().into_owned())
-                        .unwrap_or_default()
+                        .unwrap_or_default();
+                    (n, None)
                 }
             },
         },
     };
-    check_app_name(&name)?;
+    check_app_name(&name).map_err(|e| match (e, from) {
+        (ComposeError::AppName { name, reason }, Some(from)) => ComposeError::AppName {
+            name,
+            reason: format!("{reason}; it comes from {from}"),
+        },
+        (e, _) => e,
+    })?;
     // On TrueNAS the compose project is always ix-<app>, whatever `.env` says.
     vars.vars
         .insert("COMPOSE_PROJECT_NAME".into(), format!("ix-{name}"));
