@@ -1,10 +1,11 @@
 //! Compose deployments: a local docker-compose project → an idempotent TrueNAS custom app.
 //!
-//! The pipeline (apps-and-peers.md §1.12), each step in its own module:
-//! 1. [`load`]: find and parse the compose file and its overrides (YAML 1.2, anchors and merge
-//!    keys, positions kept for messages);
-//! 2. [`interpolate`]: `${VAR}` & co. with compose's semantics, from `--var`, `.env`, then the
-//!    environment, per file (so errors name file:line:col);
+//! The pipeline (docs/apps.md §1.12), each step in its own module:
+//! 1. [`load`]: find and parse the compose files as compose finds them (`-f`, `COMPOSE_FILE`,
+//!    or the default file and its default override; YAML 1.2, anchors and merge keys, merge
+//!    tags, positions kept for messages);
+//! 2. [`interpolate`]: `${VAR}` & co. with compose's semantics, from `--var`, the environment,
+//!    then `.env` (compose's order), per file (so errors name file:line:col);
 //! 3. [`extends`] then [`merge`]: `extends:` and the override files, with compose's merge
 //!    rules (`!reset` and `!override` included);
 //! 4. [`env_file`]: `env_file:` inlined into `environment:`;
@@ -53,11 +54,11 @@ pub struct Options {
     pub files: Vec<PathBuf>,
     /// The project directory; default: the directory of the first file, else the current one.
     pub project_dir: Option<PathBuf>,
-    /// The app name; default: the project directory's name.
+    /// The app name; default: `COMPOSE_PROJECT_NAME`, the top-level `name:`, the folder's name.
     pub name: Option<String>,
     /// The env file to use instead of `<project>/.env`.
     pub env_file: Option<PathBuf>,
-    /// `--var KEY=VALUE` / script variables (win over `.env` and the environment).
+    /// `--var KEY=VALUE` / script variables (win over the environment and `.env`).
     pub vars: BTreeMap<String, String>,
     /// The environment: `None` = the process environment (read, never modified).
     pub environment: Option<BTreeMap<String, String>>,

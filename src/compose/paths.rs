@@ -2,7 +2,7 @@
 //!
 //! On the server, compose runs in a hidden directory
 //! (`/mnt/.ix-apps/app_configs/<app>/versions/1.0.0/templates/rendered`), so `./data` would
-//! land there and be deleted by `app.delete` (apps-and-peers.md §1.12). Every relative bind
+//! land there and be deleted by `app.delete` (docs/apps.md §1.12). Every relative bind
 //! mount (short `./x:/y` and long `{type: bind, source: ./x}` syntax, directories and single
 //! files) and every relative `file:` of top-level `secrets:`/`configs:` is rewritten to
 //! `<dataset root>/<app>/<path relative to the project directory>`. Without a dataset root such
