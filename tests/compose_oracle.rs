@@ -45,6 +45,9 @@ struct Expectation {
     /// `-f` files (default: compose's default files and override).
     #[serde(default)]
     files: Vec<String>,
+    /// `--name` (for a project whose own name is no valid app name).
+    #[serde(default)]
+    name: Option<String>,
     /// What the case is about (documentation only).
     #[serde(default)]
     #[allow(dead_code)]
@@ -194,6 +197,7 @@ fn check_project(oracle: &Path, name: &str, e: &Expectation) -> Result<(), Strin
         files: e.files.iter().map(|f| dir.join(f)).collect(),
         environment: Some(e.environment.clone()),
         dataset_root: Some(ROOT.into()),
+        name: e.name.clone(),
         ..Options::default()
     };
     let resolved = compose::resolve(&options);

@@ -60,6 +60,12 @@ pub fn is_relative_path(source: &str) -> bool {
     !source.is_empty() && !source.starts_with('/') && !source.starts_with('~')
 }
 
+/// `C:\x` or `C:/x`: compose reads it as an absolute Windows path.
+fn is_windows_path(p: &str) -> bool {
+    let b = p.as_bytes();
+    b.len() >= 3 && b[0].is_ascii_alphabetic() && b[1] == b':' && (b[2] == b'\\' || b[2] == b'/')
+}
+
 /// `a/./b/../c` → `a/c`; `None` when it climbs out of the project directory.
 fn normalize(rel: &str) -> Option<String> {
     let mut parts: Vec<String> = Vec::new();
@@ -117,6 +123,12 @@ impl Rewriter<'_> {
         if written.starts_with('~') {
             problems.push(problem(format!(
                 "{written:?}: ~ would be the home directory of the middleware on the NAS; use a path relative to the project (with --dataset-root) or an absolute path"
+            )));
+            return None;
+        }
+        if is_windows_path(written) {
+            problems.push(problem(format!(
+                "{written:?} is a Windows path (compose keeps it as it is); the NAS has no drive letters: use a path relative to the project (with --dataset-root) or an absolute path on the NAS"
             )));
             return None;
         }
@@ -427,6 +439,20 @@ mod tests {
         environment_sources(&mut doc, &rw, &vars, &mut Vec::new(), &mut problems);
         assert!(
             problems[0].reason.contains("--dataset-root"),
+            "{}",
+            problems[0]
+        );
+    }
+
+    #[test]
+    fn windows_paths_are_refused() {
+        let (_, _, problems) = run(
+            json!({"services": {"t": {"volumes": [{"type": "bind", "source": "C:\\docker\\project", "target": "/t"}]}}}),
+            Some("/mnt/t"),
+        );
+        assert_eq!(problems.len(), 1);
+        assert!(
+            problems[0].reason.contains("Windows path"),
             "{}",
             problems[0]
         );
