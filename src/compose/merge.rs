@@ -8,7 +8,7 @@
 //! - `depends_on` and service `networks` (list or mapping forms) merge as mappings;
 //! - `command`, `entrypoint`, `healthcheck.test` are replaced, never appended;
 //! - every other sequence (`ports`, `expose`, `dns`, `cap_add`, `env_file`, …) is appended,
-//!   dropping exact duplicates.
+//!   dropping exact duplicates; `dns: 8.8.8.8` counts as `[8.8.8.8]` there.
 //!
 //! - a value tagged `!reset` in a file removes that path from the files before it (and is
 //!   not in its own file); a value tagged `!override` replaces the value of the files before
@@ -83,7 +83,19 @@ fn service_attr(path: &[&str], names: &[&str]) -> bool {
     path.len() == 3 && path[0] == "services" && names.contains(&path[2])
 }
 
+/// Service attributes that are a string or a list of strings (a string means a one-item list,
+/// as compose reads each file before merging).
+const STRING_OR_LIST: [&str; 5] = ["dns", "dns_search", "env_file", "tmpfs", "label_file"];
+
 fn merge_field(base: &mut Value, over: Value, path: &[&str]) {
+    let mut over = over;
+    if service_attr(path, &STRING_OR_LIST) {
+        for v in [&mut *base, &mut over] {
+            if v.is_string() {
+                *v = Value::Array(vec![v.take()]);
+            }
+        }
+    }
     if service_attr(path, &["command", "entrypoint"])
         || (path.len() == 4
             && path[0] == "services"
@@ -248,6 +260,18 @@ mod tests {
                 "depends_on": {"db": {"condition": "service_started"}, "cache": {"condition": "service_healthy"}},
                 "labels": {"x": "1", "y": "2"}},
                 "db": {"image": "postgres"}}})
+        );
+    }
+
+    #[test]
+    fn a_string_is_a_one_item_list_when_merging_lists() {
+        let m = merged(
+            json!({"services": {"a": {"dns": ["1.1.1.1"], "env_file": "a.env"}}}),
+            json!({"services": {"a": {"dns": "8.8.8.8", "env_file": ["b.env"]}}}),
+        );
+        assert_eq!(
+            m,
+            json!({"services": {"a": {"dns": ["1.1.1.1", "8.8.8.8"], "env_file": ["a.env", "b.env"]}}})
         );
     }
 
