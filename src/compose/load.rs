@@ -4,8 +4,8 @@
 //! Parsing rules, chosen to match what compose itself sees:
 //! - YAML 1.2 booleans only: plain `on`, `yes`, `off`, `no` stay strings (compose reads YAML
 //!   with go-yaml v3, which does the same for untyped values); quoted scalars are always strings.
-//! - A plain number with redundant leading zeros (`0022`, `0755`) stays a string, spelled as
-//!   written, so no octal/decimal guess is ever made for the server.
+//! - A plain number with a leading zero (`0022`, `0440`) is octal, as go-yaml (and so compose)
+//!   reads it: `mode: 0440` is 288; quote it (`"0022"`) to keep the text.
 //! - Anchors, aliases and merge keys (`<<:`) are expanded; duplicate keys are an error.
 //! - The merge tags: a value tagged `!reset` is dropped from the file and its path recorded,
 //!   a value tagged `!override` is kept and its path recorded ([`SourceFile::tagged`]); the
@@ -169,7 +169,7 @@ pub fn load_file(path: &Path) -> Result<SourceFile, ComposeError> {
 pub fn parse(path: &Path, text: String) -> Result<SourceFile, ComposeError> {
     let mut options = serde_saphyr::options::Options::default();
     options.strict_booleans = true;
-    options.leading_zero_numbers_as_strings = true;
+    options.legacy_octal_numbers = true;
     options.with_snippet = false;
     let mut budget = serde_saphyr::Budget::default();
     // Files that share one anchor among many services (`<<: *defaults`) are normal.
@@ -423,7 +423,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             f.value,
-            serde_json::json!({"a": "on", "b": "on", "c": "0022", "d": "0022", "e": 12345,
+            serde_json::json!({"a": "on", "b": "on", "c": 18, "d": "0022", "e": 12345,
                 "f": "12345", "g": "yes", "h": 1.5, "i": true, "j": null})
         );
     }
