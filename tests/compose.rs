@@ -157,11 +157,11 @@ async fn inventory_is_resolved_client_side_and_a_second_up_sends_nothing() {
         doc["services"]["web"]["volumes"][0],
         "/mnt/tank/apps/inventory/config/nginx.conf:/etc/nginx/conf.d/default.conf:ro"
     );
-    // Warnings: name, the debug profile, the single-file mount.
-    assert_eq!(p.warnings.len(), 3, "{:#?}", p.warnings);
-    assert!(p.warnings[0].contains("name: is ignored"));
-    assert!(p.warnings[1].contains("adminer has profiles"));
-    assert!(p.warnings[2].contains("single file"));
+    // Warnings: the inactive debug profile (adminer is not deployed), the single-file mount.
+    assert_eq!(p.warnings.len(), 2, "{:#?}", p.warnings);
+    assert!(p.warnings[0].contains("adminer has profiles"));
+    assert!(doc["services"].get("adminer").is_none());
+    assert!(p.warnings[1].contains("single file"));
 
     let o = DeployOptions {
         create_dirs: true,
@@ -574,4 +574,126 @@ async fn deploys_on_24_10_and_a_second_up_sends_nothing() {
         "not the legacy dialect:\n{t}"
     );
     client.close().await;
+}
+
+fn corpus(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/compose-corpus")
+        .join(name)
+}
+
+fn corpus_options(name: &str, env: &[(&str, &str)]) -> Options {
+    Options {
+        project_dir: Some(corpus(name)),
+        environment: Some(
+            env.iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        ),
+        dataset_root: Some("/mnt/tank/apps".into()),
+        ..Options::default()
+    }
+}
+
+#[test]
+fn the_app_name_comes_from_compose_project_name_then_name_then_the_folder() {
+    // COMPOSE_PROJECT_NAME in .env, for resolve and for the commands that only need the name.
+    let o = corpus_options("defect-06-compose-vars", &[]);
+    assert_eq!(compose::project_name(&o).unwrap().1, "myproj");
+    let p = compose::resolve(&o).unwrap();
+    assert_eq!(p.name, "myproj");
+    assert_eq!(
+        p.files
+            .iter()
+            .map(|f| f.file_name().unwrap().to_str().unwrap())
+            .collect::<Vec<_>>(),
+        ["base.yaml", "extra.yaml"]
+    );
+    assert_eq!(
+        p.document["services"]["app"]["image"],
+        "registry.local/ix-myproj:1"
+    );
+    assert!(p.document["services"].get("ops").is_none());
+    assert!(p.document["services"]["debug"].get("profiles").is_none());
+    // The environment wins over .env, --name over both.
+    let o = corpus_options(
+        "defect-06-compose-vars",
+        &[("COMPOSE_PROJECT_NAME", "fromenv")],
+    );
+    assert_eq!(compose::project_name(&o).unwrap().1, "fromenv");
+    let o = Options {
+        name: Some("given".into()),
+        ..o
+    };
+    assert_eq!(compose::project_name(&o).unwrap().1, "given");
+    // An invalid name says where it came from.
+    let o = corpus_options(
+        "defect-06-compose-vars",
+        &[("COMPOSE_PROJECT_NAME", "My_Stack")],
+    );
+    let e = compose::project_name(&o).unwrap_err().to_string();
+    assert!(
+        e.contains("\"My_Stack\"") && e.contains("it comes from COMPOSE_PROJECT_NAME"),
+        "{e}"
+    );
+    // The top-level name: of the compose file.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("compose.yaml"),
+        "name: stack\nservices:\n  a:\n    image: i\n",
+    )
+    .unwrap();
+    let o = Options {
+        project_dir: Some(dir.path().to_path_buf()),
+        environment: Some(BTreeMap::new()),
+        ..Options::default()
+    };
+    assert_eq!(compose::project_name(&o).unwrap().1, "stack");
+}
+
+#[test]
+fn what_compose_would_reject_is_refused_with_its_place() {
+    let e = compose::resolve(&corpus_options("defect-10-depends-on", &[]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("defect-10-depends-on/compose.yaml:4:18: services.web.depends_on[0]: depends on service \"databse\", which is not defined")
+            && e.contains("did you mean \"database\"?"),
+        "{e}"
+    );
+    let e = compose::resolve(&corpus_options("defect-10-volume", &[]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("compose.yaml:5:9: services.db.volumes[0]: volume \"pgdata\""),
+        "{e}"
+    );
+    let e = compose::resolve(&corpus_options("defect-10-key", &[]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("compose.yaml:4:14: services.web.restrat:"),
+        "{e}"
+    );
+}
+
+#[test]
+fn an_environment_secret_becomes_a_value_file_and_its_value_stays_out_of_the_output() {
+    let o = corpus_options(
+        "defect-04-env-secret",
+        &[("API_TOKEN", "t0k3n"), ("BANNER", "hi")],
+    );
+    let p = compose::resolve(&o).unwrap();
+    assert_eq!(
+        p.document["secrets"]["api_token"],
+        json!({"file": "/mnt/tank/apps/defect-04-env-secret/.secrets/api_token"})
+    );
+    let m = p
+        .mounts
+        .iter()
+        .find(|m| m.owner == "secrets.api_token")
+        .unwrap();
+    assert_eq!(m.kind, compose::MountKind::Value);
+    assert_eq!(m.content.as_deref(), Some("t0k3n"));
+    assert!(!serde_json::to_string(&p).unwrap().contains("t0k3n"));
 }

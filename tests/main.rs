@@ -13,6 +13,7 @@ mod support;
 mod cli;
 mod compose;
 mod compose_cli;
+mod compose_oracle;
 mod legacy;
 mod oneoff;
 mod repl;

@@ -27,13 +27,13 @@ pub struct ProjectArgs {
     /// Project directory [default: the first file's directory, else the current one]
     #[arg(long, value_name = "DIR")]
     pub project_directory: Option<PathBuf>,
-    /// App name [default: the project directory's name]
+    /// App name [default: COMPOSE_PROJECT_NAME, the top-level name:, the project directory's name]
     #[arg(long, value_name = "APP")]
     pub name: Option<String>,
     /// Read variables from this file instead of the project's .env.
     #[arg(long, value_name = "FILE")]
     pub env_file: Option<PathBuf>,
-    /// Set a variable for interpolation (wins over .env, which wins over the environment).
+    /// Set a variable for interpolation (wins over the environment, which wins over .env).
     #[arg(long = "var", value_name = "KEY=VALUE")]
     pub vars: Vec<String>,
     /// Put relative bind mounts under this path on the NAS: ./data → PATH/APP/data.

@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-/// The message limit of an authenticated connection, in characters (apps-and-peers.md §1.10).
+/// The message limit of an authenticated connection, in characters (docs/apps.md §1.10).
 pub const MESSAGE_LIMIT: usize = 65_536;
 
 /// Write every literal `$` of every string value as `$$` (keys are not interpolated by

@@ -301,7 +301,7 @@ pub async fn ensure_dirs(
     for m in mounts {
         match m.kind {
             MountKind::Directory => created.extend(mkdir_p(client, &m.remote).await?),
-            MountKind::File => {
+            MountKind::File | MountKind::Value => {
                 if let Some(p) = parent(&m.remote) {
                     created.extend(mkdir_p(client, p).await?);
                 }

@@ -145,6 +145,20 @@ pub fn parse_env(
                         i += 1;
                         break;
                     }
+                    // `\'` in single quotes (and `\"` in double ones) is the quote itself, as
+                    // compose reads it; any other backslash stays in a single-quoted value.
+                    if q == '\'' && c == '\\' && i + 1 < chars.len() {
+                        let n = chars[i + 1];
+                        if n == '\n' {
+                            line += 1;
+                        }
+                        if n != q {
+                            s.push('\\');
+                        }
+                        s.push(n);
+                        i += 2;
+                        continue;
+                    }
                     if q == '"' && c == '\\' && i + 1 < chars.len() {
                         let n = chars[i + 1];
                         match n {
@@ -456,6 +470,14 @@ mod tests {
                 ("J", "colon"),
                 ("A", "override"),
             ])
+        );
+    }
+
+    #[test]
+    fn escaped_quotes_in_single_quotes() {
+        assert_eq!(
+            env("K='Let\\'s go!'\nL='a\\b\\\\c'\n"),
+            pairs(&[("K", "Let's go!"), ("L", "a\\b\\\\c")])
         );
     }
 

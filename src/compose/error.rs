@@ -145,7 +145,7 @@ pub enum ComposeError {
     Options(String),
     /// The whole `app.create` request would not fit in one WebSocket message.
     #[error(
-        "the app.create request would be {size} characters; TrueNAS accepts at most {limit} characters in one message (apps-and-peers.md §1.10): shrink the compose file (move config into files on a dataset)"
+        "the app.create request would be {size} characters; TrueNAS accepts at most {limit} characters in one message: shrink the compose file (move config into files on a dataset)"
     )]
     TooLarge {
         /// Characters of the request.

@@ -16,9 +16,8 @@
 //! not form a valid expression is an error. Only values are interpolated, never keys.
 //!
 //! Variables are looked up in this order (see [`Variables`]): `--var`/script variables, then
-//! the project's `.env`, then the process environment. **This differs from docker compose**,
-//! where the shell environment wins over `.env`: a deployment should not change because some
-//! variable happened to be exported in the shell that runs it.
+//! the environment, then the project's `.env`, as docker compose does (its shell environment
+//! wins over `.env`). `COMPOSE_PROJECT_NAME` is always `ix-<app>`, the project TrueNAS runs.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -55,12 +54,12 @@ pub trait Lookup {
     fn get(&self, name: &str) -> Option<(String, Origin)>;
 }
 
-/// The variables interpolation sees, in precedence order.
+/// The variables interpolation sees: `vars`, then `environment`, then `dotenv`.
 #[derive(Debug, Clone, Default)]
 pub struct Variables {
     /// `--var KEY=VALUE` / script variables (highest precedence).
     pub vars: BTreeMap<String, String>,
-    /// The project's `.env` file.
+    /// The project's `.env` file (lowest precedence, as in compose).
     pub dotenv: BTreeMap<String, String>,
     /// The environment: `None` reads the process environment (never modifying it);
     /// `Some(map)` uses exactly that map (tests, scripts).
@@ -72,13 +71,14 @@ impl Lookup for Variables {
         if let Some(v) = self.vars.get(name) {
             return Some((v.clone(), Origin::Var));
         }
-        if let Some(v) = self.dotenv.get(name) {
-            return Some((v.clone(), Origin::DotEnv));
+        let from_environment = match &self.environment {
+            Some(env) => env.get(name).cloned(),
+            None => std::env::var(name).ok(),
+        };
+        if let Some(v) = from_environment {
+            return Some((v, Origin::Environment));
         }
-        match &self.environment {
-            Some(env) => env.get(name).map(|v| (v.clone(), Origin::Environment)),
-            None => std::env::var(name).ok().map(|v| (v, Origin::Environment)),
-        }
+        self.dotenv.get(name).map(|v| (v.clone(), Origin::DotEnv))
     }
 }
 
@@ -503,12 +503,13 @@ mod tests {
     }
 
     #[test]
-    fn precedence_is_vars_then_dotenv_then_environment() {
-        let mut v = vars(&[("A", "env"), ("B", "env"), ("C", "env")]);
+    fn precedence_is_vars_then_environment_then_dotenv() {
+        let mut v = vars(&[("A", "env"), ("B", "env")]);
         v.dotenv.insert("A".into(), "dotenv".into());
         v.dotenv.insert("B".into(), "dotenv".into());
+        v.dotenv.insert("C".into(), "dotenv".into());
         v.vars.insert("A".into(), "var".into());
-        assert_eq!(ex("$A $B $C", &v), "var dotenv env");
+        assert_eq!(ex("$A $B $C", &v), "var env dotenv");
     }
 
     #[test]

@@ -4,9 +4,15 @@
 //! Parsing rules, chosen to match what compose itself sees:
 //! - YAML 1.2 booleans only: plain `on`, `yes`, `off`, `no` stay strings (compose reads YAML
 //!   with go-yaml v3, which does the same for untyped values); quoted scalars are always strings.
-//! - A plain number with redundant leading zeros (`0022`, `0755`) stays a string, spelled as
-//!   written, so no octal/decimal guess is ever made for the server.
+//! - A plain number with a leading zero (`0022`, `0440`) is octal, as go-yaml (and so compose)
+//!   reads it: `mode: 0440` is 288; quote it (`"0022"`) to keep the text.
 //! - Anchors, aliases and merge keys (`<<:`) are expanded; duplicate keys are an error.
+//! - The merge tags: a value tagged `!reset` is dropped from the file and its path recorded,
+//!   a value tagged `!override` is kept and its path recorded ([`SourceFile::tagged`]); the
+//!   merge of override files clears those paths in the files before ([`super::merge`]).
+//! - Aliases may be used as often as real files need (compose-go has no alias/anchor ratio);
+//!   the parser's other limits stay (250 000 values after expanding aliases, …), so a YAML
+//!   bomb is refused, with an error that says so.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -14,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
-use serde_saphyr::Spanned;
+use serde_saphyr::{Spanned, Tagged};
 
 use super::error::{ComposeError, Place, snippet};
 
@@ -24,6 +30,24 @@ pub const DEFAULT_FILES: [&str; 4] = [
     "compose.yml",
     "docker-compose.yml",
     "docker-compose.yaml",
+];
+
+/// A merge tag of compose (compose-spec "Merge": reset and override).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MergeTag {
+    /// `!reset`: the value is removed, here and in the files merged before.
+    Reset,
+    /// `!override`: the value replaces the one of the files merged before, unmerged.
+    Override,
+}
+
+/// The override file names docker compose merges after the default file, in its order of
+/// preference (the first one found is used).
+pub const OVERRIDE_FILES: [&str; 4] = [
+    "compose.override.yml",
+    "compose.override.yaml",
+    "docker-compose.override.yml",
+    "docker-compose.override.yaml",
 ];
 
 /// Positions of one value: where it is used, and where its text is (differs for aliases and
@@ -45,6 +69,8 @@ pub struct SourceFile {
     pub text: String,
     /// The document.
     pub value: Value,
+    /// The JSON pointers of values tagged `!reset` (dropped from `value`) or `!override`.
+    pub tagged: Vec<(String, MergeTag)>,
     spans: HashMap<String, Span>,
 }
 
@@ -117,6 +143,14 @@ pub fn find_default(dir: &Path) -> Result<PathBuf, ComposeError> {
         })
 }
 
+/// The override file of `dir` that docker compose merges by default, if there is one.
+pub fn find_override(dir: &Path) -> Option<PathBuf> {
+    OVERRIDE_FILES
+        .iter()
+        .map(|n| dir.join(n))
+        .find(|p| p.is_file())
+}
+
 /// Read a file as UTF-8 text.
 pub fn read_text(path: &Path) -> Result<String, ComposeError> {
     std::fs::read_to_string(path).map_err(|source| ComposeError::Read {
@@ -135,9 +169,13 @@ pub fn load_file(path: &Path) -> Result<SourceFile, ComposeError> {
 pub fn parse(path: &Path, text: String) -> Result<SourceFile, ComposeError> {
     let mut options = serde_saphyr::options::Options::default();
     options.strict_booleans = true;
-    options.leading_zero_numbers_as_strings = true;
+    options.legacy_octal_numbers = true;
     options.with_snippet = false;
-    let root: Spanned<Node> = match serde_saphyr::from_str_with_options(&text, options) {
+    let mut budget = serde_saphyr::Budget::default();
+    // Files that share one anchor among many services (`<<: *defaults`) are normal.
+    budget.enforce_alias_anchor_ratio = false;
+    options.budget = Some(budget);
+    let root: Spanned<Tagged<Node>> = match serde_saphyr::from_str_with_options(&text, options) {
         Ok(n) => n,
         Err(e) => {
             let (line, column) = e
@@ -145,7 +183,12 @@ pub fn parse(path: &Path, text: String) -> Result<SourceFile, ComposeError> {
                 .map(|l| (l.line(), l.column()))
                 .unwrap_or((0, 0));
             let place = Place::at(path, line, column);
-            let message = strip_location_prefix(&e.to_string());
+            let mut message = strip_location_prefix(&e.to_string());
+            if let Some(limit) = message.strip_prefix("budget breached: ") {
+                message = format!(
+                    "the document goes past the parser's safety limits ({limit}): aliases that expand to a huge document look like a YAML bomb; real compose files stay far below"
+                );
+            }
             return Err(ComposeError::Yaml {
                 snippet: snippet(&text, line, column),
                 place,
@@ -154,13 +197,21 @@ pub fn parse(path: &Path, text: String) -> Result<SourceFile, ComposeError> {
         }
     };
     let mut spans = HashMap::new();
-    let value = into_value(root, String::new(), &mut spans).map_err(|(pointer, message)| {
-        let place = spans
-            .get(&pointer)
-            .map(|s: &Span| Place::at(path, s.defined.0, s.defined.1))
-            .unwrap_or_else(|| Place::file(path));
-        ComposeError::Invalid { place, message }
-    })?;
+    let mut build = Build {
+        spans: &mut spans,
+        tagged: Vec::new(),
+    };
+    let value = into_value(root, String::new(), &mut build);
+    let tagged = std::mem::take(&mut build.tagged);
+    let value = value
+        .map(|v| v.unwrap_or(Value::Null))
+        .map_err(|(pointer, message)| {
+            let place = spans
+                .get(&pointer)
+                .map(|s: &Span| Place::at(path, s.defined.0, s.defined.1))
+                .unwrap_or_else(|| Place::file(path));
+            ComposeError::Invalid { place, message }
+        })?;
     match &value {
         Value::Object(_) => {}
         Value::Null => {
@@ -180,6 +231,7 @@ pub fn parse(path: &Path, text: String) -> Result<SourceFile, ComposeError> {
         path: path.to_path_buf(),
         text,
         value,
+        tagged,
         spans,
     })
 }
@@ -210,8 +262,8 @@ enum Node {
     U64(u64),
     F64(f64),
     Str(String),
-    Seq(Vec<Spanned<Node>>),
-    Map(Vec<(String, Spanned<Node>)>),
+    Seq(Vec<Spanned<Tagged<Node>>>),
+    Map(Vec<(String, Spanned<Tagged<Node>>)>),
 }
 
 impl<'de> Deserialize<'de> for Node {
@@ -272,7 +324,7 @@ impl<'de> Visitor<'de> for NodeVisitor {
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<Node, A::Error> {
         let mut items = Vec::new();
-        while let Some(x) = a.next_element::<Spanned<Node>>()? {
+        while let Some(x) = a.next_element::<Spanned<Tagged<Node>>>()? {
             items.push(x);
         }
         Ok(Node::Seq(items))
@@ -280,28 +332,44 @@ impl<'de> Visitor<'de> for NodeVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Node, A::Error> {
         let mut items = Vec::new();
         while let Some(k) = a.next_key::<String>()? {
-            let v = a.next_value::<Spanned<Node>>()?;
+            let v = a.next_value::<Spanned<Tagged<Node>>>()?;
             items.push((k, v));
         }
         Ok(Node::Map(items))
     }
 }
 
+/// What [`into_value`] collects besides the value.
+struct Build<'a> {
+    spans: &'a mut HashMap<String, Span>,
+    tagged: Vec<(String, MergeTag)>,
+}
+
+/// The node as JSON; `None` for a value tagged `!reset` (dropped).
 fn into_value(
-    node: Spanned<Node>,
+    node: Spanned<Tagged<Node>>,
     pointer: String,
-    spans: &mut HashMap<String, Span>,
-) -> Result<Value, (String, String)> {
-    spans.insert(
+    b: &mut Build<'_>,
+) -> Result<Option<Value>, (String, String)> {
+    b.spans.insert(
         pointer.clone(),
         Span {
             referenced: (node.referenced.line(), node.referenced.column()),
             defined: (node.defined.line(), node.defined.column()),
         },
     );
-    Ok(match node.value {
+    let Tagged(node, tag) = node.value;
+    match tag.as_deref() {
+        Some("!reset") => {
+            b.tagged.push((pointer, MergeTag::Reset));
+            return Ok(None);
+        }
+        Some("!override") => b.tagged.push((pointer.clone(), MergeTag::Override)),
+        _ => {}
+    }
+    Ok(Some(match node {
         Node::Null => Value::Null,
-        Node::Bool(b) => Value::Bool(b),
+        Node::Bool(v) => Value::Bool(v),
         Node::I64(i) => Value::from(i),
         Node::U64(u) => Value::from(u),
         Node::F64(f) => match Number::from_f64(f) {
@@ -318,8 +386,11 @@ fn into_value(
         Node::Str(s) => Value::String(s),
         Node::Seq(items) => {
             let mut out = Vec::with_capacity(items.len());
-            for (i, item) in items.into_iter().enumerate() {
-                out.push(into_value(item, pointer_index(&pointer, i), spans)?);
+            for item in items {
+                let p = pointer_index(&pointer, out.len());
+                if let Some(v) = into_value(item, p, b)? {
+                    out.push(v);
+                }
             }
             Value::Array(out)
         }
@@ -327,12 +398,13 @@ fn into_value(
             let mut out = Map::new();
             for (k, v) in items {
                 let p = pointer_key(&pointer, &k);
-                let v = into_value(v, p, spans)?;
-                out.insert(k, v);
+                if let Some(v) = into_value(v, p, b)? {
+                    out.insert(k, v);
+                }
             }
             Value::Object(out)
         }
-    })
+    }))
 }
 
 #[cfg(test)]
@@ -351,7 +423,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             f.value,
-            serde_json::json!({"a": "on", "b": "on", "c": "0022", "d": "0022", "e": 12345,
+            serde_json::json!({"a": "on", "b": "on", "c": 18, "d": "0022", "e": 12345,
                 "f": "12345", "g": "yes", "h": 1.5, "i": true, "j": null})
         );
     }
@@ -393,6 +465,50 @@ mod tests {
                 .contains("mapping")
         );
         assert!(parse_str("a: 1\na: 2\n").is_err());
+    }
+
+    #[test]
+    fn merge_tags_are_recorded_and_reset_values_dropped() {
+        let f = parse_str(
+            "services:\n  a:\n    ports: !reset []\n    volumes: !override [\"/x:/y\"]\n    environment:\n      KEY: !reset null\n      OTHER: v\n",
+        )
+        .unwrap();
+        assert_eq!(
+            f.value,
+            serde_json::json!({"services": {"a": {"volumes": ["/x:/y"], "environment": {"OTHER": "v"}}}})
+        );
+        assert_eq!(
+            f.tagged,
+            vec![
+                ("/services/a/ports".to_owned(), MergeTag::Reset),
+                ("/services/a/volumes".to_owned(), MergeTag::Override),
+                ("/services/a/environment/KEY".to_owned(), MergeTag::Reset),
+            ]
+        );
+    }
+
+    #[test]
+    fn many_aliases_of_few_anchors_are_fine() {
+        let mut text = String::from("x-common: &common\n  restart: always\nservices:\n");
+        for i in 0..300 {
+            text.push_str(&format!("  s{i}:\n    <<: *common\n    image: i\n"));
+        }
+        let f = parse_str(&text).unwrap();
+        assert_eq!(f.value["services"]["s299"]["restart"], "always");
+    }
+
+    #[test]
+    fn a_yaml_bomb_is_refused_with_a_reason() {
+        let mut text = String::from("a: &a [x, x, x, x, x, x, x, x, x, x]\n");
+        let names = ["b", "c", "d", "e", "f", "g", "h"];
+        let mut prev = "a";
+        for n in names {
+            text.push_str(&format!("{n}: &{n} [*{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}]\n"));
+            prev = n;
+        }
+        let e = parse_str(&text).unwrap_err().to_string();
+        assert!(e.contains("YAML bomb"), "{e}");
+        assert!(e.starts_with("compose.yaml:"), "{e}");
     }
 
     #[test]

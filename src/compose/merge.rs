@@ -8,12 +8,52 @@
 //! - `depends_on` and service `networks` (list or mapping forms) merge as mappings;
 //! - `command`, `entrypoint`, `healthcheck.test` are replaced, never appended;
 //! - every other sequence (`ports`, `expose`, `dns`, `cap_add`, `env_file`, …) is appended,
-//!   dropping exact duplicates.
+//!   dropping exact duplicates; `dns: 8.8.8.8` counts as `[8.8.8.8]` there.
 //!
-//! Not implemented: the `!reset` and `!override` tags, and merging `ports` by their
-//! `{ip, target, published, protocol}` key (exact duplicates are dropped, nothing else).
+//! - a value tagged `!reset` in a file removes that path from the files before it (and is
+//!   not in its own file); a value tagged `!override` replaces the value of the files before
+//!   it instead of merging with it ([`clear_tagged`] runs before each merge).
+//!
+//! Not implemented: merging `ports` by their `{ip, target, published, protocol}` key (exact
+//! duplicates are dropped, nothing else).
 
 use serde_json::{Map, Value};
+
+use super::load::MergeTag;
+
+/// Remove from `base` (the files merged so far) every path the next file tags `!reset` or
+/// `!override`, as compose does before merging that file.
+pub fn clear_tagged(base: &mut Value, tagged: &[(String, MergeTag)]) {
+    for (pointer, _) in tagged {
+        remove_pointer(base, pointer);
+    }
+}
+
+/// Remove the value at a JSON pointer (a mapping key or a sequence item), if it is there.
+fn remove_pointer(v: &mut Value, pointer: &str) {
+    let Some((parent, last)) = pointer.rsplit_once('/') else {
+        return;
+    };
+    let last = last.replace("~1", "/").replace("~0", "~");
+    let target = if parent.is_empty() {
+        Some(v)
+    } else {
+        v.pointer_mut(parent)
+    };
+    match target {
+        Some(Value::Object(m)) => {
+            m.shift_remove(&last);
+        }
+        Some(Value::Array(items)) => {
+            if let Ok(i) = last.parse::<usize>()
+                && i < items.len()
+            {
+                items.remove(i);
+            }
+        }
+        _ => {}
+    }
+}
 
 /// Merge `over` into `base` (the later file wins).
 pub fn merge_documents(base: &mut Value, over: Value) {
@@ -43,7 +83,19 @@ fn service_attr(path: &[&str], names: &[&str]) -> bool {
     path.len() == 3 && path[0] == "services" && names.contains(&path[2])
 }
 
+/// Service attributes that are a string or a list of strings (a string means a one-item list,
+/// as compose reads each file before merging).
+const STRING_OR_LIST: [&str; 5] = ["dns", "dns_search", "env_file", "tmpfs", "label_file"];
+
 fn merge_field(base: &mut Value, over: Value, path: &[&str]) {
+    let mut over = over;
+    if service_attr(path, &STRING_OR_LIST) {
+        for v in [&mut *base, &mut over] {
+            if v.is_string() {
+                *v = Value::Array(vec![v.take()]);
+            }
+        }
+    }
     if service_attr(path, &["command", "entrypoint"])
         || (path.len() == 4
             && path[0] == "services"
@@ -208,6 +260,41 @@ mod tests {
                 "depends_on": {"db": {"condition": "service_started"}, "cache": {"condition": "service_healthy"}},
                 "labels": {"x": "1", "y": "2"}},
                 "db": {"image": "postgres"}}})
+        );
+    }
+
+    #[test]
+    fn a_string_is_a_one_item_list_when_merging_lists() {
+        let m = merged(
+            json!({"services": {"a": {"dns": ["1.1.1.1"], "env_file": "a.env"}}}),
+            json!({"services": {"a": {"dns": "8.8.8.8", "env_file": ["b.env"]}}}),
+        );
+        assert_eq!(
+            m,
+            json!({"services": {"a": {"dns": ["1.1.1.1", "8.8.8.8"], "env_file": ["a.env", "b.env"]}}})
+        );
+    }
+
+    #[test]
+    fn reset_and_override_tags() {
+        use crate::compose::load::parse;
+        use std::path::Path;
+        let base = parse(
+            Path::new("compose.yaml"),
+            "services:\n  a:\n    image: i\n    ports: [\"80:80\"]\n    volumes: [\"/a:/a\", \"/b:/b\"]\n    environment: {KEY: v, OTHER: o}\n".into(),
+        )
+        .unwrap();
+        let over = parse(
+            Path::new("compose.override.yaml"),
+            "services:\n  a:\n    ports: !reset []\n    volumes: !override [\"/c:/c\"]\n    environment:\n      KEY: !reset null\n".into(),
+        )
+        .unwrap();
+        let mut doc = base.value;
+        clear_tagged(&mut doc, &over.tagged);
+        merge_documents(&mut doc, over.value);
+        assert_eq!(
+            doc,
+            json!({"services": {"a": {"image": "i", "volumes": ["/c:/c"], "environment": {"OTHER": "o"}}}})
         );
     }
 

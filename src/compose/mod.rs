@@ -1,11 +1,13 @@
 //! Compose deployments: a local docker-compose project → an idempotent TrueNAS custom app.
 //!
-//! The pipeline (apps-and-peers.md §1.12), each step in its own module:
-//! 1. [`load`]: find and parse the compose file and its overrides (YAML 1.2, anchors and merge
-//!    keys, positions kept for messages);
-//! 2. [`interpolate`]: `${VAR}` & co. with compose's semantics, from `--var`, `.env`, then the
-//!    environment, per file (so errors name file:line:col);
-//! 3. [`merge`]: the override files, with compose's merge rules;
+//! The pipeline (docs/apps.md §1.12), each step in its own module:
+//! 1. [`load`]: find and parse the compose files as compose finds them (`-f`, `COMPOSE_FILE`,
+//!    or the default file and its default override; YAML 1.2, anchors and merge keys, merge
+//!    tags, positions kept for messages);
+//! 2. [`interpolate`]: `${VAR}` & co. with compose's semantics, from `--var`, the environment,
+//!    then `.env` (compose's order), per file (so errors name file:line:col);
+//! 3. [`extends`] then [`merge`]: `extends:` and the override files, with compose's merge
+//!    rules (`!reset` and `!override` included);
 //! 4. [`env_file`]: `env_file:` inlined into `environment:`;
 //! 5. [`paths`]: relative host paths rewritten to a dataset root;
 //! 6. [`checks`]: what the server cannot run is refused, what it runs differently is warned;
@@ -24,6 +26,7 @@ pub mod deploy;
 pub mod diff;
 pub mod env_file;
 mod error;
+pub mod extends;
 pub mod interpolate;
 pub mod journal;
 pub mod load;
@@ -41,7 +44,7 @@ pub use error::{ComposeError, Place, Problem};
 pub use interpolate::Variables;
 pub use paths::{BindMount, MountKind};
 
-use interpolate::{Origin, Report};
+use interpolate::{Lookup, Origin, Report};
 use load::SourceFile;
 
 /// What to load and how to resolve it.
@@ -51,11 +54,11 @@ pub struct Options {
     pub files: Vec<PathBuf>,
     /// The project directory; default: the directory of the first file, else the current one.
     pub project_dir: Option<PathBuf>,
-    /// The app name; default: the project directory's name.
+    /// The app name; default: `COMPOSE_PROJECT_NAME`, the top-level `name:`, the folder's name.
     pub name: Option<String>,
     /// The env file to use instead of `<project>/.env`.
     pub env_file: Option<PathBuf>,
-    /// `--var KEY=VALUE` / script variables (win over `.env` and the environment).
+    /// `--var KEY=VALUE` / script variables (win over the environment and `.env`).
     pub vars: BTreeMap<String, String>,
     /// The environment: `None` = the process environment (read, never modified).
     pub environment: Option<BTreeMap<String, String>>,
@@ -120,21 +123,120 @@ pub fn check_app_name(name: &str) -> Result<(), ComposeError> {
     Ok(())
 }
 
-/// The project directory and app name the options mean, without reading any compose file
-/// (for `down`, `ps`, `logs`, … which only need the name).
-pub fn project_name(options: &Options) -> Result<(PathBuf, String), ComposeError> {
+/// What a project is before its files are read: folder, app name, variables, files.
+struct Setup {
+    dir: PathBuf,
+    name: String,
+    vars: Variables,
+    env_path: Option<PathBuf>,
+    /// The compose files in merge order (empty when none was found and none is needed).
+    files: Vec<PathBuf>,
+}
+
+/// A `COMPOSE_*` setting as compose reads it: `--var`, then the environment, then `.env`.
+fn setting(vars: &Variables, key: &str) -> Option<String> {
+    vars.get(key).map(|(v, _)| v).filter(|v| !v.is_empty())
+}
+
+/// Folder, `.env`, files and app name, as docker compose finds them:
+/// - files: `-f`, else `COMPOSE_FILE` (split on `COMPOSE_PATH_SEPARATOR`, default `:`), else
+///   the first default name and the first override name (`compose.override.yml`, …);
+/// - app name: `--name`, else `COMPOSE_PROJECT_NAME`, else the top-level `name:` of the
+///   files, else the folder's name.
+fn setup(options: &Options, need_files: bool) -> Result<Setup, ComposeError> {
     let dir = project_dir(options)?;
-    let name = match &options.name {
-        Some(n) => n.clone(),
-        None => {
-            let abs = std::fs::canonicalize(&dir).unwrap_or_else(|_| dir.clone());
-            abs.file_name()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_default()
+    let mut vars = Variables {
+        vars: options.vars.clone(),
+        dotenv: BTreeMap::new(),
+        environment: options.environment.clone(),
+    };
+    let env_path = match &options.env_file {
+        Some(p) => Some(p.clone()),
+        None => Some(dir.join(".env")).filter(|p| p.is_file()),
+    };
+    if let Some(p) = &env_path {
+        for v in env_file::load_env(p, &vars, Origin::DotEnv, false)? {
+            vars.dotenv.insert(v.key, v.value);
+        }
+    }
+    let files = if !options.files.is_empty() {
+        options.files.clone()
+    } else if let Some(list) = setting(&vars, "COMPOSE_FILE") {
+        let sep = setting(&vars, "COMPOSE_PATH_SEPARATOR").unwrap_or_else(|| ":".into());
+        list.split(sep.as_str())
+            .filter(|f| !f.is_empty())
+            .map(|f| dir.join(f))
+            .collect()
+    } else {
+        match load::find_default(&dir) {
+            Ok(main) => {
+                let mut files = vec![main];
+                files.extend(load::find_override(&dir));
+                files
+            }
+            Err(e) if need_files => return Err(e),
+            Err(_) => Vec::new(),
         }
     };
-    check_app_name(&name)?;
-    Ok((dir, name))
+    let (name, from) = match &options.name {
+        Some(n) => (n.clone(), None),
+        None => match setting(&vars, "COMPOSE_PROJECT_NAME") {
+            Some(n) => (n, Some("COMPOSE_PROJECT_NAME")),
+            None => match top_level_name(&files, &vars) {
+                Some(n) => (n, Some("the top-level name:")),
+                None => {
+                    let abs = std::fs::canonicalize(&dir).unwrap_or_else(|_| dir.clone());
+                    let n = abs
+                        .file_name()
+                        .map(|s| s.to_string_lossy().into_owned())
+                        .unwrap_or_default();
+                    (n, None)
+                }
+            },
+        },
+    };
+    check_app_name(&name).map_err(|e| match (e, from) {
+        (ComposeError::AppName { name, reason }, Some(from)) => ComposeError::AppName {
+            name,
+            reason: format!("{reason}; it comes from {from}"),
+        },
+        (e, _) => e,
+    })?;
+    // On TrueNAS the compose project is always ix-<app>, whatever `.env` says.
+    vars.vars
+        .insert("COMPOSE_PROJECT_NAME".into(), format!("ix-{name}"));
+    Ok(Setup {
+        dir,
+        name,
+        vars,
+        env_path,
+        files,
+    })
+}
+
+/// The last top-level `name:` of the files (interpolated), if any; unreadable files are left
+/// to the full load to report.
+fn top_level_name(files: &[PathBuf], vars: &Variables) -> Option<String> {
+    let mut name = None;
+    for f in files {
+        let Ok(src) = load::load_file(f) else {
+            continue;
+        };
+        if let Some(n) = src.value.get("name").and_then(Value::as_str)
+            && let Ok(e) = interpolate::expand(n, vars)
+            && !e.text.is_empty()
+        {
+            name = Some(e.text);
+        }
+    }
+    name
+}
+
+/// The project directory and app name the options mean (for `down`, `ps`, `logs`, … which
+/// only need the name): `--name`, `COMPOSE_PROJECT_NAME`, the top-level `name:`, the folder.
+pub fn project_name(options: &Options) -> Result<(PathBuf, String), ComposeError> {
+    let s = setup(options, false)?;
+    Ok((s.dir, s.name))
 }
 
 fn project_dir(options: &Options) -> Result<PathBuf, ComposeError> {
@@ -165,7 +267,13 @@ fn locate(files: &[SourceFile], pointer: &str) -> Place {
 /// Load, interpolate, merge, inline, rewrite, check and canonicalise a project. Reads local
 /// files only; nothing is sent anywhere.
 pub fn resolve(options: &Options) -> Result<Project, ComposeError> {
-    let (dir, name) = project_name(options)?;
+    let Setup {
+        dir,
+        name,
+        vars,
+        env_path,
+        files,
+    } = setup(options, true)?;
     if let Some(root) = &options.dataset_root {
         if !root.starts_with('/') {
             return Err(ComposeError::Options(format!(
@@ -178,31 +286,16 @@ pub fn resolve(options: &Options) -> Result<Project, ComposeError> {
             ));
         }
     }
-    let files = if options.files.is_empty() {
-        vec![load::find_default(&dir)?]
-    } else {
-        options.files.clone()
-    };
-    let mut vars = Variables {
-        vars: options.vars.clone(),
-        dotenv: BTreeMap::new(),
-        environment: options.environment.clone(),
-    };
-    let env_path = match &options.env_file {
-        Some(p) => Some(p.clone()),
-        None => Some(dir.join(".env")).filter(|p| p.is_file()),
-    };
-    if let Some(p) = &env_path {
-        for v in env_file::load_env(p, &vars, Origin::DotEnv, false)? {
-            vars.dotenv.insert(v.key, v.value);
-        }
-    }
     let mut report = Report::default();
     let mut sources = Vec::new();
     let mut doc: Option<Value> = None;
     for f in &files {
         let src = load::load_file(f)?;
-        let value = interpolate::interpolate_file(&src, &vars, &mut report)?;
+        let mut value = interpolate::interpolate_file(&src, &vars, &mut report)?;
+        extends::apply_extends(&mut value, &src, &dir, &vars, &mut report)?;
+        if let Some(d) = &mut doc {
+            merge::clear_tagged(d, &src.tagged);
+        }
         match &mut doc {
             None => doc = Some(value),
             Some(d) => merge::merge_documents(d, value),
@@ -214,14 +307,30 @@ pub fn resolve(options: &Options) -> Result<Project, ComposeError> {
     let place = |p: &str| locate(&sources, p);
     let mut problems = Vec::new();
     let mut warnings = std::mem::take(&mut report.warnings);
-    checks::check(&mut doc, &place, &mut problems, &mut warnings);
+    let profiles: Vec<String> = setting(&vars, "COMPOSE_PROFILES")
+        .map(|p| {
+            p.split(',')
+                .map(|x| x.trim().to_owned())
+                .filter(|x| !x.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    checks::check(
+        &mut doc,
+        &name,
+        &profiles,
+        &place,
+        &mut problems,
+        &mut warnings,
+    );
     let rewriter = paths::Rewriter {
         project_dir: &dir,
         app: &name,
         root: options.dataset_root.as_deref(),
         place: &place,
     };
-    let mounts = paths::rewrite_paths(&mut doc, &rewriter, &mut problems);
+    let mut mounts = paths::rewrite_paths(&mut doc, &rewriter, &mut problems);
+    paths::environment_sources(&mut doc, &rewriter, &vars, &mut mounts, &mut problems);
     for m in &mounts {
         if m.kind == MountKind::File {
             warnings.push(format!(

@@ -2,7 +2,7 @@
 //!
 //! On the server, compose runs in a hidden directory
 //! (`/mnt/.ix-apps/app_configs/<app>/versions/1.0.0/templates/rendered`), so `./data` would
-//! land there and be deleted by `app.delete` (apps-and-peers.md §1.12). Every relative bind
+//! land there and be deleted by `app.delete` (docs/apps.md §1.12). Every relative bind
 //! mount (short `./x:/y` and long `{type: bind, source: ./x}` syntax, directories and single
 //! files) and every relative `file:` of top-level `secrets:`/`configs:` is rewritten to
 //! `<dataset root>/<app>/<path relative to the project directory>`. Without a dataset root such
@@ -24,6 +24,10 @@ pub enum MountKind {
     Directory,
     /// A single file (it exists locally as a file): it must be copied to the NAS.
     File,
+    /// A file made from a value (a secret or config with `environment: VAR`): compose on the
+    /// NAS would read VAR from its own environment, where it is not set, so the value is
+    /// written to `remote` (see [`BindMount::content`]) and the document points there.
+    Value,
 }
 
 /// One rewritten host path.
@@ -33,17 +37,33 @@ pub struct BindMount {
     pub owner: String,
     /// The path as written, e.g. `./data/postgres`.
     pub written: String,
-    /// The local path it means.
+    /// The local path it means (empty for [`MountKind::Value`]).
     pub local: PathBuf,
     /// The absolute path on the NAS.
     pub remote: String,
-    /// Directory or file.
+    /// Directory, file or value.
     pub kind: MountKind,
+    /// For [`MountKind::Value`]: the file's content (a secret: never printed or serialized).
+    #[serde(skip)]
+    pub content: Option<String>,
 }
 
-/// Is this host path relative to the project directory (as compose reads it)?
+/// Is this short-syntax volume source a path relative to the project directory (as compose
+/// reads it)? Without `./` or `../` it is a named volume.
 pub fn is_relative(source: &str) -> bool {
     source == "." || source == ".." || source.starts_with("./") || source.starts_with("../")
+}
+
+/// Is this path (a long-syntax bind `source:` or a secret/config `file:`, where compose reads
+/// every non-absolute path as relative to the project directory) relative?
+pub fn is_relative_path(source: &str) -> bool {
+    !source.is_empty() && !source.starts_with('/') && !source.starts_with('~')
+}
+
+/// `C:\x` or `C:/x`: compose reads it as an absolute Windows path.
+fn is_windows_path(p: &str) -> bool {
+    let b = p.as_bytes();
+    b.len() >= 3 && b[0].is_ascii_alphabetic() && b[1] == b':' && (b[2] == b'\\' || b[2] == b'/')
 }
 
 /// `a/./b/../c` → `a/c`; `None` when it climbs out of the project directory.
@@ -60,6 +80,17 @@ fn normalize(rel: &str) -> Option<String> {
         }
     }
     Some(parts.join("/"))
+}
+
+/// Where a host path is written, which decides what "relative" means and what it points at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// A short-syntax volume `SRC:DST`: relative only with `./` or `../` (else a named volume).
+    ShortVolume,
+    /// A long-syntax bind `source:`: every non-absolute path is relative.
+    LongBind,
+    /// A secret's or config's `file:`: every non-absolute path is relative; always a file.
+    File,
 }
 
 /// The rewriting context.
@@ -80,7 +111,7 @@ impl Rewriter<'_> {
         written: &str,
         owner: &str,
         pointer: &str,
-        force_file: bool,
+        role: Role,
         mounts: &mut Vec<BindMount>,
         problems: &mut Vec<Problem>,
     ) -> Option<String> {
@@ -95,7 +126,18 @@ impl Rewriter<'_> {
             )));
             return None;
         }
-        if !is_relative(written) {
+        if is_windows_path(written) {
+            problems.push(problem(format!(
+                "{written:?} is a Windows path (compose keeps it as it is); the NAS has no drive letters: use a path relative to the project (with --dataset-root) or an absolute path on the NAS"
+            )));
+            return None;
+        }
+        let relative = if role == Role::ShortVolume {
+            is_relative(written)
+        } else {
+            is_relative_path(written)
+        };
+        if !relative {
             return None;
         }
         let Some(root) = self.root else {
@@ -117,7 +159,7 @@ impl Rewriter<'_> {
             format!("{}/{}/{rel}", root.trim_end_matches('/'), self.app)
         };
         let local = self.project_dir.join(&rel);
-        let kind = if force_file || local.is_file() {
+        let kind = if role == Role::File || local.is_file() {
             MountKind::File
         } else {
             MountKind::Directory
@@ -129,6 +171,7 @@ impl Rewriter<'_> {
                 local,
                 remote: remote.clone(),
                 kind,
+                content: None,
             });
         }
         Some(remote)
@@ -156,9 +199,14 @@ pub fn rewrite_paths(
                         let Some((source, rest)) = s.split_once(':') else {
                             continue;
                         };
-                        if let Some(remote) =
-                            rw.rewrite(source, name, &pointer, false, &mut mounts, problems)
-                        {
+                        if let Some(remote) = rw.rewrite(
+                            source,
+                            name,
+                            &pointer,
+                            Role::ShortVolume,
+                            &mut mounts,
+                            problems,
+                        ) {
                             *s = format!("{remote}:{rest}");
                         }
                     }
@@ -171,9 +219,14 @@ pub fn rewrite_paths(
                             continue;
                         };
                         let source = source.to_owned();
-                        if let Some(remote) =
-                            rw.rewrite(&source, name, &pointer, false, &mut mounts, problems)
-                        {
+                        if let Some(remote) = rw.rewrite(
+                            &source,
+                            name,
+                            &pointer,
+                            Role::LongBind,
+                            &mut mounts,
+                            problems,
+                        ) {
                             m.insert("source".into(), Value::String(remote));
                         }
                     }
@@ -195,12 +248,76 @@ pub fn rewrite_paths(
             };
             let pointer = pointer_key(&pointer_key(&format!("/{section}"), name), "file");
             let owner = format!("{section}.{name}");
-            if let Some(remote) = rw.rewrite(&file, &owner, &pointer, true, &mut mounts, problems) {
+            if let Some(remote) =
+                rw.rewrite(&file, &owner, &pointer, Role::File, &mut mounts, problems)
+            {
                 m.insert("file".into(), Value::String(remote));
             }
         }
     }
     mounts
+}
+
+/// Secrets and configs with `environment: VAR`: the value of VAR (read here, with the
+/// project's variables) becomes a file at `<root>/<app>/.<secrets|configs>/<name>`, and the
+/// entry points at it with `file:`. Without a dataset root, or with VAR unset, it is refused.
+pub fn environment_sources(
+    doc: &mut Value,
+    rw: &Rewriter<'_>,
+    lookup: &dyn super::interpolate::Lookup,
+    mounts: &mut Vec<BindMount>,
+    problems: &mut Vec<Problem>,
+) {
+    for section in ["secrets", "configs"] {
+        let Some(entries) = doc.get_mut(section).and_then(Value::as_object_mut) else {
+            continue;
+        };
+        for (name, entry) in entries.iter_mut() {
+            let Some(m) = entry.as_object_mut() else {
+                continue;
+            };
+            let Some(var) = m
+                .get("environment")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+            else {
+                continue;
+            };
+            let pointer = pointer_key(&pointer_key(&format!("/{section}"), name), "environment");
+            let problem = |reason: String| Problem {
+                place: (rw.place)(&pointer),
+                path: super::load::dotted(&pointer),
+                reason,
+            };
+            let Some((value, _)) = lookup.get(&var) else {
+                problems.push(problem(format!(
+                    "variable {var} is not set here; compose on the NAS reads it from the middleware's environment, where it is not set either"
+                )));
+                continue;
+            };
+            let Some(root) = rw.root else {
+                problems.push(problem(format!(
+                    "compose on the NAS would read {var} from the middleware's environment, where it is not set; pass --dataset-root /mnt/POOL/DATASET so its value is written to a file there"
+                )));
+                continue;
+            };
+            let remote = format!(
+                "{}/{}/.{section}/{name}",
+                root.trim_end_matches('/'),
+                rw.app
+            );
+            m.shift_remove("environment");
+            m.insert("file".into(), Value::String(remote.clone()));
+            mounts.push(BindMount {
+                owner: format!("{section}.{name}"),
+                written: format!("environment: {var}"),
+                local: PathBuf::new(),
+                remote,
+                kind: MountKind::Value,
+                content: Some(value),
+            });
+        }
+    }
 }
 
 #[cfg(test)]
@@ -251,6 +368,94 @@ mod tests {
         );
         assert_eq!(mounts.len(), 4);
         assert_eq!(mounts[3].kind, MountKind::File);
+    }
+
+    #[test]
+    fn paths_without_dot_slash_are_relative_where_compose_says_so() {
+        let (doc, mounts, problems) = run(
+            json!({"services": {"db": {"volumes": [
+                "named:/n",
+                {"type": "bind", "source": "data", "target": "/data"}
+            ]}}, "secrets": {"s": {"file": "my-secret.txt"}}, "configs": {"c": {"file": "conf/my-config.txt"}}}),
+            Some("/mnt/tank/apps"),
+        );
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(
+            doc,
+            json!({"services": {"db": {"volumes": [
+                "named:/n",
+                {"type": "bind", "source": "/mnt/tank/apps/inv/data", "target": "/data"}
+            ]}}, "secrets": {"s": {"file": "/mnt/tank/apps/inv/my-secret.txt"}},
+            "configs": {"c": {"file": "/mnt/tank/apps/inv/conf/my-config.txt"}}})
+        );
+        assert_eq!(mounts.len(), 3);
+        let (_, _, problems) = run(
+            json!({"services": {"db": {"volumes": [{"type": "bind", "source": "data", "target": "/d"}]}},
+                "secrets": {"s": {"file": "s.txt"}}}),
+            None,
+        );
+        assert_eq!(problems.len(), 2, "{problems:?}");
+    }
+
+    #[test]
+    fn secrets_from_the_environment_become_files() {
+        use crate::compose::interpolate::Variables;
+        let vars = Variables {
+            environment: Some([("TOKEN".to_owned(), "s3cret".to_owned())].into()),
+            ..Variables::default()
+        };
+        let place = |_: &str| Place::file(Path::new("compose.yaml"));
+        let mut doc = json!({"secrets": {"token": {"environment": "TOKEN"}, "gone": {"environment": "UNSET"}},
+            "configs": {"c": {"environment": "TOKEN"}}});
+        let (mut mounts, mut problems) = (Vec::new(), Vec::new());
+        let rw = Rewriter {
+            project_dir: Path::new("/p"),
+            app: "inv",
+            root: Some("/mnt/t"),
+            place: &place,
+        };
+        environment_sources(&mut doc, &rw, &vars, &mut mounts, &mut problems);
+        assert_eq!(
+            doc["secrets"]["token"],
+            json!({"file": "/mnt/t/inv/.secrets/token"})
+        );
+        assert_eq!(
+            doc["configs"]["c"],
+            json!({"file": "/mnt/t/inv/.configs/c"})
+        );
+        assert_eq!(mounts.len(), 2);
+        assert_eq!(mounts[0].kind, MountKind::Value);
+        assert_eq!(mounts[0].content.as_deref(), Some("s3cret"));
+        assert!(!serde_json::to_string(&mounts).unwrap().contains("s3cret"));
+        assert_eq!(problems.len(), 1);
+        assert!(
+            problems[0].reason.contains("UNSET is not set"),
+            "{}",
+            problems[0]
+        );
+        let rw = Rewriter { root: None, ..rw };
+        let mut doc = json!({"secrets": {"token": {"environment": "TOKEN"}}});
+        let mut problems = Vec::new();
+        environment_sources(&mut doc, &rw, &vars, &mut Vec::new(), &mut problems);
+        assert!(
+            problems[0].reason.contains("--dataset-root"),
+            "{}",
+            problems[0]
+        );
+    }
+
+    #[test]
+    fn windows_paths_are_refused() {
+        let (_, _, problems) = run(
+            json!({"services": {"t": {"volumes": [{"type": "bind", "source": "C:\\docker\\project", "target": "/t"}]}}}),
+            Some("/mnt/t"),
+        );
+        assert_eq!(problems.len(), 1);
+        assert!(
+            problems[0].reason.contains("Windows path"),
+            "{}",
+            problems[0]
+        );
     }
 
     #[test]
