@@ -1,5 +1,6 @@
 //! The integration tests: one binary, a module per area, one support module.
 //!
+//! - `ansible`: the Ansible collection with real ansible-core against three mocks
 //! - `cli`: the binary's start-up contract and exit statuses
 //! - `oneoff`: one-off commands (methods, doc, profiles, trust, trace) as snapshots
 //! - `traffic` / `legacy`: the client's frames against the in-process mock, per dialect
@@ -9,6 +10,7 @@
 
 mod support;
 
+mod ansible;
 mod cli;
 mod compose;
 mod compose_cli;
