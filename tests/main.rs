@@ -2,6 +2,7 @@
 //!
 //! - `ansible`: the Ansible collection with real ansible-core against three mocks
 //! - `cli`: the binary's start-up contract and exit statuses
+//! - `machine`: `midscript machine` (JSON in and out) through the binary
 //! - `oneoff`: one-off commands (methods, doc, profiles, trust, trace) as snapshots
 //! - `traffic` / `legacy`: the client's frames against the in-process mock, per dialect
 //! - `compose` / `compose_cli`: compose deployments through the library and the binary
@@ -15,6 +16,7 @@ mod cli;
 mod compose;
 mod compose_cli;
 mod legacy;
+mod machine;
 mod oneoff;
 mod repl;
 mod script;

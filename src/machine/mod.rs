@@ -29,9 +29,10 @@ use crate::output;
 /// A request that cannot be read or makes no sense.
 #[derive(Debug, thiserror::Error)]
 pub enum RequestError {
-    /// Not JSON, or not the request's shape.
+    /// Not JSON, or not the request's shape (string values left out of the message: one may
+    /// be a secret in the wrong place).
     #[error("the request (JSON on stdin) is not valid: {0}")]
-    Json(#[from] serde_json::Error),
+    Json(String),
     /// The action's parameters are wrong.
     #[error("{action}: params: {reason}")]
     Params {
@@ -147,7 +148,7 @@ pub struct Request {
 impl Request {
     /// Read a request from its JSON text.
     pub fn parse(text: &str) -> Result<Request, RequestError> {
-        Ok(serde_json::from_str(text)?)
+        serde_json::from_str(text).map_err(|e| RequestError::Json(without_strings(&e)))
     }
 
     /// Check the parameters before connecting, so a typo fails without touching the server.
@@ -160,7 +161,7 @@ impl Request {
         let bad = |action: &'static str| {
             move |e: serde_json::Error| RequestError::Params {
                 action,
-                reason: e.to_string(),
+                reason: without_strings(&e),
             }
         };
         Ok(match self.action {
@@ -173,6 +174,14 @@ impl Request {
             }
         })
     }
+}
+
+/// serde's message without the string values it quotes (`invalid type: string "…"`).
+fn without_strings(e: &serde_json::Error) -> String {
+    static QUOTED: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r#"string "(?:[^"\\]|\\.)*""#).expect("a valid pattern")
+    });
+    QUOTED.replace_all(&e.to_string(), "string").into_owned()
 }
 
 /// A request's action with its parameters read.

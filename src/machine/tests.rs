@@ -86,6 +86,19 @@ fn bad_requests_name_what_is_wrong() {
     let e = Request::parse("not json").unwrap_err();
     assert!(e.to_string().starts_with("the request"), "{e}");
 
+    // A secret in the wrong place is not quoted back.
+    let e = Request::parse(r#"{"action": "call", "connection": {"timeout": "1-secret\"key"}}"#)
+        .unwrap_err()
+        .to_string();
+    assert!(!e.contains("secret"), "{e}");
+    assert!(e.contains("invalid type: string, expected f64"), "{e}");
+    let r = Request::parse(
+        r#"{"action": "call", "params": {"method": ["1-secret"], "job": "1-secret"}}"#,
+    )
+    .unwrap();
+    let e = r.validate().unwrap_err().to_string();
+    assert!(!e.contains("secret"), "{e}");
+
     let r = Request::parse(r#"{"action": "call", "params": {"methd": "x"}}"#).unwrap();
     let e = r.validate().unwrap_err().to_string();
     assert!(e.starts_with("call: params: unknown field `methd`"), "{e}");
