@@ -1,7 +1,8 @@
 //! The `midscript.truenas` collection (`ansible/`) with real ansible-core against a fleet of
 //! three `midscript mock` servers: deploy to all three, a second run that changes nothing,
 //! check mode that sends nothing (read back from the mocks), one host whose deployment crashes
-//! failing alone with the container logs, no API key in `-vvv` output, and `ansible-doc`.
+//! failing alone with the container logs, no API key in `-vvv` output, the call and script
+//! modules, `ansible-doc`, and `ansible-galaxy collection build`.
 //!
 //! ansible-core lives in a virtualenv that `.ci/run` installs (pinned in
 //! `.ci/ansible-requirements.txt`) at `$MIDSCRIPT_ANSIBLE_VENV`, default `target/ansible-venv`.
@@ -169,10 +170,16 @@ impl Fleet {
 
     /// Run `deploy.yml` with `args` and `-vvv`; check that no API key shows.
     fn playbook(&self, inventory: &Path, args: &[&str]) -> (String, Output) {
+        self.playbook_file(inventory, "deploy.yml", args)
+    }
+
+    /// Run a playbook of `tests/fixtures/ansible` with `args` and `-vvv`; check that no API
+    /// key shows.
+    fn playbook_file(&self, inventory: &Path, file: &str, args: &[&str]) -> (String, Output) {
         let out = ansible(&self.venv, "ansible-playbook", &self.sandbox)
             .arg("-i")
             .arg(inventory)
-            .arg("deploy.yml")
+            .arg(file)
             .arg("-vvv")
             .args(args)
             .output()
@@ -334,4 +341,60 @@ fn ansible_doc_shows_the_modules() {
             "{m}: the connection options come from the shared fragment"
         );
     }
+}
+
+#[test]
+fn the_call_and_script_modules_report_results_and_changes() {
+    let Some(venv) = venv() else { return };
+    let fleet = Fleet::start(venv);
+    let inventory = fleet.inventory(&BTreeMap::new());
+    let (text, out) = fleet.playbook_file(&inventory, "calls.yml", &[]);
+    assert!(out.status.success(), "{text}");
+    // ok: 6 tasks; changed: the scrub job and the first script run.
+    assert_eq!(recap(&text), all((6, 2, 0)), "{text}");
+}
+
+#[test]
+fn ansible_galaxy_packs_the_collection() {
+    let Some(venv) = venv() else { return };
+    let sandbox = Sandbox::new();
+    let out_dir = sandbox.home().join("built");
+    let out = ansible(&venv, "ansible-galaxy", &sandbox)
+        .args(["collection", "build"])
+        .arg(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("ansible/ansible_collections/midscript/truenas"),
+        )
+        .arg("--output-path")
+        .arg(&out_dir)
+        .output()
+        .expect("ansible-galaxy runs");
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let tarball = out_dir.join("midscript-truenas-0.1.0.tar.gz");
+    let list = Command::new(venv.join("bin/python"))
+        .args([
+            "-c",
+            "import sys, tarfile; print('\\n'.join(sorted(tarfile.open(sys.argv[1]).getnames())))",
+        ])
+        .arg(&tarball)
+        .output()
+        .expect("python runs");
+    let names = stdout(&list);
+    for f in [
+        "MANIFEST.json",
+        "plugins/modules/compose.py",
+        "plugins/modules/call.py",
+        "plugins/modules/script.py",
+        "plugins/module_utils/machine.py",
+        "plugins/action/compose.py",
+        "plugins/plugin_utils/host_vars.py",
+        "plugins/doc_fragments/connection.py",
+        "meta/runtime.yml",
+    ] {
+        assert!(
+            names.lines().any(|l| l == f),
+            "{f} missing from the package:\n{names}"
+        );
+    }
+    assert!(!names.contains("__pycache__"), "{names}");
 }
