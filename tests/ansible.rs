@@ -398,3 +398,49 @@ fn ansible_galaxy_packs_the_collection() {
     }
     assert!(!names.contains("__pycache__"), "{names}");
 }
+
+#[test]
+fn a_missing_binary_or_server_fails_the_task_with_a_clear_message() {
+    let Some(venv) = venv() else { return };
+    let sandbox = Sandbox::new();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed = listener.local_addr().unwrap().port();
+    drop(listener);
+    let inventory = sandbox.write(
+        "inventory.ini",
+        &format!(
+            "[nas]\nnas1 midscript_url=wss://127.0.0.1:{closed}/api/current midscript_api_key=1-unusedkeyZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZ\n\n[all:vars]\nansible_python_interpreter={}\n",
+            venv.join("bin/python").display()
+        ),
+    );
+    let adhoc = |bin: &str| {
+        let out = ansible(&venv, "ansible", &sandbox)
+            .arg("nas1")
+            .arg("-i")
+            .arg(&inventory)
+            .args([
+                "-c",
+                "local",
+                "-m",
+                "midscript.truenas.call",
+                "-a",
+                "method=system.info",
+            ])
+            .arg("-e")
+            .arg(format!("midscript_bin={bin}"))
+            .output()
+            .expect("ansible runs");
+        let text = format!("{}{}", stdout(&out), stderr(&out));
+        assert!(!out.status.success(), "{text}");
+        assert!(!text.contains("unusedkey"), "{text}");
+        text
+    };
+    let text = adhoc("/nonexistent/midscript");
+    assert!(
+        text.contains("midscript_bin /nonexistent/midscript is not an executable file"),
+        "{text}"
+    );
+    let text = adhoc(BIN);
+    assert!(text.contains("\"msg\": \"cannot connect: "), "{text}");
+    assert!(text.contains(&format!("127.0.0.1:{closed}")), "{text}");
+}

@@ -48,7 +48,9 @@ options:
   vars:
     description:
       - Variables for C(${VAR}) interpolation; they win over C(.env) and the environment.
-      - Their values are masked in diffs.
+      - "Their values are masked in diffs and results, but Ansible shows a task's arguments
+        with C(-vvv): put C(no_log: true) on a task whose O(vars) hold secrets, or keep
+        them in the project's C(.env)."
     type: dict
   dataset_root:
     description:
