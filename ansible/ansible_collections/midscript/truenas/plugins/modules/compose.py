@@ -109,6 +109,7 @@ EXAMPLES = r"""
         vars:
           GRAFANA_ADMIN_PASSWORD: "{{ vault_grafana_password }}"
       register: deployed
+      no_log: true  # vars holds a secret: keep the task's arguments out of -vvv
 
     - name: Show where it answers
       ansible.builtin.debug:
