@@ -141,3 +141,35 @@ fn compose_deploys_on_every_server_version_and_a_second_request_changes_nothing(
         );
     }
 }
+
+#[test]
+fn a_profile_names_the_server_and_its_key() {
+    let mock = StandaloneMock::start(&[]);
+    let sandbox = Sandbox::new();
+    let key = sandbox.write("nas1.key", mock.value("API_KEY").split_once(' ').unwrap().1);
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    sandbox.write(
+        sandbox.config_file(),
+        &format!(
+            "[profiles.nas1]\nurl = \"{}\"\nfingerprint = \"{}\"\napi_key_file = \"{}\"\n",
+            mock.value("URL"),
+            mock.value("FINGERPRINT"),
+            key.display()
+        ),
+    );
+    let (code, r) = machine(
+        &sandbox,
+        r#"{"action": "call", "connection": {"profile": "nas1"}, "params": {"method": "core.ping"}}"#,
+    );
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(r["result"], "pong", "{r}");
+    let (code, r) = machine(
+        &sandbox,
+        r#"{"action": "call", "connection": {"profile": "nas9"}, "params": {"method": "core.ping"}}"#,
+    );
+    assert_eq!(code, 1, "{r}");
+    assert!(r["msg"].as_str().unwrap().contains("nas9"), "{r}");
+}
