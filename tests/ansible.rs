@@ -350,8 +350,8 @@ fn the_call_and_script_modules_report_results_and_changes() {
     let inventory = fleet.inventory(&BTreeMap::new());
     let (text, out) = fleet.playbook_file(&inventory, "calls.yml", &[]);
     assert!(out.status.success(), "{text}");
-    // ok: 6 tasks; changed: the scrub job and the first script run.
-    assert_eq!(recap(&text), all((6, 2, 0)), "{text}");
+    // ok: 7 tasks; changed: the scrub job and the first script run.
+    assert_eq!(recap(&text), all((7, 2, 0)), "{text}");
 }
 
 #[test]

@@ -58,6 +58,12 @@ fn a_bad_request_is_a_failed_result_with_exit_2() {
             .starts_with("compose: params: unknown field `project`"),
         "{r}"
     );
+    let (code, r) = machine(&sandbox, &" ".repeat((16 << 20) + 1));
+    assert_eq!(code, 2, "{r}");
+    assert_eq!(
+        r["msg"],
+        "the request is larger than 16 MiB: it carries parameters, not files"
+    );
     let out = sandbox.run_with_stdin(&["--mock", "machine"], "{}");
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("takes its connection settings from the request"));

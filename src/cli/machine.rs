@@ -40,9 +40,19 @@ fn print(response: &Response) {
 /// Read the request from stdin, run it, print the result.
 pub async fn run() -> Exit {
     let mut text = String::new();
-    if let Err(e) = std::io::stdin().take(MAX_REQUEST).read_to_string(&mut text) {
+    if let Err(e) = std::io::stdin()
+        .take(MAX_REQUEST + 1)
+        .read_to_string(&mut text)
+    {
         print(&Response::failure(format!(
             "cannot read the request from stdin: {e}"
+        )));
+        return Exit::Usage;
+    }
+    if text.len() as u64 > MAX_REQUEST {
+        print(&Response::failure(format!(
+            "the request is larger than {} MiB: it carries parameters, not files",
+            MAX_REQUEST >> 20
         )));
         return Exit::Usage;
     }
