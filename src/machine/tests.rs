@@ -444,3 +444,28 @@ async fn the_api_key_is_scrubbed_from_results() {
     assert_eq!(r["result"], json!("********"), "{r}");
     server.shutdown().await;
 }
+
+#[test]
+fn which_methods_only_read() {
+    for m in [
+        "app.query",
+        "pool.dataset.get_instance",
+        "ssh.config",
+        "system.info",
+        "core.ping",
+        "core.get_jobs",
+        "app.used_ports_choices",
+        "pool.scrub.status",
+    ] {
+        assert!(call::reads_only(m), "{m}");
+    }
+    for m in [
+        "app.create",
+        "pool.dataset.delete",
+        "core.job_abort",
+        "user.update",
+        "system.reboot",
+    ] {
+        assert!(!call::reads_only(m), "{m}");
+    }
+}
