@@ -68,10 +68,15 @@ pub async fn run() -> Exit {
         }
     };
     let secrets = request.connection.secrets();
-    let mut response = match conn_args(&request.connection)
-        .connect_with(Arc::new(NoTerminal))
-        .await
-    {
+    let conn = conn_args(&request.connection);
+    let opened = machine::retry_rate_limited(
+        machine::RATE_LIMIT_PATIENCE,
+        machine::RATE_LIMIT_PAUSE,
+        async || conn.connect_with(Arc::new(NoTerminal)).await,
+        |e| matches!(e, CliError::Client(c) if machine::is_rate_limited(c)),
+    )
+    .await;
+    let mut response = match opened {
         Ok(session) => session
             .scoped(async |s| {
                 Ok::<_, CliError>(machine::execute(&s.client, &request, &action).await)

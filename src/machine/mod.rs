@@ -20,6 +20,8 @@ pub mod call;
 pub mod compose;
 pub mod script;
 
+use std::time::Duration;
+
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -266,6 +268,44 @@ fn scrub_value(v: &mut Value, scrub: &dyn Fn(&mut String)) {
         Value::Array(items) => items.iter_mut().for_each(|i| scrub_value(i, scrub)),
         Value::Object(m) => m.values_mut().for_each(|i| scrub_value(i, scrub)),
         _ => {}
+    }
+}
+
+/// How long a login refused for the server's rate limit is retried. TrueNAS allows 20
+/// unauthenticated calls per method per minute from one address, and each login spends one or
+/// two (`auth.login_ex`, and `auth.login_ex_continue` for SCRAM): a playbook with many tasks
+/// per NAS, each one connection, can exceed it. The window is fixed at 60 s, and the server
+/// stalls up to 10 s before refusing.
+pub const RATE_LIMIT_PATIENCE: Duration = Duration::from_secs(80);
+/// The pause between logins refused for the rate limit.
+pub const RATE_LIMIT_PAUSE: Duration = Duration::from_secs(10);
+
+/// Did the server refuse a call for its rate limit (`EBUSY` "Rate Limit Exceeded")?
+pub fn is_rate_limited(e: &Error) -> bool {
+    e.server().is_some_and(|s| {
+        s.errname.as_deref() == Some("EBUSY")
+            && s.reason
+                .as_deref()
+                .is_some_and(|r| r.contains("Rate Limit"))
+    })
+}
+
+/// Run `attempt` until it succeeds, fails for another reason than `limited` says, or
+/// `patience` has passed (then its last error), pausing `pause` between attempts.
+pub async fn retry_rate_limited<T, E>(
+    patience: Duration,
+    pause: Duration,
+    mut attempt: impl AsyncFnMut() -> Result<T, E>,
+    limited: impl Fn(&E) -> bool,
+) -> Result<T, E> {
+    let deadline = tokio::time::Instant::now() + patience;
+    loop {
+        match attempt().await {
+            Err(e) if limited(&e) && tokio::time::Instant::now() + pause < deadline => {
+                tokio::time::sleep(pause).await;
+            }
+            other => return other,
+        }
     }
 }
 

@@ -13,7 +13,11 @@ async fn mock() -> MockServer {
 }
 
 async fn client(server: &MockServer) -> Client {
-    // A password: the mock (like TrueNAS) revokes an API key sent over plain ws://.
+    Client::connect(options(server)).await.expect("connects")
+}
+
+/// A password login: the mock (like TrueNAS) revokes an API key sent over plain ws://.
+fn options(server: &MockServer) -> ConnectOptions {
     let u = &server.config().users[0];
     let mut options = ConnectOptions::new(server.url());
     options.credentials = Some(Credentials::Password {
@@ -22,7 +26,7 @@ async fn client(server: &MockServer) -> Client {
         otp: None,
         otp_prompt: None,
     });
-    Client::connect(options).await.expect("connects")
+    options
 }
 
 /// Parse, validate and run `request` (a JSON value) on `server`.
@@ -468,4 +472,80 @@ fn which_methods_only_read() {
     ] {
         assert!(!call::reads_only(m), "{m}");
     }
+}
+
+#[tokio::test]
+async fn a_rate_limited_login_is_retried_until_the_window_ends() {
+    use std::time::Duration;
+    let start = tokio::time::Instant::now();
+    let mut tries = 0;
+    let r: Result<u32, &str> = retry_rate_limited(
+        Duration::from_millis(80),
+        Duration::from_millis(10),
+        async || {
+            tries += 1;
+            if tries < 4 { Err("limited") } else { Ok(tries) }
+        },
+        |e| *e == "limited",
+    )
+    .await;
+    assert_eq!(r, Ok(4));
+    assert!(start.elapsed() >= Duration::from_millis(30), "three pauses");
+
+    let mut tries = 0;
+    let r: Result<(), &str> = retry_rate_limited(
+        Duration::from_millis(80),
+        Duration::from_millis(10),
+        async || {
+            tries += 1;
+            Err("limited")
+        },
+        |e| *e == "limited",
+    )
+    .await;
+    assert_eq!(
+        (r, tries),
+        (Err("limited"), 8),
+        "gives up within its patience"
+    );
+
+    let mut tries = 0;
+    let r: Result<(), &str> = retry_rate_limited(
+        Duration::from_millis(80),
+        Duration::from_millis(10),
+        async || {
+            tries += 1;
+            Err("refused")
+        },
+        |e| *e == "limited",
+    )
+    .await;
+    assert_eq!(
+        (r, tries),
+        (Err("refused"), 1),
+        "other errors are not retried"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_over_the_mocks_rate_limit_succeeds_once_its_window_ends() {
+    use std::time::Duration;
+    let mut config = MockConfig::for_tests();
+    config.rate_limit.max_calls = 1;
+    config.rate_limit.window = Duration::from_millis(300);
+    let server = MockServer::start(config).await.unwrap();
+    let first = client(&server).await;
+    first.close().await;
+    let refused = Client::connect(options(&server)).await.unwrap_err();
+    assert!(is_rate_limited(&refused), "{refused}");
+    let c = retry_rate_limited(
+        Duration::from_secs(5),
+        Duration::from_millis(100),
+        async || Client::connect(options(&server)).await,
+        is_rate_limited,
+    )
+    .await
+    .unwrap();
+    c.close().await;
+    server.shutdown().await;
 }
