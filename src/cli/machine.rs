@@ -62,7 +62,8 @@ pub async fn run() -> Exit {
     }) {
         Ok(ra) => ra,
         Err(e) => {
-            // The text may hold a secret: nothing of it is shown beyond serde's position.
+            // The text may hold a secret: the message names fields and positions, and no string
+            // value but an unknown `action` or `state` word.
             print(&Response::failure(e.to_string()));
             return Exit::Usage;
         }
