@@ -549,3 +549,39 @@ async fn a_login_over_the_mocks_rate_limit_succeeds_once_its_window_ends() {
     c.close().await;
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deployment_that_cannot_start_fails_and_names_the_path() {
+    let server = mock().await;
+    server.add_file("/mnt/tank/apps/stack/data");
+    let dir = project(
+        "services:\n  web:\n    image: traefik/whoami:v1.10\n    volumes:\n      - ./data:/data\n",
+    );
+    let r = handle(
+        &server,
+        json!({"action": "compose", "params": {
+            "name": "stack", "project_src": dir.path(), "dataset_root": "/mnt/tank/apps",
+            "create_dirs": true}}),
+    )
+    .await;
+    assert_eq!(r["failed"], json!(true), "{r}");
+    assert_eq!(r["action"], json!("failed"), "{r}");
+    assert_eq!(
+        r["msg"],
+        json!(
+            "stack: /mnt/tank/apps/stack/data exists on the NAS but is not a directory (it is FILE)"
+        ),
+        "{r}"
+    );
+    let r = handle(
+        &server,
+        json!({"action": "compose", "params": {"name": "stack", "project_src": dir.path(), "wait_timeout": -1}}),
+    )
+    .await;
+    assert_eq!(
+        r["msg"],
+        json!("compose: params: wait_timeout must be a positive number of seconds, not -1"),
+        "{r}"
+    );
+    server.shutdown().await;
+}
