@@ -1,5 +1,6 @@
 //! The `midscript.truenas` collection (`ansible/`) with real ansible-core against a fleet of
 //! three `midscript mock` servers: deploy to all three, a second run that changes nothing,
+//! `state: absent` (check mode, then once),
 //! check mode that sends nothing (read back from the mocks), one host whose deployment crashes
 //! failing alone with the container logs, no API key in `-vvv` output, the call and script
 //! modules, `ansible-doc`, and `ansible-galaxy collection build`.
@@ -223,7 +224,7 @@ fn all(counts: (u32, u32, u32)) -> BTreeMap<String, (u32, u32, u32)> {
 }
 
 #[test]
-fn check_mode_sends_nothing_then_a_deploy_changes_each_host_once() {
+fn check_mode_sends_nothing_then_a_deploy_changes_each_host_once_and_absent_removes_it() {
     let Some(venv) = venv() else { return };
     let fleet = Fleet::start(venv);
     let inventory = fleet.inventory(&BTreeMap::new());
@@ -266,6 +267,21 @@ fn check_mode_sends_nothing_then_a_deploy_changes_each_host_once() {
             "{}: a second run sent a job",
             h.name
         );
+    }
+
+    // state: absent removes the app once; check mode first leaves it in place.
+    let (text, out) = fleet.playbook_file(&inventory, "remove.yml", &["--check"]);
+    assert!(out.status.success(), "{text}");
+    assert_eq!(recap(&text), all((1, 1, 0)), "{text}");
+    assert_eq!(fleet.hosts[0].apps(&fleet.sandbox)[0]["name"], "stack");
+    let (text, out) = fleet.playbook_file(&inventory, "remove.yml", &[]);
+    assert!(out.status.success(), "{text}");
+    assert_eq!(recap(&text), all((1, 1, 0)), "{text}");
+    let (text, out) = fleet.playbook_file(&inventory, "remove.yml", &[]);
+    assert!(out.status.success(), "{text}");
+    assert_eq!(recap(&text), all((1, 0, 0)), "{text}");
+    for h in &fleet.hosts {
+        assert_eq!(h.apps(&fleet.sandbox), serde_json::json!([]), "{}", h.name);
     }
 }
 
