@@ -1,9 +1,9 @@
 //! The `midscript.truenas` collection (`ansible/`) with real ansible-core against a fleet of
-//! three `midscript mock` servers: deploy to all three, a second run that changes nothing,
-//! `state: absent` (check mode, then once),
-//! check mode that sends nothing (read back from the mocks), one host whose deployment crashes
-//! failing alone with the container logs, no API key in `-vvv` output, the call and script
-//! modules, `ansible-doc`, and `ansible-galaxy collection build`.
+//! three `midscript mock` servers: check mode that sends nothing (read back from the mocks),
+//! a deploy that changes each host once, a second run that changes nothing, `state: absent`,
+//! one host whose deployment crashes failing alone with the container logs, no API key in
+//! `-vvv` output, the call and script modules, `ansible-doc`, and `ansible-galaxy collection
+//! build`.
 //!
 //! ansible-core lives in a virtualenv that `.ci/run` installs (pinned in
 //! `.ci/ansible-requirements.txt`) at `$MIDSCRIPT_ANSIBLE_VENV`, default `target/ansible-venv`.
