@@ -6,6 +6,7 @@
 //! - [`client`]: the JSON-RPC client (transport, calls, auth, jobs, events).
 //! - [`compose`]: compose deployments (a local project → an idempotent custom app).
 //! - [`dirs`]: where midscript keeps its files (XDG config, state and cache folders).
+//! - [`machine`]: the machine interface (one JSON request in, one JSON result out).
 //! - [`mock`]: the built-in mock middleware, a simulated TrueNAS.
 //! - [`output`]: how results, progress and errors are printed.
 //! - [`protocol`]: wire types shared by the client and the mock.
@@ -17,6 +18,7 @@ pub mod cli;
 pub mod client;
 pub mod compose;
 pub mod dirs;
+pub mod machine;
 pub mod mock;
 pub mod output;
 pub mod protocol;

@@ -1,6 +1,8 @@
 //! The integration tests: one binary, a module per area, one support module.
 //!
+//! - `ansible`: the Ansible collection with real ansible-core against three mocks
 //! - `cli`: the binary's start-up contract and exit statuses
+//! - `machine`: `midscript machine` (JSON in and out) through the binary
 //! - `oneoff`: one-off commands (methods, doc, profiles, trust, trace) as snapshots
 //! - `traffic`: the client's frames against the in-process mock, the shared scenarios once per
 //!   dialect; `legacy`: what only the legacy dialect has
@@ -10,11 +12,13 @@
 
 mod support;
 
+mod ansible;
 mod cli;
 mod compose;
 mod compose_cli;
 mod compose_oracle;
 mod legacy;
+mod machine;
 mod oneoff;
 mod repl;
 mod script;

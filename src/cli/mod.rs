@@ -4,6 +4,7 @@ mod call;
 mod compose;
 mod connection;
 mod env;
+mod machine;
 pub(crate) mod methods;
 mod mock;
 pub mod profile;
@@ -258,6 +259,10 @@ pub enum Command {
         #[command(subcommand)]
         command: compose::ComposeCommand,
     },
+    /// The machine interface for tools (Ansible, CI): one JSON request on stdin, one JSON
+    /// result on stdout (`changed`, `failed`, `msg`, `diff`, and the action's data); see
+    /// docs/machine-interface.md. Exits 0, 1 when the action failed, 2 for a bad request.
+    Machine,
     /// Run a Rhai script on one connection: `midscript run FILE [ARGS]…`, also `midscript
     /// FILE.rhai …`, `#!/usr/bin/env midscript`, and `midscript -e CODE`.
     Run(run::RunArgs),
@@ -299,6 +304,14 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
             mock::run(args).await?
         }
         Command::Run(args) => return run::run(args, outer, verbose).await,
+        Command::Machine => {
+            if !outer.is_empty() {
+                Err(CliError::Usage(
+                    "`midscript machine` takes its connection settings from the request, not from options".into(),
+                ))?;
+            }
+            machine::run().await
+        }
         Command::Call {
             conn,
             method,

@@ -76,6 +76,8 @@ pub(crate) struct Host {
     jobs: RefCell<HashMap<i64, JobHandle>>,
     /// Set by `exit(..)`: Rhai turns an exit into a normal end, so the status is kept here.
     pub(crate) exit_status: Cell<Option<i32>>,
+    /// Set by `changed()`: the script says it changed something on the server.
+    pub(crate) changed: Cell<bool>,
 }
 
 impl Host {
@@ -97,6 +99,7 @@ impl Host {
             dispatching: Cell::new(false),
             jobs: RefCell::default(),
             exit_status: Cell::new(None),
+            changed: Cell::new(false),
         }
     }
 
@@ -774,6 +777,12 @@ pub(crate) fn register(engine: &mut Engine, host: &Rc<Host>) {
             Err(Box::new(EvalAltResult::Exit(value, ctx.call_position())))
         },
     );
+    // changed(), changed(flag): the script reports that it changed something (the machine
+    // interface's `changed`); `changed(false)` takes it back.
+    let h = host.clone();
+    engine.register_fn("changed", move || h.changed.set(true));
+    let h = host.clone();
+    engine.register_fn("changed", move |flag: bool| h.changed.set(flag));
     engine.register_fn("error", |message: &str| user_error(None, message));
     engine.register_fn("error", |errname: &str, message: &str| {
         user_error(Some(errname), message)

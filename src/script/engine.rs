@@ -10,7 +10,8 @@ use rhai::{
 
 use super::bindings::{self, Host};
 use super::report::{self, FailureKind};
-use super::{Outcome, RunOptions, Script, compose, helpers, stdlib};
+use super::values::{from_dynamic, to_dynamic};
+use super::{Finished, Outcome, RunOptions, Script, compose, helpers, stdlib};
 use crate::client::Client;
 
 /// Register `call(..)` on an engine: `call("method", args..)` calls a middleware method through
@@ -180,7 +181,7 @@ pub(crate) fn execute(
     client: Client,
     script: Script,
     options: RunOptions,
-) -> Outcome {
+) -> Finished {
     // Timers and sockets created on this thread need the runtime's context (§1.2 pitfall 2).
     let _context = rt.enter();
     let console = options.console.clone();
@@ -198,22 +199,34 @@ pub(crate) fn execute(
         .map(|a| Dynamic::from(a.clone()))
         .collect();
     scope.push_constant("args", args);
+    let vars = serde_json::Value::Object(options.vars.clone().into_iter().collect());
+    scope.push_constant("vars", to_dynamic(&vars));
+    scope.push_constant("check_mode", options.check_mode);
 
     let mut ast = match engine.compile_with_scope(&scope, strip_shebang(&script.text)) {
         Ok(ast) => ast,
         Err(e) => {
             console.err(report::render_parse(&e, &script.name, &sources).trim_end());
-            return Outcome::Failed(FailureKind::Parse);
+            return Finished {
+                outcome: Outcome::Failed(FailureKind::Parse),
+                value: Ok(serde_json::Value::Null),
+                changed: false,
+            };
         }
     };
     ast.set_source(script.name.as_str());
-    let result = engine.run_ast_with_scope(&mut scope, &ast);
+    let result = engine.eval_ast_with_scope::<rhai::Dynamic>(&mut scope, &ast);
     host.shutdown();
-    match result {
-        Ok(()) => match host.exit_status.get() {
-            Some(code) => Outcome::Exit(code),
-            None => Outcome::Success,
-        },
+    let changed = host.changed.get();
+    let mut value = Ok(serde_json::Value::Null);
+    let outcome = match result {
+        Ok(returned) => {
+            value = from_dynamic(&returned);
+            match host.exit_status.get() {
+                Some(code) => Outcome::Exit(code),
+                None => Outcome::Success,
+            }
+        }
         Err(e) => match *e {
             EvalAltResult::Exit(..) => Outcome::Exit(host.exit_status.get().unwrap_or(0)),
             _ if options.cancel.is_cancelled() => {
@@ -227,5 +240,10 @@ pub(crate) fn execute(
                 Outcome::Failed(kind)
             }
         },
+    };
+    Finished {
+        outcome,
+        value,
+        changed,
     }
 }

@@ -25,6 +25,10 @@
 //! - `args`, `env`, `read_file`, `json::parse/stringify/pretty`, `yaml::parse`,
 //!   `log::info/warn/error`, `print`, `debug` (with `-v`), `exit(code)`, `sleep`, `now`,
 //!   `iso_time`, `error([errname,] message)`;
+//! - `vars` (a map of variables given by the caller, empty by default), `check_mode` (true
+//!   when the caller asks for a dry run) and `changed()` / `changed(flag)`, which report to the
+//!   machine interface that the script changed something; the script's last expression is
+//!   its returned value ([`run_to_end`]);
 //! - `compose_resolve(dir, opts)`, `compose_diff(dir, opts)`, `compose_up(dir, opts)`: the
 //!   compose pipeline of `midscript compose` (wrapped by `import "compose" as compose;`);
 //! - errors as maps with the same keys everywhere: `kind`, `summary`, `code`, `message`,
@@ -51,10 +55,12 @@ mod values;
 #[cfg(test)]
 mod tests;
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::catalog::SharedCatalog;
@@ -190,6 +196,11 @@ pub struct RunOptions {
     /// The catalog whose names are offered ("did you mean") under an uncaught -32601
     /// error; none: no suggestions.
     pub catalog: Option<SharedCatalog>,
+    /// Variables for the script: the `vars` map in it (empty by default).
+    pub vars: BTreeMap<String, Value>,
+    /// `check_mode` in the script: the caller asks it to report what it would change and
+    /// change nothing (the machine interface's check mode).
+    pub check_mode: bool,
 }
 
 impl RunOptions {
@@ -203,6 +214,8 @@ impl RunOptions {
             verbose: false,
             max_operations: 0,
             catalog: None,
+            vars: BTreeMap::new(),
+            check_mode: false,
         }
     }
 }
@@ -248,27 +261,50 @@ impl Outcome {
     }
 }
 
+/// What a finished run leaves: how it ended, the value of its last expression, and whether it
+/// called `changed()`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finished {
+    /// How the run ended.
+    pub outcome: Outcome,
+    /// The value of the script's last expression as JSON (`null` when it has none or the run
+    /// failed); an error when that value cannot be JSON (a function pointer, …).
+    pub value: Result<Value, NotJson>,
+    /// The script called `changed()` (and did not take it back with `changed(false)`).
+    pub changed: bool,
+}
+
 /// Run a script on its own thread against `client`, and wait for it to end. Must be called
 /// from within a tokio runtime (multi-thread), which keeps driving the socket meanwhile.
 pub async fn run(client: Client, script: Script, options: RunOptions) -> Outcome {
+    run_to_end(client, script, options).await.outcome
+}
+
+/// [`run`], keeping what the script returned and whether it reported a change.
+pub async fn run_to_end(client: Client, script: Script, options: RunOptions) -> Finished {
     let rt = tokio::runtime::Handle::current();
     let (tx, rx) = tokio::sync::oneshot::channel();
     let console = options.console.clone();
     let spawned = std::thread::Builder::new()
         .name("midscript-script".into())
         .spawn(move || {
-            let outcome = run_blocking(rt, client, script, options);
+            let outcome = engine::execute(rt, client, script, options);
             let _ = tx.send(outcome);
         });
+    let failed = || Finished {
+        outcome: Outcome::Failed(FailureKind::Runtime),
+        value: Ok(Value::Null),
+        changed: false,
+    };
     if let Err(e) = spawned {
         console.err(&format!("error: cannot start the script thread: {e}"));
-        return Outcome::Failed(FailureKind::Runtime);
+        return failed();
     }
     match rx.await {
-        Ok(outcome) => outcome,
+        Ok(finished) => finished,
         Err(_) => {
             console.err("error: the script thread stopped unexpectedly");
-            Outcome::Failed(FailureKind::Runtime)
+            failed()
         }
     }
 }
@@ -280,5 +316,5 @@ pub fn run_blocking(
     script: Script,
     options: RunOptions,
 ) -> Outcome {
-    engine::execute(rt, client, script, options)
+    engine::execute(rt, client, script, options).outcome
 }
