@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::prompt::NoTerminal;
-use super::{CliError, ConnArgs, Exit};
+use super::{CliError, ConnArgs, Exit, Settings};
 use crate::machine::{self, Connection, Request, Response};
 use crate::output;
 
@@ -18,17 +18,20 @@ const MAX_REQUEST: u64 = 16 << 20;
 /// The command line's connection options for the request's settings.
 fn conn_args(c: &Connection) -> ConnArgs {
     ConnArgs {
-        url: c.url.clone(),
-        host: c.host.clone(),
-        mock: c.mock,
-        username: c.username.clone(),
-        password: c.password.clone(),
-        api_key: c.api_key.clone(),
-        api_key_file: c.api_key_file.as_ref().map(PathBuf::from),
-        fingerprint: c.fingerprint.clone(),
-        insecure: c.insecure,
-        profile: c.profile.clone(),
-        timeout: c.timeout,
+        settings: Settings {
+            url: c.url.clone(),
+            host: c.host.clone(),
+            mock: c.mock,
+            username: c.username.clone(),
+            password: c.password.clone(),
+            api_key: c.api_key.clone(),
+            api_key_file: c.api_key_file.as_ref().map(PathBuf::from),
+            fingerprint: c.fingerprint.clone(),
+            insecure: c.insecure,
+            profile: c.profile.clone(),
+            timeout: c.timeout,
+            ..Settings::default()
+        },
         ..ConnArgs::default()
     }
 }
