@@ -8,14 +8,13 @@
 //! [`AuthError::Rejected`]. A two-factor account needs its OTP up front there: without one,
 //! 24.10 just answers `false`, exactly as for a wrong password.
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as B64;
-use ring::{digest, hmac, pbkdf2};
 use serde_json::{Value, json};
 
 use super::Client;
 use super::error::{AuthError, Error, Result};
+use super::scram::{Binding, ClientFinal, ClientFirst};
 use super::transport::{Dialect, Endpoint};
+use crate::protocol::channel_binding::tls_server_end_point;
 use crate::protocol::codes;
 
 /// A secret string: never printed by `Debug`.
@@ -314,39 +313,47 @@ impl Client {
         }
     }
 
-    /// SCRAM-SHA-512 as TrueNAS runs it (`protocol.md` §2.3): RFC 5802 with the key id in the
-    /// username (`user:id`) and PBKDF2 over the key material. No channel binding (`c=biws`):
-    /// the server treats binding as optional.
+    /// SCRAM-SHA-512 as TrueNAS runs it (`docs/protocol.md` §2.3). Over `wss://` the exchange
+    /// is bound to the server's certificate (`tls-server-end-point`) unless the connection was
+    /// opened with channel binding off; over `ws://` it never is (the server refuses binding
+    /// there).
     async fn login_scram(&self, username: &str, key_id: i64, material: &str) -> Result<LoginInfo> {
-        if username.contains([',', '=']) {
-            return Err(AuthError::Scram("the username may not contain ',' or '='".into()).into());
-        }
-        let nonce = {
-            let mut bytes = [0u8; 24];
-            ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
-                .map_err(|_| AuthError::Scram("no randomness available".into()))?;
-            B64.encode(bytes)
+        let binding = match (&self.tls_certificate, self.channel_binding) {
+            (Some(cert), true) => Binding::TlsServerEndPoint(
+                tls_server_end_point(cert)
+                    .map_err(|e| AuthError::Scram(format!("channel binding: {e}")))?,
+            ),
+            _ => Binding::None,
         };
-        let client_first_bare = format!("n={username}:{key_id},r={nonce}");
-        let first = json!({"mechanism": "SCRAM", "scram_type": "CLIENT_FIRST_MESSAGE", "rfc_str": format!("n,,{client_first_bare}")});
-        let reply = self.call("auth.login_ex", vec![first]).await?;
-        if response_type(&reply) != "SCRAM_RESPONSE" {
-            return outcome(&reply, Mechanism::Scram);
+        let first = ClientFirst::random(username, key_id, binding)?;
+        let refused = || -> Error {
+            if first.is_bound() {
+                AuthError::RejectedWithBinding.into()
+            } else {
+                AuthError::Rejected.into()
+            }
+        };
+        let data = json!({"mechanism": "SCRAM", "scram_type": "CLIENT_FIRST_MESSAGE", "rfc_str": first.message});
+        let reply = self.call("auth.login_ex", vec![data]).await?;
+        match response_type(&reply) {
+            "SCRAM_RESPONSE" => {}
+            "AUTH_ERR" => return Err(refused()),
+            _ => return outcome(&reply, Mechanism::Scram),
         }
         let server_first = reply
             .get("rfc_str")
             .and_then(Value::as_str)
             .ok_or_else(|| AuthError::Scram("no rfc_str in the server's first message".into()))?;
-        let exchange = ScramExchange::new(&client_first_bare, server_first, &nonce, material)?;
-        let last = json!({"mechanism": "SCRAM", "scram_type": "CLIENT_FINAL_MESSAGE", "rfc_str": exchange.client_final});
-        let reply = self.call("auth.login_ex", vec![last]).await?;
+        let last = ClientFinal::new(&first, server_first, material)?;
+        let data = json!({"mechanism": "SCRAM", "scram_type": "CLIENT_FINAL_MESSAGE", "rfc_str": last.message});
+        let reply = self.call("auth.login_ex", vec![data]).await?;
         match response_type(&reply) {
             "SCRAM_RESPONSE" => {
                 let server_final = reply
                     .get("rfc_str")
                     .and_then(Value::as_str)
                     .unwrap_or_default();
-                if !exchange.verify_server_final(server_final) {
+                if !last.verify_server_final(server_final) {
                     let _ = self.call("auth.logout", vec![]).await;
                     return Err(AuthError::ScramServerSignature.into());
                 }
@@ -355,106 +362,9 @@ impl Client {
                     user_info: reply.get("user_info").filter(|u| !u.is_null()).cloned(),
                 })
             }
+            "AUTH_ERR" => Err(refused()),
             _ => outcome(&reply, Mechanism::Scram),
         }
-    }
-}
-
-/// The client side of one SCRAM-SHA-512 exchange (RFC 5802 with SHA-512).
-pub(crate) struct ScramExchange {
-    /// The `c=…,r=…,p=…` message.
-    pub(crate) client_final: String,
-    server_signature: Vec<u8>,
-}
-
-/// Iteration counts the official client accepts (`protocol.md` §2.3 step 3).
-const SCRAM_ITERATIONS: std::ops::RangeInclusive<u32> = 50_000..=5_000_000;
-
-impl ScramExchange {
-    pub(crate) fn new(
-        client_first_bare: &str,
-        server_first: &str,
-        client_nonce: &str,
-        material: &str,
-    ) -> Result<ScramExchange> {
-        let bad = |m: &str| Error::from(AuthError::Scram(m.to_owned()));
-        let mut nonce = None;
-        let mut salt = None;
-        let mut iterations = None;
-        for part in server_first.split(',') {
-            match part.split_once('=') {
-                Some(("r", v)) => nonce = Some(v),
-                Some(("s", v)) => {
-                    salt = Some(B64.decode(v).map_err(|_| bad("the salt is not base64"))?)
-                }
-                Some(("i", v)) => {
-                    iterations = Some(
-                        v.parse::<u32>()
-                            .map_err(|_| bad("the iteration count is not a number"))?,
-                    )
-                }
-                _ => {}
-            }
-        }
-        let (nonce, salt, iterations) = match (nonce, salt, iterations) {
-            (Some(n), Some(s), Some(i)) => (n, s, i),
-            _ => return Err(bad("the server's first message lacks r=, s= or i=")),
-        };
-        if !nonce.starts_with(client_nonce) || nonce.len() == client_nonce.len() {
-            return Err(bad("the server's nonce does not extend ours"));
-        }
-        if !SCRAM_ITERATIONS.contains(&iterations) {
-            return Err(bad(&format!(
-                "iteration count {iterations} is outside 50000..=5000000"
-            )));
-        }
-        let mut salted = [0u8; 64];
-        let rounds = std::num::NonZeroU32::new(iterations).ok_or_else(|| bad("zero iterations"))?;
-        pbkdf2::derive(
-            pbkdf2::PBKDF2_HMAC_SHA512,
-            rounds,
-            &salt,
-            material.as_bytes(),
-            &mut salted,
-        );
-        let salted_key = hmac::Key::new(hmac::HMAC_SHA512, &salted);
-        let client_key = hmac::sign(&salted_key, b"Client Key");
-        let stored_key = digest::digest(&digest::SHA512, client_key.as_ref());
-        let without_proof = format!("c=biws,r={nonce}");
-        let auth_message = format!("{client_first_bare},{server_first},{without_proof}");
-        let client_signature = hmac::sign(
-            &hmac::Key::new(hmac::HMAC_SHA512, stored_key.as_ref()),
-            auth_message.as_bytes(),
-        );
-        let proof: Vec<u8> = client_key
-            .as_ref()
-            .iter()
-            .zip(client_signature.as_ref())
-            .map(|(a, b)| a ^ b)
-            .collect();
-        let server_key = hmac::sign(&salted_key, b"Server Key");
-        let server_signature = hmac::sign(
-            &hmac::Key::new(hmac::HMAC_SHA512, server_key.as_ref()),
-            auth_message.as_bytes(),
-        );
-        Ok(ScramExchange {
-            client_final: format!("{without_proof},p={}", B64.encode(proof)),
-            server_signature: server_signature.as_ref().to_vec(),
-        })
-    }
-
-    /// Check the server's `v=` signature (constant-time).
-    pub(crate) fn verify_server_final(&self, server_final: &str) -> bool {
-        let Some(v) = server_final.split(',').find_map(|p| p.strip_prefix("v=")) else {
-            return false;
-        };
-        let Ok(sig) = B64.decode(v) else { return false };
-        sig.len() == self.server_signature.len()
-            && sig
-                .iter()
-                .zip(&self.server_signature)
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0
     }
 }
 
@@ -498,63 +408,5 @@ mod tests {
             otp_prompt: None,
         };
         assert!(check_key_safety(&remote_plain, Some(&pw)).is_ok());
-    }
-
-    #[test]
-    fn scram_rejects_bad_server_messages() {
-        let bare = "n=u:1,r=abc";
-        for (server_first, want) in [
-            ("r=xyz1,s=c2FsdA==,i=50000", "does not extend"),
-            ("r=abc,s=c2FsdA==,i=50000", "does not extend"),
-            ("r=abcd,s=c2FsdA==,i=4096", "outside"),
-            ("r=abcd,i=50000", "lacks"),
-            ("r=abcd,s=!!,i=50000", "base64"),
-        ] {
-            let err = ScramExchange::new(bare, server_first, "abc", "key")
-                .err()
-                .expect(server_first)
-                .to_string();
-            assert!(err.contains(want), "{server_first}: {err}");
-        }
-    }
-
-    /// RFC 5802 arithmetic, checked against an independent server-side computation.
-    #[test]
-    fn scram_proof_verifies_server_side() {
-        let bare = "n=root:1,r=cnonce";
-        let server_first = "r=cnoncesnonce,s=c2FsdHNhbHQ=,i=50000";
-        let ex = ScramExchange::new(bare, server_first, "cnonce", "material").unwrap();
-        // Server: StoredKey = H(ClientKey); ClientKey = proof XOR HMAC(StoredKey, AuthMessage).
-        let mut salted = [0u8; 64];
-        pbkdf2::derive(
-            pbkdf2::PBKDF2_HMAC_SHA512,
-            50_000.try_into().unwrap(),
-            b"saltsalt",
-            b"material",
-            &mut salted,
-        );
-        let client_key = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA512, &salted), b"Client Key");
-        let stored = digest::digest(&digest::SHA512, client_key.as_ref());
-        let auth = format!("{bare},{server_first},c=biws,r=cnoncesnonce");
-        let sig = hmac::sign(
-            &hmac::Key::new(hmac::HMAC_SHA512, stored.as_ref()),
-            auth.as_bytes(),
-        );
-        let proof = B64
-            .decode(ex.client_final.rsplit_once(",p=").unwrap().1)
-            .unwrap();
-        let recovered: Vec<u8> = proof.iter().zip(sig.as_ref()).map(|(a, b)| a ^ b).collect();
-        assert_eq!(
-            digest::digest(&digest::SHA512, &recovered).as_ref(),
-            stored.as_ref()
-        );
-        let server_key = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA512, &salted), b"Server Key");
-        let v = hmac::sign(
-            &hmac::Key::new(hmac::HMAC_SHA512, server_key.as_ref()),
-            auth.as_bytes(),
-        );
-        assert!(ex.verify_server_final(&format!("v={}", B64.encode(v.as_ref()))));
-        assert!(!ex.verify_server_final("v=AAAA"));
-        assert!(!ex.verify_server_final("e=other-error"));
     }
 }

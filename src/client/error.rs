@@ -191,6 +191,13 @@ pub enum AuthError {
     /// `AUTH_ERR`: wrong credentials (the server does not say which part is wrong).
     #[error("login refused: wrong username, password, API key or token (AUTH_ERR)")]
     Rejected,
+    /// `AUTH_ERR` to a SCRAM login bound to the TLS certificate (`tls-server-end-point`): a
+    /// wrong key, a relay in the middle presenting another certificate, or a server from before
+    /// channel binding (26.0.0-BETA.1/2).
+    #[error(
+        "login refused: wrong username or API key, or the server does not accept SCRAM channel binding (AUTH_ERR). A server from before 26.0.0-BETA.3 needs --no-channel-binding; behind a TLS-terminating proxy the binding cannot match"
+    )]
+    RejectedWithBinding,
     /// `EXPIRED`: an expired password or key, or an API key the server has just revoked.
     #[error(
         "login refused: the credential has expired (EXPIRED). An API key sent in plain text over an insecure connection is revoked by the server on first use; reset it (api_key.update with reset) and connect with wss://"

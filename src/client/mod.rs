@@ -25,6 +25,7 @@ mod error;
 mod events;
 mod jobs;
 mod rpc;
+mod scram;
 mod transport;
 
 use std::sync::Arc;
@@ -66,6 +67,11 @@ pub struct ConnectOptions {
     pub rpc: RpcOptions,
     /// Receives every frame, redacted, for transcripts.
     pub tracer: Option<Tracer>,
+    /// Bind SCRAM API-key logins over `wss://` to the server's certificate (RFC 5929
+    /// `tls-server-end-point`), as the official client does; default on. Turn it off only for
+    /// servers from before binding existed (26.0.0-BETA.1/2). Logins over `ws://` are never
+    /// bound.
+    pub channel_binding: bool,
 }
 
 impl ConnectOptions {
@@ -80,6 +86,7 @@ impl ConnectOptions {
             connect_timeout: Duration::from_secs(10),
             rpc: RpcOptions::default(),
             tracer: None,
+            channel_binding: true,
         }
     }
 
@@ -101,6 +108,7 @@ impl std::fmt::Debug for ConnectOptions {
             .field("legacy_fallback", &self.legacy_fallback)
             .field("trust", &self.trust)
             .field("credentials", &self.credentials)
+            .field("channel_binding", &self.channel_binding)
             .finish_non_exhaustive()
     }
 }
@@ -110,6 +118,9 @@ impl std::fmt::Debug for ConnectOptions {
 pub struct Client {
     conn: Arc<Connection>,
     fingerprint: Option<Fingerprint>,
+    /// The server certificate of this TLS session (DER), for SCRAM channel binding.
+    tls_certificate: Option<Arc<[u8]>>,
+    channel_binding: bool,
     login: Option<Arc<LoginInfo>>,
 }
 
@@ -166,6 +177,8 @@ impl Client {
         let mut client = Client {
             conn,
             fingerprint: opened.fingerprint,
+            tls_certificate: opened.certificate.map(Arc::from),
+            channel_binding: options.channel_binding,
             login: None,
         };
         if dialect == Dialect::Legacy

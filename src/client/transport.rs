@@ -304,6 +304,9 @@ pub struct Opened {
     pub socket: Socket,
     /// The fingerprint of the server's certificate (`wss://` only).
     pub fingerprint: Option<Fingerprint>,
+    /// The DER of the certificate the server presented in this TLS session (`wss://` only), for
+    /// SCRAM channel binding.
+    pub certificate: Option<Vec<u8>>,
 }
 
 fn crypto_provider() -> Arc<CryptoProvider> {
@@ -377,10 +380,22 @@ pub async fn open(endpoint: &Endpoint, options: &TransportOptions) -> Result<Ope
                 format!("no answer within {}s", options.connect_timeout.as_secs()),
             ),
         }),
-        Ok(Ok((socket, _response))) => Ok(Opened {
-            socket,
-            fingerprint,
-        }),
+        Ok(Ok((socket, _response))) => {
+            let certificate = match socket.get_ref() {
+                MaybeTlsStream::Rustls(tls) => tls
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|chain| chain.first())
+                    .map(|c| c.as_ref().to_vec()),
+                _ => None,
+            };
+            Ok(Opened {
+                socket,
+                fingerprint,
+                certificate,
+            })
+        }
         Ok(Err(e)) => Err(classify(endpoint, &options.trust, fingerprint, e)),
     }
 }

@@ -6,6 +6,7 @@
 //! client, so a misunderstanding of the protocol on one side cannot be hidden by the same
 //! misunderstanding on the other (see `architecture.md`).
 
+pub mod channel_binding;
 pub mod ddp;
 pub mod ejson;
 pub mod errno;
