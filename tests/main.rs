@@ -9,6 +9,7 @@
 //! - `compose` / `compose_cli`: compose deployments through the library and the binary
 //! - `script`: the script runner, the stdlib and the examples in `scripts/`
 //! - `repl`: the REPL through a pseudo-terminal
+//! - `scram`: SCRAM API-key logins with and without channel binding, client, CLI and mock
 
 mod support;
 
@@ -21,5 +22,6 @@ mod legacy;
 mod machine;
 mod oneoff;
 mod repl;
+mod scram;
 mod script;
 mod traffic;

@@ -142,6 +142,7 @@ impl ConnArgs {
         // and speaks only the legacy /websocket (docs/middleware.md §0.1, §1.2).
         options.legacy_fallback = s.host.is_some() && s.url.is_none() && !s.mock;
         options.trust = trust;
+        options.channel_binding = !s.no_channel_binding;
         if let Some(t) = s.timeout {
             if !(t.is_finite() && t > 0.0) {
                 return Err(CliError::Usage(format!(

@@ -30,12 +30,17 @@ pub struct MockArgs {
     /// An API key `<id>-<key>` owned by the first user (repeatable).
     #[arg(long = "api-key", value_name = "KEY")]
     api_keys: Vec<String>,
-    /// The TrueNAS version to simulate: 24.10 (legacy /websocket only), 25.04, 25.10 or 26.0.
+    /// The TrueNAS version to simulate: 24.10 (legacy /websocket only), 25.04, 25.10, 26.0 or
+    /// 27.0.
     #[arg(long = "server-version", default_value = "25.10")]
     server_version: ServerVersion,
     /// Fixed ids, clock and job speed (for tests).
     #[arg(long)]
     deterministic: bool,
+    /// PBKDF2 iterations for SCRAM logins (26+): real servers use 500000; tests may go as low as
+    /// 50000, the least the official client accepts.
+    #[arg(long = "scram-iterations", value_name = "N", value_parser = clap::value_parser!(u32).range(50_000..=5_000_000))]
+    scram_iterations: Option<u32>,
     /// Apps whose deployment crashes (repeatable).
     #[arg(long = "crash-app", value_name = "APP")]
     crash_apps: Vec<String>,
@@ -50,6 +55,9 @@ fn config_from(args: &MockArgs) -> Result<MockConfig, String> {
     config.tls = !args.plain;
     config.version = args.server_version;
     config.crash_apps.extend(args.crash_apps.iter().cloned());
+    if let Some(n) = args.scram_iterations {
+        config.scram_iterations = n;
+    }
     if !args.users.is_empty() {
         config.users = args
             .users

@@ -383,7 +383,8 @@ insecure = true
         assert_eq!(
             err,
             "/c/config.toml:2:1: unknown field `password`, expected one of `url`, `host`, \
-             `username`, `api_key`, `api_key_file`, `fingerprint`, `timeout`, `insecure`"
+             `username`, `api_key`, `api_key_file`, `fingerprint`, `timeout`, `insecure`, \
+             `no_channel_binding`"
         );
     }
 

@@ -68,6 +68,11 @@ pub struct Settings {
     #[arg(long, short = 'k')]
     pub insecure: bool,
 
+    /// Do not bind SCRAM API-key logins over wss:// to the server's certificate (midclt's flag);
+    /// only for servers from before binding existed (26.0.0-BETA.1/2).
+    #[arg(long)]
+    pub no_channel_binding: bool,
+
     /// Use this profile of the config file [env: MIDSCRIPT_PROFILE]
     #[arg(long, value_name = "NAME")]
     #[serde(skip)]
@@ -109,6 +114,7 @@ impl Settings {
             fingerprint,
             timeout,
             insecure,
+            no_channel_binding,
             profile,
             trace,
         } = self;
@@ -124,6 +130,7 @@ impl Settings {
             fingerprint: fingerprint.or(under.fingerprint),
             timeout: timeout.or(under.timeout),
             insecure: insecure || under.insecure,
+            no_channel_binding: no_channel_binding || under.no_channel_binding,
             profile: profile.or(under.profile),
             trace: trace.or(under.trace),
         }
@@ -163,6 +170,7 @@ impl std::fmt::Debug for Settings {
             .field("fingerprint", &self.fingerprint)
             .field("timeout", &self.timeout)
             .field("insecure", &self.insecure)
+            .field("no_channel_binding", &self.no_channel_binding)
             .field("profile", &self.profile)
             .field("trace", &self.trace)
             .finish()

@@ -100,7 +100,11 @@ pub(crate) struct ClientFinal {
 
 impl ClientFinal {
     /// Answer the server-first message `r=…,s=…,i=…` with the key `material` (after `<id>-`).
-    pub(crate) fn new(first: &ClientFirst, server_first: &str, material: &str) -> Result<ClientFinal> {
+    pub(crate) fn new(
+        first: &ClientFirst,
+        server_first: &str,
+        material: &str,
+    ) -> Result<ClientFinal> {
         let bad = |m: &str| Error::from(AuthError::Scram(m.to_owned()));
         let (mut nonce, mut salt, mut iterations) = (None, None, None);
         for part in server_first.split(',') {
@@ -204,9 +208,13 @@ mod tests {
         let nonce = first.message.rsplit_once(",r=").unwrap().1;
         assert_eq!(B64.decode(nonce).unwrap().len(), 32);
         assert!(first.message.starts_with("n,,n=admin:3,r="));
-        let bound = ClientFirst::new("admin", 3, NONCE, Binding::TlsServerEndPoint(vec![1]))
-            .unwrap();
-        assert!(bound.message.starts_with("p=tls-server-end-point,,n=admin:3,r="));
+        let bound =
+            ClientFirst::new("admin", 3, NONCE, Binding::TlsServerEndPoint(vec![1])).unwrap();
+        assert!(
+            bound
+                .message
+                .starts_with("p=tls-server-end-point,,n=admin:3,r=")
+        );
         assert!(bound.is_bound() && !first.is_bound());
         for bad in ["", "a,b", "a=b"] {
             let err = ClientFirst::new(bad, 1, NONCE, Binding::None).unwrap_err();
@@ -223,7 +231,10 @@ mod tests {
         for (server_first, want) in [
             (format!("r={other},s=c2FsdA==,i=50000"), "not our 32 bytes"),
             (format!("r={short},s=c2FsdA==,i=50000"), "not our 32 bytes"),
-            (format!("r={},s=c2FsdA==,i=50000", B64.encode(NONCE)), "not our"),
+            (
+                format!("r={},s=c2FsdA==,i=50000", B64.encode(NONCE)),
+                "not our",
+            ),
             ("r=!!,s=c2FsdA==,i=50000".to_owned(), "nonce is not base64"),
             (format!("r={good},s=c2FsdA==,i=4096"), "outside"),
             (format!("r={good},s=c2FsdA==,i=x"), "not a number"),
@@ -244,10 +255,16 @@ mod tests {
         let plain = ClientFirst::new("u", 1, NONCE, Binding::None).unwrap();
         let fin = ClientFinal::new(&plain, &server_first, "key").unwrap();
         assert!(fin.message.starts_with("c=biws,r="));
-        let bound = ClientFirst::new("u", 1, NONCE, Binding::TlsServerEndPoint(vec![0xAB; 32]))
-            .unwrap();
+        let bound =
+            ClientFirst::new("u", 1, NONCE, Binding::TlsServerEndPoint(vec![0xAB; 32])).unwrap();
         let fin = ClientFinal::new(&bound, &server_first, "key").unwrap();
-        let c = fin.message.split(',').next().unwrap().strip_prefix("c=").unwrap();
+        let c = fin
+            .message
+            .split(',')
+            .next()
+            .unwrap()
+            .strip_prefix("c=")
+            .unwrap();
         let mut want = b"p=tls-server-end-point,,".to_vec();
         want.extend([0xAB; 32]);
         assert_eq!(B64.decode(c).unwrap(), want);
@@ -262,10 +279,9 @@ mod tests {
     /// accept the server's `v=`.
     #[test]
     fn known_answers_from_the_official_client() {
-        let vectors: serde_json::Value = serde_json::from_str(include_str!(
-            "../../tests/fixtures/scram-sha512-26.json"
-        ))
-        .unwrap();
+        let vectors: serde_json::Value =
+            serde_json::from_str(include_str!("../../tests/fixtures/scram-sha512-26.json"))
+                .unwrap();
         let key = vectors["api_key"].as_str().unwrap();
         let (id, material) = key.split_once('-').unwrap();
         let pem = vectors["server_certificate_pem"].as_str().unwrap();

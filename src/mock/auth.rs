@@ -5,8 +5,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD as B64;
 use serde_json::{Map, Value, json};
 
 use super::dispatch::{Access, Ctx, MethodDef, args, handler};
@@ -14,6 +12,7 @@ use super::error::MockError;
 use super::scram;
 use super::state::{Shared, TokenRec, lock};
 use super::{MockUser, ServerVersion};
+use crate::protocol::channel_binding::tls_server_end_point;
 use crate::protocol::{CollectionUpdate, EventKind, errno};
 
 /// The login state of one connection.
@@ -512,9 +511,15 @@ async fn scram_step(ctx: &Ctx, data: &Map<String, Value>) -> Result<Value, MockE
 }
 
 async fn scram_first(ctx: &Ctx, rfc: &str) -> Result<Value, MockError> {
+    // A malformed message, a client nonce that is not 32 bytes, or binding asked for over a
+    // connection without TLS (the server cannot honour it there) or of a server from before
+    // binding all end with AUTH_ERR here.
     let Ok(first) = scram::parse_client_first(rfc) else {
         return Ok(conclude(ctx, Attempt::AuthErr, &Map::new()).await);
     };
+    if first.binding && !(ctx.conn.tls && ctx.shared.config.scram_channel_binding) {
+        return Ok(conclude(ctx, Attempt::AuthErr, &Map::new()).await);
+    }
     let key = lock(&ctx.shared.keys)
         .iter()
         .find(|k| k.id == first.key_id)
@@ -529,8 +534,7 @@ async fn scram_first(ctx: &Ctx, rfc: &str) -> Result<Value, MockError> {
         return Ok(conclude(ctx, Attempt::Expired, &Map::new()).await);
     }
     let creds = scram_creds(&ctx.shared, &key.key);
-    let nonce = B64.encode(ctx.shared.ids.bytes(18));
-    let ex = scram::Exchange::start(first, creds, &nonce);
+    let ex = scram::Exchange::start(first, creds, &ctx.shared.ids.bytes(scram::NONCE_LEN));
     let server_first = ex.server_first.clone();
     lock(&ctx.conn.session).pending = Pending::Scram(Box::new(ex));
     Ok(json!({
@@ -567,17 +571,10 @@ async fn scram_final(ctx: &Ctx, rfc: &str) -> Result<Value, MockError> {
             ));
         }
     };
-    let cb = ctx.conn.tls.then(|| {
-        ctx.shared
-            .tls
-            .as_ref()
-            .map(|t| {
-                ring::digest::digest(&ring::digest::SHA256, &t.cert_der)
-                    .as_ref()
-                    .to_vec()
-            })
-            .unwrap_or_default()
-    });
+    let cb = match (&ctx.shared.tls, ctx.conn.tls) {
+        (Some(t), true) => tls_server_end_point(&t.cert_der).ok(),
+        _ => None,
+    };
     let Ok(server_final) = ex.finish(rfc, cb.as_deref()) else {
         return Ok(conclude(ctx, Attempt::AuthErr, &Map::new()).await);
     };

@@ -145,7 +145,7 @@ impl MethodDef {
             rate_limited: true,
             filterable: false,
             since: ServerVersion::V24_10,
-            until: ServerVersion::V26_0,
+            until: ServerVersion::V27_0,
         }
     }
 
@@ -158,7 +158,7 @@ impl MethodDef {
             rate_limited: true,
             filterable: false,
             since: ServerVersion::V24_10,
-            until: ServerVersion::V26_0,
+            until: ServerVersion::V27_0,
         }
     }
 

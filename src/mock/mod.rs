@@ -71,17 +71,23 @@ pub enum ServerVersion {
     V25_04,
     /// TrueNAS 25.10 "Goldeye" (25.10.6): new-style jobs, `core.ping` without login.
     V25_10,
-    /// TrueNAS 26.0: adds SCRAM-SHA-512 and the `DENIED` response type.
+    /// TrueNAS 26.0: adds SCRAM-SHA-512 (with `tls-server-end-point` channel binding), the
+    /// `DENIED` response type, and `latest_app_version` / `action_required` on app entries.
     V26_0,
+    /// TrueNAS 27.0: apps gain the `ERROR` state with an `error_reason`, `version` /
+    /// `human_version` may be null, and the app jobs that pull images (create, update,
+    /// pull_images, redeploy, upgrade) are abortable and report per-layer pull progress.
+    V27_0,
 }
 
 impl ServerVersion {
     /// Every version, oldest first.
-    pub const ALL: [ServerVersion; 4] = [
+    pub const ALL: [ServerVersion; 5] = [
         ServerVersion::V24_10,
         ServerVersion::V25_04,
         ServerVersion::V25_10,
         ServerVersion::V26_0,
+        ServerVersion::V27_0,
     ];
 
     /// The release string `system.info` reports, e.g. `25.04.2.6`.
@@ -91,6 +97,7 @@ impl ServerVersion {
             ServerVersion::V25_04 => "25.04.2.6",
             ServerVersion::V25_10 => "25.10.6",
             ServerVersion::V26_0 => "26.0.0",
+            ServerVersion::V27_0 => "27.0.0",
         }
     }
 
@@ -109,6 +116,9 @@ impl ServerVersion {
         if self >= ServerVersion::V26_0 {
             v.push("v26.0.0");
         }
+        if self >= ServerVersion::V27_0 {
+            v.push("v27.0.0");
+        }
         v
     }
 
@@ -126,13 +136,14 @@ impl fmt::Display for ServerVersion {
 
 /// The error of [`ServerVersion::from_str`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown server version {0:?} (expected 24.10, 25.04, 25.10 or 26.0)")]
+#[error("unknown server version {0:?} (expected 24.10, 25.04, 25.10, 26.0 or 27.0)")]
 pub struct UnknownVersion(pub String);
 
 impl FromStr for ServerVersion {
     type Err = UnknownVersion;
 
-    /// Accepts `24.10`, `25.04`, `25.10`, `26.0` / `26`, with or without a patch suffix or a `v`.
+    /// Accepts `24.10`, `25.04`, `25.10`, `26.0` / `26`, `27.0` / `27`, with or without a patch
+    /// suffix or a `v`.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let t = s.trim().trim_start_matches('v');
         let v = if t == "24.10" || t.starts_with("24.10.") {
@@ -143,6 +154,8 @@ impl FromStr for ServerVersion {
             ServerVersion::V25_10
         } else if t == "26" || t == "26.0" || t.starts_with("26.0.") {
             ServerVersion::V26_0
+        } else if t == "27" || t == "27.0" || t.starts_with("27.0.") {
+            ServerVersion::V27_0
         } else {
             return Err(UnknownVersion(s.to_owned()));
         };
@@ -232,8 +245,12 @@ pub struct MockConfig {
     pub job_step: Duration,
     /// Server-side delay after a failed login (real: 1–2 s).
     pub fail_delay: Duration,
-    /// PBKDF2 iterations announced in SCRAM (>= 50 000; the official client refuses less).
+    /// PBKDF2 iterations announced in SCRAM (>= 50 000; the official client refuses less; real
+    /// servers use 500 000).
     pub scram_iterations: u32,
+    /// Accept SCRAM channel binding (`p=tls-server-end-point`) over TLS, as 26.0.0-BETA.3 and
+    /// later do. `false` imitates 26.0.0-BETA.1/2, which answer a bound login with `AUTH_ERR`.
+    pub scram_channel_binding: bool,
     /// Apps whose deployment crashes (all containers `crashed`, app `CRASHED`). Independently,
     /// any service whose image tag is `crash` (e.g. `busybox:crash`) crashes.
     pub crash_apps: Vec<String>,
@@ -267,6 +284,7 @@ impl Default for MockConfig {
             job_step: Duration::from_millis(400),
             fail_delay: Duration::from_millis(1500),
             scram_iterations: 500_000,
+            scram_channel_binding: true,
             crash_apps: Vec::new(),
             hostname: "truenas".into(),
             record_transcript: false,
@@ -316,6 +334,7 @@ impl MockConfig {
             job_step: Duration::from_millis(5),
             fail_delay: Duration::ZERO,
             scram_iterations: 50_000,
+            scram_channel_binding: true,
             crash_apps: Vec::new(),
             hostname: "truenas".into(),
             record_transcript: true,

@@ -1,8 +1,10 @@
 //! Server side of SCRAM-SHA-512 API-key login (`protocol.md` §2.3, TrueNAS 26+).
 //!
 //! RFC 5802 with SHA-512: the username is `name:keyid`, the "password" is the key material after
-//! the `<id>-` prefix. Channel binding (`p=tls-server-end-point`) is honoured over TLS and
-//! optional; `c=biws` (no binding) is always accepted.
+//! the `<id>-` prefix. As the server's SCRAM library does, the client nonce must decode to
+//! exactly 32 bytes, and the server appends 32 of its own (the combined nonce is base64 of the 64
+//! bytes). Channel binding (`p=tls-server-end-point`) is honoured over TLS only and optional;
+//! `c=biws` (no binding) is always accepted.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -82,9 +84,12 @@ pub(crate) struct ClientFirst {
     pub username: String,
     /// The key id after the last `:`.
     pub key_id: i64,
-    /// The client nonce.
-    pub nonce: String,
+    /// The client nonce, decoded (32 bytes).
+    pub nonce: Vec<u8>,
 }
+
+/// Bytes of the client nonce and of the server's part.
+pub(crate) const NONCE_LEN: usize = 32;
 
 /// Parse `n,,n=<user>:<keyid>,r=<nonce>`.
 pub(crate) fn parse_client_first(rfc: &str) -> Result<ClientFirst, ScramError> {
@@ -114,6 +119,12 @@ pub(crate) fn parse_client_first(rfc: &str) -> Result<ClientFirst, ScramError> {
     let nonce = nonce
         .filter(|n| !n.is_empty())
         .ok_or(ScramError::Malformed("no nonce"))?;
+    let nonce = B64
+        .decode(nonce)
+        .map_err(|_| ScramError::Malformed("nonce base64"))?;
+    if nonce.len() != NONCE_LEN {
+        return Err(ScramError::Malformed("client nonce is not 32 bytes"));
+    }
     let (username, key_id) = name
         .rsplit_once(':')
         .ok_or(ScramError::Malformed("username without :keyid"))?;
@@ -126,7 +137,7 @@ pub(crate) fn parse_client_first(rfc: &str) -> Result<ClientFirst, ScramError> {
         bare: bare.to_owned(),
         username: username.replace("=2C", ",").replace("=3D", "="),
         key_id,
-        nonce: nonce.to_owned(),
+        nonce,
     })
 }
 
@@ -140,9 +151,12 @@ pub(crate) struct Exchange {
 }
 
 impl Exchange {
-    /// Build the server-first message `r=<nonce>,s=<salt>,i=<iterations>`.
-    pub fn start(first: ClientFirst, creds: Creds, server_nonce: &str) -> Exchange {
-        let full_nonce = format!("{}{server_nonce}", first.nonce);
+    /// Build the server-first message `r=<nonce>,s=<salt>,i=<iterations>`, where the nonce is
+    /// base64 of the client's 32 bytes followed by `server_nonce`.
+    pub fn start(first: ClientFirst, creds: Creds, server_nonce: &[u8]) -> Exchange {
+        let mut combined = first.nonce.clone();
+        combined.extend_from_slice(server_nonce);
+        let full_nonce = B64.encode(combined);
         let server_first = format!(
             "r={full_nonce},s={},i={}",
             B64.encode(&creds.salt),
@@ -227,8 +241,9 @@ pub(crate) mod client {
         pub material: String,
     }
 
-    /// `n,,n=<user>:<id>,r=<nonce>` (or with `p=tls-server-end-point` when `binding`).
-    pub fn first(user: &str, key: &str, nonce: &str, binding: bool) -> (Client, String) {
+    /// `n,,n=<user>:<id>,r=<base64 nonce>` (or with `p=tls-server-end-point` when `binding`).
+    pub fn first(user: &str, key: &str, nonce: &[u8], binding: bool) -> (Client, String) {
+        let nonce = B64.encode(nonce);
         let (id, material) = key.split_once('-').unwrap();
         let gs2 = if binding {
             "p=tls-server-end-point,,"
@@ -241,7 +256,7 @@ pub(crate) mod client {
             Client {
                 gs2_header: gs2.into(),
                 bare,
-                nonce: nonce.into(),
+                nonce,
                 material: material.into(),
             },
             msg,
@@ -262,7 +277,8 @@ pub(crate) mod client {
                 i = v.parse().unwrap();
             }
         }
-        assert!(r.starts_with(&c.nonce));
+        let (ours, combined) = (B64.decode(&c.nonce).unwrap(), B64.decode(r).unwrap());
+        assert!(combined.starts_with(&ours) && combined.len() == 2 * NONCE_LEN);
         let salt = B64.decode(s).unwrap();
         let salted = salted_password(&c.material, &salt, i);
         let client_key = hmac_sha512(&salted, b"Client Key");
@@ -291,16 +307,16 @@ mod tests {
     #[test]
     fn full_exchange_verifies_both_ways() {
         let key = "7-abcdefghij";
-        let (c, first) = client::first("admin", key, "cnonce", false);
+        let (c, first) = client::first("admin", key, &[1; 32], false);
         let parsed = parse_client_first(&first).unwrap();
         assert_eq!(parsed.username, "admin");
         assert_eq!(parsed.key_id, 7);
         let creds = Creds::derive("abcdefghij", b"saltsaltsaltsalt".to_vec(), 1000);
-        let ex = Exchange::start(parsed, creds, "snonce");
+        let ex = Exchange::start(parsed, creds, &[2; 32]);
         let (last, want_v) = client::last(&c, &ex.server_first, None);
         assert_eq!(ex.finish(&last, None).unwrap(), want_v);
         // A wrong key fails the proof.
-        let (c2, _) = client::first("admin", "7-wrong", "cnonce", false);
+        let (c2, _) = client::first("admin", "7-wrong", &[1; 32], false);
         let (bad, _) = client::last(&c2, &ex.server_first, None);
         assert_eq!(ex.finish(&bad, None), Err(ScramError::Proof));
     }
@@ -311,5 +327,56 @@ mod tests {
         assert!(parse_client_first("n,,n=admin,r=x").is_err());
         assert!(parse_client_first("q,,n=a:1,r=x").is_err());
         assert!(parse_client_first("n,,n=a:x,r=x").is_err());
+        // The nonce must decode to exactly 32 bytes (24 was what midscript used to send).
+        for size in [0usize, 16, 24, 31, 33, 64] {
+            let rfc = format!("n,,n=a:1,r={}", B64.encode(vec![5u8; size]));
+            assert!(parse_client_first(&rfc).is_err(), "{size} bytes");
+        }
+        let rfc = format!("n,,n=a:1,r={}", B64.encode([5u8; 32]));
+        assert_eq!(parse_client_first(&rfc).unwrap().nonce, vec![5u8; 32]);
+        assert!(parse_client_first("n,,n=a:1,r=not base64!").is_err());
+    }
+
+    /// The official client's recorded logins (`tests/fixtures/scram-sha512-26.json`): given the
+    /// recorded salt and both nonces, the mock accepts the recorded client-final message and
+    /// answers the recorded `v=`, with and without `tls-server-end-point` binding.
+    #[test]
+    fn known_answers_from_the_official_client() {
+        let vectors: serde_json::Value =
+            serde_json::from_str(include_str!("../../tests/fixtures/scram-sha512-26.json"))
+                .unwrap();
+        let key = vectors["api_key"].as_str().unwrap();
+        let material = key.split_once('-').unwrap().1;
+        let iterations = vectors["iterations"].as_u64().unwrap() as u32;
+        let pem = vectors["server_certificate_pem"].as_str().unwrap();
+        let der: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        let der = B64.decode(der).unwrap();
+        let cb = crate::protocol::channel_binding::tls_server_end_point(&der).unwrap();
+        for case in ["with_channel_binding", "without_channel_binding"] {
+            let ex = &vectors[case];
+            let first = parse_client_first(ex["client_first"].as_str().unwrap()).unwrap();
+            assert_eq!(first.username, vectors["username"].as_str().unwrap());
+            assert_eq!(first.key_id, vectors["key_id"].as_i64().unwrap());
+            let server_first = ex["server_first"].as_str().unwrap();
+            let mut salt = None;
+            let mut combined = Vec::new();
+            for part in server_first.split(',') {
+                if let Some(s) = part.strip_prefix("s=") {
+                    salt = Some(B64.decode(s).unwrap());
+                } else if let Some(r) = part.strip_prefix("r=") {
+                    combined = B64.decode(r).unwrap();
+                }
+            }
+            let creds = Creds::derive(material, salt.unwrap(), iterations);
+            let exchange = Exchange::start(first, creds, &combined[NONCE_LEN..]);
+            assert_eq!(exchange.server_first, server_first, "{case}");
+            let v = exchange
+                .finish(ex["client_final"].as_str().unwrap(), Some(&cb))
+                .unwrap();
+            assert_eq!(v, ex["server_final"].as_str().unwrap(), "{case}");
+            // Without the TLS channel (plain ws) the bound exchange fails, the unbound one not.
+            let plain = exchange.finish(ex["client_final"].as_str().unwrap(), None);
+            assert_eq!(plain.is_ok(), case == "without_channel_binding", "{case}");
+        }
     }
 }

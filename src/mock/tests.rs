@@ -463,7 +463,7 @@ async fn otp_and_tokens() {
 }
 
 async fn scram_login(c: &mut Raw, user: &str, key: &str, cb: Option<Vec<u8>>) -> Value {
-    let (client, first) = scram::client::first(user, key, "rOprNGfwEbeRWgbNEkqO", cb.is_some());
+    let (client, first) = scram::client::first(user, key, &[0x5a; 32], cb.is_some());
     let r = c
         .call(
             "auth.login_ex",
@@ -518,6 +518,22 @@ async fn scram_on_26_with_and_without_channel_binding() {
         )
         .await;
     assert_eq!(r, json!({"response_type": "DENIED"}));
+    // As on a real 26: a client nonce that is not 32 bytes, and binding asked for over plain
+    // ws, are refused at the first message.
+    for (nonce, binding) in [
+        (vec![1u8; 24], false),
+        (vec![1u8; 33], false),
+        (vec![1u8; 32], true),
+    ] {
+        let (_, first) = scram::client::first("truenas_admin", TEST_API_KEY, &nonce, binding);
+        let r = d
+            .call(
+                "auth.login_ex",
+                json!([{"mechanism": "SCRAM", "scram_type": "CLIENT_FIRST_MESSAGE", "rfc_str": first}]),
+            )
+            .await;
+        assert_eq!(r, json!({"response_type": "AUTH_ERR"}), "{first}");
+    }
     s.shutdown().await;
 
     // Over wss with tls-server-end-point channel binding, pinned by fingerprint.
@@ -534,6 +550,7 @@ async fn scram_on_26_with_and_without_channel_binding() {
             .all(|ch| ch == ':' || ch.is_ascii_hexdigit() && !ch.is_ascii_lowercase())
     );
     let mut c = Raw::connect(&s).await;
+    // The mock's certificate is ECDSA with SHA-256, so the binding is its SHA-256.
     let cb = ring::digest::digest(&ring::digest::SHA256, &s.certificate_der().unwrap())
         .as_ref()
         .to_vec();

@@ -64,6 +64,10 @@ pub fn redact_keys(value: &mut Value) {
             for (k, v) in m.iter_mut() {
                 if (is_secret_key(k) && !v.is_null()) || (looks_secret(k) && v.is_string()) {
                     *v = REDACTED.into();
+                } else if k == "rfc_str"
+                    && let Value::String(s) = v
+                {
+                    *s = redact_scram_message(s);
                 } else {
                     redact_keys(v);
                 }
@@ -88,6 +92,29 @@ pub fn redact_keys(value: &mut Value) {
         }
         _ => {}
     }
+}
+
+/// A SCRAM message (`rfc_str` of `auth.login_ex`) without the client's proof (`p=` of the
+/// client-final message `c=…,r=…,p=…`) and the server's signature (`v=`); nonces, salt,
+/// iteration count and the client-first GS2 header (`p=tls-server-end-point`) stay readable.
+pub fn redact_scram_message(message: &str) -> String {
+    if message.starts_with("v=") {
+        return format!("v={REDACTED}");
+    }
+    if !message.starts_with("c=") {
+        return message.to_owned();
+    }
+    message
+        .split(',')
+        .map(|attr| {
+            if attr.starts_with("p=") {
+                format!("p={REDACTED}")
+            } else {
+                attr.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// `postgres://app:hunter2@db/x` becomes `postgres://app:********@db/x`; `None` when the text
@@ -169,6 +196,26 @@ pub fn redact_request_frame(frame: &mut Value) {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn scram_proofs_and_signatures_are_redacted() {
+        let mut v = json!([
+            {"rfc_str": "p=tls-server-end-point,,n=admin:3,r=AAAA"},
+            {"rfc_str": "r=AAAABBBB,s=c2FsdA==,i=500000"},
+            {"rfc_str": "c=biws,r=AAAABBBB,p=cHJvb2Y="},
+            {"rfc_str": "v=c2lnbmF0dXJl"},
+        ]);
+        redact_keys(&mut v);
+        assert_eq!(
+            v,
+            json!([
+                {"rfc_str": "p=tls-server-end-point,,n=admin:3,r=AAAA"},
+                {"rfc_str": "r=AAAABBBB,s=c2FsdA==,i=500000"},
+                {"rfc_str": "c=biws,r=AAAABBBB,p=********"},
+                {"rfc_str": "v=********"},
+            ])
+        );
+    }
 
     #[test]
     fn login_secrets_are_redacted() {
