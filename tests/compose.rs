@@ -697,3 +697,40 @@ fn an_environment_secret_becomes_a_value_file_and_its_value_stays_out_of_the_out
     assert_eq!(m.content.as_deref(), Some("t0k3n"));
     assert!(!serde_json::to_string(&p).unwrap().contains("t0k3n"));
 }
+
+/// TrueNAS 27 lists an app whose metadata it cannot read in the `ERROR` state: `up` refuses to
+/// touch it and names the reason, instead of diffing against a config it cannot trust.
+#[tokio::test]
+async fn an_app_in_the_error_state_on_27_is_refused_with_its_reason() {
+    let server = mock(|c| c.version = midscript::mock::ServerVersion::V27_0).await;
+    let client = connect(&server).await;
+    let p = compose::resolve(&options("whoami")).unwrap();
+    let first = deploy(&client, &p, &fast()).await;
+    assert_eq!(first.state.as_deref(), Some("RUNNING"));
+    assert!(server.set_app_metadata_error("whoami", Some("METADATA_MISSING")));
+    server.clear_transcript();
+    let remote = deploy::remote(&client, &p.name).await.unwrap();
+    assert_eq!(remote.state(), Some("ERROR"));
+    let err = deploy::up(
+        &client,
+        &p.name,
+        &p.document,
+        &remote,
+        &p.mounts,
+        &fast(),
+        &mut |_| {},
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&err, deploy::DeployError::AppError { reason, .. } if reason == "METADATA_MISSING"),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("ERROR state (METADATA_MISSING)"),
+        "{err}"
+    );
+    let sent = calls(&server, &["app.create", "app.update", "app.start"]);
+    assert!(sent.is_empty(), "sent:\n{sent}");
+    client.close().await;
+}

@@ -1,6 +1,7 @@
 //! The integration tests: one binary, a module per area, one support module.
 //!
 //! - `ansible`: the Ansible collection with real ansible-core against three mocks
+//! - `apps_versions`: app entries and app jobs as TrueNAS 26 and 27 changed them
 //! - `cli`: the binary's start-up contract and exit statuses
 //! - `machine`: `midscript machine` (JSON in and out) through the binary
 //! - `oneoff`: one-off commands (methods, doc, profiles, trust, trace) as snapshots
@@ -14,6 +15,7 @@
 mod support;
 
 mod ansible;
+mod apps_versions;
 mod cli;
 mod compose;
 mod compose_cli;

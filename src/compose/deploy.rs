@@ -147,6 +147,18 @@ pub enum DeployError {
         /// The timeout.
         seconds: u64,
     },
+    /// The app is in the `ERROR` state (TrueNAS 27+): the server cannot read its metadata, so
+    /// it can neither be compared nor changed safely.
+    #[error(
+        "{app} is in the ERROR state ({reason}): TrueNAS cannot read its metadata on the NAS; repair or delete the app (app.delete) before deploying it again"
+    )]
+    AppError {
+        /// The app.
+        app: String,
+        /// The server's `error_reason` (`METADATA_MISSING`, `METADATA_UNREADABLE`,
+        /// `METADATA_INCOMPLETE`), or `unknown`.
+        reason: String,
+    },
     /// The app disappeared while waiting.
     #[error(
         "{app} was removed while waiting for it to start (a failed deployment is cleaned up; see {LIFECYCLE_LOG} on the NAS)"
@@ -188,8 +200,24 @@ fn state_of(entry: &Value) -> Option<&str> {
     entry.get("state").and_then(Value::as_str)
 }
 
+/// A state the app does not leave by itself: RUNNING, CRASHED, or ERROR (27+).
 fn terminal(entry: &Value) -> bool {
-    matches!(state_of(entry), Some("RUNNING" | "CRASHED"))
+    matches!(state_of(entry), Some("RUNNING" | "CRASHED" | "ERROR"))
+}
+
+/// [`DeployError::AppError`] when `entry` is in the `ERROR` state.
+fn check_not_error(app: &str, entry: &Value) -> Result<(), DeployError> {
+    if state_of(entry) != Some("ERROR") {
+        return Ok(());
+    }
+    Err(DeployError::AppError {
+        app: app.to_owned(),
+        reason: entry
+            .get("error_reason")
+            .and_then(Value::as_str)
+            .unwrap_or("unknown")
+            .to_owned(),
+    })
 }
 
 fn container_ids(entry: &Value) -> BTreeSet<String> {
@@ -221,6 +249,13 @@ pub async fn remote(client: &Client, app: &str) -> Result<Remote, Error> {
     let Some(entry) = app_entry(client, app).await? else {
         return Ok(Remote::default());
     };
+    // An app in ERROR (27+) has no config the server can read.
+    if state_of(&entry) == Some("ERROR") {
+        return Ok(Remote {
+            entry: Some(entry),
+            config: None,
+        });
+    }
     let config = client.call("app.config", vec![json!(app)]).await?;
     Ok(Remote {
         entry: Some(entry),
@@ -335,6 +370,9 @@ pub async fn up(
         crashed: Vec::new(),
         entry: remote.entry.clone(),
     };
+    if let Some(entry) = &remote.entry {
+        check_not_error(app, entry)?;
+    }
     let unchanged = remote
         .config
         .as_ref()
@@ -415,6 +453,7 @@ pub async fn up(
         entry = wait_state(client, &mut sub, app, &entry, options).await?;
     }
     let _ = sub.unsubscribe().await;
+    check_not_error(app, &entry)?;
     outcome.state = state_of(&entry).map(str::to_owned);
     finish(client, &entry, options, &mut outcome).await?;
     Ok(outcome)
@@ -436,7 +475,8 @@ async fn finish(
     Ok(())
 }
 
-/// Follow `app.query` events (and poll when quiet) until the app is RUNNING or CRASHED.
+/// Follow `app.query` events (and poll when quiet) until the app is RUNNING, CRASHED or (27+)
+/// ERROR.
 pub async fn wait_state(
     client: &Client,
     sub: &mut Subscription,

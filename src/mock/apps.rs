@@ -71,7 +71,18 @@ struct App {
     generation: u64,
     notes: Option<String>,
     portals: Vec<(String, String, String, i64, String)>,
+    /// Why its metadata on disk is unusable (`METADATA_MISSING`, `METADATA_UNREADABLE`,
+    /// `METADATA_INCOMPLETE`): 27 lists such an app in the `ERROR` state, earlier releases leave
+    /// it out of `app.query`.
+    metadata_error: Option<&'static str>,
 }
+
+/// The `error_reason` values of an app in the `ERROR` state (27+).
+pub(crate) const APP_ERROR_REASONS: [&str; 3] = [
+    "METADATA_MISSING",
+    "METADATA_UNREADABLE",
+    "METADATA_INCOMPLETE",
+];
 
 /// Every app of the server (stateful across connections).
 #[derive(Debug)]
@@ -102,6 +113,26 @@ impl AppStore {
                 crash: config.crash_apps.iter().cloned().collect(),
                 seed,
             }),
+        }
+    }
+
+    /// Break (or mend, with `None`) the on-disk metadata of `app`; `false` when there is no such
+    /// app or the reason is not one of [`APP_ERROR_REASONS`].
+    pub fn set_metadata_error(&self, app: &str, reason: Option<&str>) -> bool {
+        let reason = match reason {
+            None => None,
+            Some(r) => match APP_ERROR_REASONS.iter().find(|k| **k == r) {
+                Some(k) => Some(*k),
+                None => return false,
+            },
+        };
+        let mut i = lock(&self.inner);
+        match i.apps.get_mut(app) {
+            Some(a) => {
+                a.metadata_error = reason;
+                true
+            }
+            None => false,
         }
     }
 
@@ -451,6 +482,20 @@ impl App {
         retrieve_config: bool,
         stopping: bool,
     ) -> Value {
+        if let Some(reason) = self.metadata_error {
+            // What 27 reports when it cannot read the metadata: everything read from it unknown.
+            return json!({
+                "name": self.name, "id": self.name,
+                "active_workloads": self.workloads(version),
+                "state": "ERROR", "error_reason": reason,
+                "upgrade_available": false, "latest_version": null, "latest_app_version": null,
+                "image_updates_available": false, "action_required": false,
+                "custom_app": false, "migrated": false,
+                "human_version": null, "version": null, "metadata": {},
+                "portals": {}, "notes": null, "version_details": null,
+                "config": if retrieve_config { json!({}) } else { Value::Null },
+            });
+        }
         let portals: Map<String, Value> = self
             .portals
             .iter()
@@ -475,7 +520,7 @@ impl App {
         } else {
             self.workloads(version)
         };
-        json!({
+        let mut entry = json!({
             "name": self.name,
             "id": self.name,
             "state": if stopping { "STOPPING" } else { self.state.as_str() },
@@ -498,7 +543,22 @@ impl App {
             "portals": portals,
             "version_details": null,
             "config": if retrieve_config { self.config.clone() } else { Value::Null },
-        })
+        });
+        if version >= ServerVersion::V26_0 {
+            // A custom app has no catalog version to upgrade to.
+            entry["latest_app_version"] = Value::Null;
+            entry["action_required"] = false.into();
+        }
+        if version >= ServerVersion::V27_0 {
+            entry["error_reason"] = Value::Null;
+        }
+        entry
+    }
+
+    /// Is it listed by `app.query` on `version`? (Before 27 an app with unusable metadata is
+    /// skipped.)
+    fn listed(&self, version: ServerVersion) -> bool {
+        self.metadata_error.is_none() || version >= ServerVersion::V27_0
     }
 }
 
@@ -509,6 +569,7 @@ fn entry_of(shared: &Shared, name: &str) -> Option<Value> {
     lock(&shared.apps.inner)
         .apps
         .get(name)
+        .filter(|a| a.listed(shared.config.version))
         .map(|a| a.entry(shared.config.version, HOST_IP, false, false))
 }
 
@@ -523,6 +584,15 @@ fn send(shared: &Shared, kind: EventKind, name: &str, fields: Option<Value>) {
         },
         |c| c.logged_in(),
     );
+}
+
+/// Tell `app.query` subscribers what became of `name`: its entry, or its removal when it is no
+/// longer listed.
+pub(crate) fn announce(shared: &Shared, name: &str) {
+    match entry_of(shared, name) {
+        Some(e) => send(shared, EventKind::Changed, name, Some(e)),
+        None => send(shared, EventKind::Removed, name, None),
+    }
 }
 
 fn changed(shared: &Shared, name: &str) {
@@ -729,7 +799,12 @@ pub(crate) fn methods() -> Vec<MethodDef> {
         body,
         transient: false,
         lock: Some(lock),
-        abortable: false,
+        abortable_since: None,
+    };
+    // 27 made the jobs that pull images abortable.
+    let pulling_job = |body, lock| JobSpec {
+        abortable_since: Some(ServerVersion::V27_0),
+        ..job(body, lock)
     };
     vec![
         MethodDef::call("app.query", handler!(app_query)).filterable(),
@@ -739,7 +814,7 @@ pub(crate) fn methods() -> Vec<MethodDef> {
         MethodDef::call("docker.status", handler!(docker_status)),
         MethodDef::job(
             "app.create",
-            job(job_body!(create), |p| {
+            pulling_job(job_body!(create), |p| {
                 p.first()
                     .and_then(|a| a.get("app_name"))
                     .and_then(Value::as_str)
@@ -748,7 +823,7 @@ pub(crate) fn methods() -> Vec<MethodDef> {
         ),
         MethodDef::job(
             "app.update",
-            job(job_body!(update), |p| lock_name("app_update_")(p)),
+            pulling_job(job_body!(update), |p| lock_name("app_update_")(p)),
         ),
         MethodDef::job(
             "app.delete",
@@ -764,11 +839,11 @@ pub(crate) fn methods() -> Vec<MethodDef> {
         ),
         MethodDef::job(
             "app.redeploy",
-            job(job_body!(redeploy), |p| lock_name("app_redeploy_")(p)),
+            pulling_job(job_body!(redeploy), |p| lock_name("app_redeploy_")(p)),
         ),
         MethodDef::job(
             "app.pull_images",
-            job(job_body!(pull_images), |p| lock_name("app_pull_images_")(p)),
+            pulling_job(job_body!(pull_images), |p| lock_name("app_pull_images_")(p)),
         ),
     ]
 }
@@ -777,6 +852,7 @@ fn all_entries(shared: &Shared, host_ip: &str, retrieve_config: bool) -> Vec<Val
     lock(&shared.apps.inner)
         .apps
         .values()
+        .filter(|a| a.listed(shared.config.version))
         .map(|a| a.entry(shared.config.version, host_ip, retrieve_config, false))
         .collect()
 }
@@ -926,11 +1002,15 @@ async fn create(j: JobCtx, p: Vec<Value>) -> Result<Value, MockError> {
             generation: 0,
             notes,
             portals,
+            metadata_error: None,
         },
     );
     j.step().await;
     j.progress(60, "App installation in progress, pulling images");
     j.step().await;
+    if shared.config.version >= ServerVersion::V27_0 {
+        pull_progress(&j, &name, 60, 95).await;
+    }
     if lock(&shared.apps.inner)
         .apps
         .get(&name)
@@ -1092,7 +1172,8 @@ async fn delete(j: JobCtx, p: Vec<Value>) -> Result<Value, MockError> {
     Ok(true.into())
 }
 
-/// `app.pull_images [app_name, {redeploy=true}]` → null. Progress texts are guesses.
+/// `app.pull_images [app_name, {redeploy=true}]` → null, with the progress texts of
+/// `pull_images.py`; 27 reports the pull itself in fine steps.
 async fn pull_images(j: JobCtx, p: Vec<Value>) -> Result<Value, MockError> {
     args::at_most(&p, 2)?;
     let name = args::string(&p, 0, "app_name")?;
@@ -1101,12 +1182,44 @@ async fn pull_images(j: JobCtx, p: Vec<Value>) -> Result<Value, MockError> {
     require_app(&j.shared, &name)?;
     j.progress(20, "Pulling app images");
     j.step().await;
-    if redeploy {
-        j.progress(60, "Redeploying app");
-        compose_up(&j.shared, &name)?;
+    if j.shared.config.version >= ServerVersion::V27_0 {
+        pull_progress(&j, &name, 20, if redeploy { 80 } else { 100 }).await;
     }
-    j.progress(100, &format!("Images pulled for '{name}'"));
+    j.progress(
+        if redeploy { 80 } else { 100 },
+        "Images pulled successfully",
+    );
+    if redeploy {
+        compose_up(&j.shared, &name)?;
+        j.progress(100, "App redeployed successfully");
+    }
     Ok(Value::Null)
+}
+
+/// 27's fine-grained pull progress: the share of layer bytes downloaded so far, mapped onto
+/// `from..to` of the job's progress, as "Pulling app images (X MiB / Y MiB)"; each service's
+/// image weighs 24 MiB here.
+async fn pull_progress(j: &JobCtx, app: &str, from: i64, to: i64) {
+    let images = lock(&j.shared.apps.inner)
+        .apps
+        .get(app)
+        .and_then(|a| {
+            a.config
+                .get("services")
+                .and_then(Value::as_object)
+                .map(|s| s.len())
+        })
+        .unwrap_or(1)
+        .max(1) as i64;
+    let total = 24 * images;
+    for quarter in 1..=4 {
+        let done = total * quarter / 4;
+        j.progress(
+            from + (to - from) * quarter / 4 * 9 / 10,
+            &format!("Pulling app images ({done} MiB / {total} MiB)"),
+        );
+        j.step().await;
+    }
 }
 
 #[cfg(test)]

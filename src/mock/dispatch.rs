@@ -109,7 +109,8 @@ pub(crate) struct JobSpec {
     /// Transient jobs emit no `core.get_jobs` events (`protocol.md` §4.4).
     pub transient: bool,
     pub lock: Option<LockFn>,
-    pub abortable: bool,
+    /// The first release on which `core.job_abort` may abort it; `None`: never abortable.
+    pub abortable_since: Option<ServerVersion>,
 }
 
 /// How a method runs.

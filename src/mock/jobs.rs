@@ -308,7 +308,7 @@ pub(crate) fn submit(
                 method: method.to_owned(),
                 arguments: redacted_arguments(method, &params),
                 transient: spec.transient,
-                abortable: spec.abortable,
+                abortable: spec.abortable_since.is_some_and(|v| ctx.version() >= v),
                 percent: 0,
                 description: String::new(),
                 result: Value::Null,
@@ -435,7 +435,7 @@ pub(crate) fn methods() -> Vec<MethodDef> {
                 body: job_body!(job_wait),
                 transient: false,
                 lock: None,
-                abortable: true,
+                abortable_since: Some(ServerVersion::V24_10),
             },
         ),
         MethodDef::job(
@@ -448,7 +448,7 @@ pub(crate) fn methods() -> Vec<MethodDef> {
                         .and_then(Value::as_str)
                         .map(|n| format!("scrub_{n}"))
                 }),
-                abortable: true,
+                abortable_since: Some(ServerVersion::V24_10),
             },
         ),
     ]

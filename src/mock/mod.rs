@@ -438,6 +438,19 @@ impl MockServer {
         self.shared.apps.set_crash(app, crash);
     }
 
+    /// Break the on-disk metadata of an existing app (`reason`: `METADATA_MISSING`,
+    /// `METADATA_UNREADABLE` or `METADATA_INCOMPLETE`), or mend it with `None`. On 27 the app
+    /// then shows the `ERROR` state with that `error_reason`; earlier releases leave it out of
+    /// `app.query`. `app.query` subscribers are told. `false` when there is no such app or the
+    /// reason is unknown.
+    pub fn set_app_metadata_error(&self, app: &str, reason: Option<&str>) -> bool {
+        let done = self.shared.apps.set_metadata_error(app, reason);
+        if done {
+            apps::announce(&self.shared, app);
+        }
+        done
+    }
+
     /// Put a file (and its parent directories) into the mock's file tree.
     pub fn add_file(&self, path: &str) {
         self.shared.fs.add_file(path);

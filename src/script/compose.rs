@@ -121,6 +121,11 @@ fn deploy_error(e: &DeployError, pos: Position) -> Box<EvalAltResult> {
             );
             Box::new(EvalAltResult::ErrorRuntime(Dynamic::from_map(m), pos))
         }
+        DeployError::AppError { reason, .. } => {
+            let mut m = blank_error("app_error", e.to_string());
+            m.insert("error_reason".into(), reason.clone().into());
+            Box::new(EvalAltResult::ErrorRuntime(Dynamic::from_map(m), pos))
+        }
         DeployError::Journal(j) => compose_error(j, pos),
         other => script_error("deploy", other.to_string(), pos),
     }
