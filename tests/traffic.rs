@@ -661,3 +661,30 @@ async fn keepalive_detects_a_peer_that_stopped_answering() {
     assert!(!client.is_open());
     silent.abort();
 }
+
+/// A URL pinned to an API version the server does not serve (HTTP 404, as 26.0.0-BETA.1–3 do
+/// for `/api/v25.10.5`) falls back to `/api/current`; one it serves is kept.
+#[tokio::test]
+async fn a_pinned_api_version_that_answers_404_falls_back_to_current() {
+    let server = mock(|c| c.version = ServerVersion::V26_0).await;
+    let base = server.url().replace("/api/current", "");
+    let client = crate::support::in_process::connect_to(
+        format!("{base}/api/v99.0.0"),
+        &server,
+        Some(password(&server)),
+    )
+    .await
+    .unwrap();
+    assert!(client.url().ends_with("/api/current"), "{}", client.url());
+    client.call("core.ping", vec![]).await.unwrap();
+    client.close().await;
+    let client = crate::support::in_process::connect_to(
+        format!("{base}/api/v25.10.5"),
+        &server,
+        Some(password(&server)),
+    )
+    .await
+    .unwrap();
+    assert!(client.url().ends_with("/api/v25.10.5"), "{}", client.url());
+    client.close().await;
+}

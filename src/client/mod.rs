@@ -139,8 +139,21 @@ impl Client {
     ///
     /// On the legacy dialect the client first sends `connect` and waits for `connected`
     /// (`failed` gives a [`Error::Protocol`] naming the unsupported protocol version).
+    ///
+    /// A URL pinned to an API version (`…/api/v25.10.5`) that the server answers with HTTP 404
+    /// is retried once on `/api/current` of the same host: releases do not serve every version
+    /// one would expect (26.0.0-BETA.1–3 lack `v25.10.5`).
     pub async fn connect(options: ConnectOptions) -> Result<Client> {
         let first = Self::connect_to(&options).await;
+        if let Err(Error::Handshake { status: 404, .. }) = &first
+            && let Some(url) = Endpoint::parse(&options.url)?.current_fallback()
+        {
+            let retry = ConnectOptions {
+                url,
+                ..options.clone()
+            };
+            return Self::connect_to(&retry).await;
+        }
         if let Err(Error::Handshake { status: 404, .. }) = &first
             && options.legacy_fallback
             && options.dialect != Some(Dialect::JsonRpc)

@@ -256,6 +256,18 @@ impl Endpoint {
         let base = self.url.strip_suffix(self.path.as_str())?;
         Some(format!("{base}/websocket"))
     }
+
+    /// For a pinned `…/api/vX.Y.Z`: the same host's `/api/current`. Releases do not serve every
+    /// API version one would expect (26.0.0-BETA.1–3 have no `/api/v25.10.5`) and answer HTTP
+    /// 404, so a pinned client falls back to the current API. `None` for any other path.
+    pub fn current_fallback(&self) -> Option<String> {
+        let version = self.path.trim_end_matches('/').strip_prefix("/api/v")?;
+        if version.is_empty() || !version.chars().all(|c| c.is_ascii_digit() || c == '.') {
+            return None;
+        }
+        let base = self.url.strip_suffix(self.path.as_str())?;
+        Some(format!("{base}/api/current"))
+    }
 }
 
 /// The two wire dialects of the middleware (`protocol.md` §1.2).
@@ -511,6 +523,17 @@ mod tests {
         assert_eq!(e.legacy_fallback(), None);
         let pinned = Endpoint::parse("wss://nas/api/v25.04.0").unwrap();
         assert_eq!(pinned.legacy_fallback(), None);
+        assert_eq!(
+            pinned.current_fallback().as_deref(),
+            Some("wss://nas/api/current")
+        );
+        for other in [
+            "wss://nas/api/current",
+            "wss://nas/websocket",
+            "wss://nas/api/vx",
+        ] {
+            assert_eq!(Endpoint::parse(other).unwrap().current_fallback(), None);
+        }
         for bad in [
             "nas/api/current",
             "https://nas/api/current",
