@@ -806,3 +806,44 @@ try { compose::config("tests/fixtures/compose/missing-var"); } catch (e) { print
         );
     }
 }
+
+/// On TrueNAS 27 an app whose metadata the server cannot read is in `ERROR`, a state it does
+/// not leave by itself: `apps::wait_state` throws an `app_error` with the reason instead of
+/// waiting out its timeout, and the state can be queried like any other.
+#[tokio::test]
+async fn apps_wait_state_stops_at_an_app_in_error() {
+    let mut config = MockConfig::for_tests();
+    config.version = midscript::mock::ServerVersion::V27_0;
+    let h = Harness::with_config(config).await;
+    h.prepare(
+        r#"job("app.create", #{app_name: "web1", custom_app: true,
+            custom_compose_config: #{services: #{web: #{image: "nginx:1.27"}}}});"#,
+    )
+    .await;
+    assert!(
+        h.server
+            .set_app_metadata_error("web1", Some("METADATA_MISSING"))
+    );
+    let run = h
+        .run(
+            r#"import "apps" as apps;
+try {
+    apps::wait_state("web1", "RUNNING", 60000);
+    print("no error");
+} catch (err) {
+    print(`${err.kind} ${err.error_reason} ${err.message}`);
+}
+print(`in error: ${apps::names_in_state("ERROR")} null version: ${apps::get("web1").version == ()}`);
+"#,
+        )
+        .await;
+    assert_eq!(run.outcome, Outcome::Success, "{}", run.output);
+    assert!(
+        run.output.contains(
+            "app_error METADATA_MISSING web1 is in the ERROR state (METADATA_MISSING)"
+        ),
+        "{}",
+        run.output
+    );
+    assert!(run.output.contains("in error: [\"web1\"] null version: true"), "{}", run.output);
+}
