@@ -4,6 +4,7 @@
 //! - `apps_versions`: app entries and app jobs as TrueNAS 26 and 27 changed them
 //! - `cli`: the binary's start-up contract and exit statuses
 //! - `machine`: `midscript machine` (JSON in and out) through the binary
+//! - `official_client`: what the official client needs from a server, recorded from running it
 //! - `oneoff`: one-off commands (methods, doc, profiles, trust, trace) as snapshots
 //! - `traffic`: the client's frames against the in-process mock, the shared scenarios once per
 //!   dialect; `legacy`: what only the legacy dialect has
@@ -22,6 +23,7 @@ mod compose_cli;
 mod compose_oracle;
 mod legacy;
 mod machine;
+mod official_client;
 mod oneoff;
 mod repl;
 mod scram;

@@ -839,11 +839,15 @@ print(`in error: ${apps::names_in_state("ERROR")} null version: ${apps::get("web
         .await;
     assert_eq!(run.outcome, Outcome::Success, "{}", run.output);
     assert!(
-        run.output.contains(
-            "app_error METADATA_MISSING web1 is in the ERROR state (METADATA_MISSING)"
-        ),
+        run.output
+            .contains("app_error METADATA_MISSING web1 is in the ERROR state (METADATA_MISSING)"),
         "{}",
         run.output
     );
-    assert!(run.output.contains("in error: [\"web1\"] null version: true"), "{}", run.output);
+    assert!(
+        run.output
+            .contains("in error: [\"web1\"] null version: true"),
+        "{}",
+        run.output
+    );
 }
