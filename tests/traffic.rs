@@ -688,3 +688,57 @@ async fn a_pinned_api_version_that_answers_404_falls_back_to_current() {
     assert!(client.url().ends_with("/api/v25.10.5"), "{}", client.url());
     client.close().await;
 }
+
+/// The server locks app jobs per operation (`app_stop_<name>`, `app_start_<name>`), so a stop and
+/// a start of one app could overlap; the client runs its own app jobs one at a time per app.
+#[tokio::test]
+async fn the_client_runs_its_app_jobs_one_at_a_time_per_app() {
+    let server = mock(|c| c.job_step = Duration::from_millis(20)).await;
+    let client = connect(&server, Some(password(&server))).await.unwrap();
+    client
+        .job(
+            "app.create",
+            vec![json!({"app_name": "web1", "custom_app": true,
+                "custom_compose_config": {"services": {"web": {"image": "nginx:1.27"}}}})],
+            |_| {},
+        )
+        .await
+        .unwrap();
+    let (a, b) = (client.clone(), client.clone());
+    let (stop, start) = tokio::join!(
+        async move {
+            let mut id = 0;
+            a.job_with_id("app.stop", vec![json!("web1")], |i| id = i, |_| {})
+                .await
+                .unwrap();
+            id
+        },
+        async move {
+            // Asked for while the stop is still running.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            let mut id = 0;
+            b.job_with_id("app.start", vec![json!("web1")], |i| id = i, |_| {})
+                .await
+                .unwrap();
+            id
+        }
+    );
+    let jobs = client
+        .call(
+            "core.get_jobs",
+            vec![
+                json!([["id", "in", [stop, start]]]),
+                json!({"order_by": ["id"]}),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(jobs[0]["method"], "app.stop");
+    let stopped = jobs[0]["time_finished"]["$date"].as_i64().unwrap();
+    let started = jobs[1]["time_started"]["$date"].as_i64().unwrap();
+    assert!(
+        started >= stopped,
+        "start {started} began before stop {stopped} ended"
+    );
+    client.close().await;
+}

@@ -313,7 +313,7 @@ impl Client {
         }
     }
 
-    /// SCRAM-SHA-512 as TrueNAS runs it (`docs/protocol.md` §2.3). Over `wss://` the exchange
+    /// SCRAM-SHA-512 as TrueNAS runs it (`docs/middleware.md` §2.3). Over `wss://` the exchange
     /// is bound to the server's certificate (`tls-server-end-point`) unless the connection was
     /// opened with channel binding off; over `ws://` it never is (the server refuses binding
     /// there).

@@ -11,6 +11,7 @@
 //!   `core.get_jobs [["id","=",N]]`.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -268,12 +269,58 @@ impl Client {
 
     /// Run a job method to its end: the result on SUCCESS, a [`ServerError`] on FAILED
     /// (validation failures included), [`Error::JobAborted`] on ABORTED.
+    ///
+    /// App jobs (`app.create`, `app.stop`, …) of this client (and its clones) run one at a time
+    /// per app: the server locks each operation separately (`app_stop_<name>`,
+    /// `app_start_<name>`, …), so a stop and a start of one app would otherwise overlap.
     pub async fn job(
         &self,
         method: &str,
         params: Vec<Value>,
         progress: impl FnMut(&JobProgress) + Send,
     ) -> Result<Value> {
-        self.start_job(method, params).await?.wait(progress).await
+        self.job_with_id(method, params, |_| {}, progress).await
+    }
+
+    /// [`Client::job`], telling `started` the job id once the server has accepted the call.
+    pub async fn job_with_id(
+        &self,
+        method: &str,
+        params: Vec<Value>,
+        started: impl FnOnce(i64),
+        progress: impl FnMut(&JobProgress) + Send,
+    ) -> Result<Value> {
+        let _turn = match app_of_job(method, &params) {
+            Some(app) => Some(self.app_jobs.lock(&app).await),
+            None => None,
+        };
+        let handle = self.start_job(method, params).await?;
+        started(handle.id);
+        handle.wait(progress).await
+    }
+}
+
+/// Per-app locks shared by a client's clones.
+#[derive(Clone, Default)]
+pub(super) struct AppJobLocks(Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>);
+
+impl AppJobLocks {
+    async fn lock(&self, app: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let m = {
+            let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            map.entry(app.to_owned()).or_default().clone()
+        };
+        m.lock_owned().await
+    }
+}
+
+/// The app an app job acts on: `app_name` of `app.create`, the first argument of the others.
+fn app_of_job(method: &str, params: &[Value]) -> Option<String> {
+    let first = params.first()?;
+    match method {
+        "app.create" => first.get("app_name")?.as_str().map(str::to_owned),
+        "app.update" | "app.delete" | "app.start" | "app.stop" | "app.redeploy"
+        | "app.pull_images" | "app.upgrade" | "app.rollback" => first.as_str().map(str::to_owned),
+        _ => None,
     }
 }

@@ -122,6 +122,8 @@ pub struct Client {
     tls_certificate: Option<Arc<[u8]>>,
     channel_binding: bool,
     login: Option<Arc<LoginInfo>>,
+    /// One lock per app: [`Client::job`] runs one app job at a time per app.
+    app_jobs: jobs::AppJobLocks,
 }
 
 impl std::fmt::Debug for Client {
@@ -193,6 +195,7 @@ impl Client {
             tls_certificate: opened.certificate.map(Arc::from),
             channel_binding: options.channel_binding,
             login: None,
+            app_jobs: jobs::AppJobLocks::default(),
         };
         if dialect == Dialect::Legacy
             && let Err(e) = client.conn.handshake(options.connect_timeout).await

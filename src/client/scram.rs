@@ -1,5 +1,5 @@
 //! The client side of a SCRAM-SHA-512 API-key login as TrueNAS 26+ runs it
-//! (`docs/protocol.md` §2.3): RFC 5802 with SHA-512, the key id in the username (`user:id`),
+//! (`docs/middleware.md` §2.3): RFC 5802 with SHA-512, the key id in the username (`user:id`),
 //! PBKDF2 over the key material, a client nonce of exactly 32 bytes (the server's SCRAM library
 //! refuses any other size) extended by 32 bytes of the server's, and optional RFC 5929
 //! `tls-server-end-point` channel binding.

@@ -270,9 +270,9 @@ async fn run_job(
     jobs: &mut Vec<i64>,
     progress: &mut (dyn FnMut(&JobProgress) + Send),
 ) -> Result<Value, Error> {
-    let handle = client.start_job(method, params).await?;
-    jobs.push(handle.id);
-    handle.wait(|p| progress(p)).await
+    client
+        .job_with_id(method, params, |id| jobs.push(id), |p| progress(p))
+        .await
 }
 
 /// `filesystem.stat`, `None` when the path does not exist.

@@ -1,5 +1,5 @@
 //! RFC 5929 `tls-server-end-point` channel binding, as SCRAM logins on TrueNAS 26+ use it
-//! (`docs/protocol.md` §2.3): the server certificate's DER, hashed with the hash of the
+//! (`docs/middleware.md` §2.3): the server certificate's DER, hashed with the hash of the
 //! certificate's own signature algorithm, where MD5 and SHA-1 are promoted to SHA-256.
 //!
 //! The client computes it from the certificate the TLS handshake presented, the mock from the
