@@ -334,3 +334,14 @@ fn host_falls_back_to_the_legacy_websocket_of_a_24_10_box() {
         assert!(stderr(&o).is_empty(), "{}", stderr(&o));
     }
 }
+
+/// `midscript mock --scram-iterations` takes only what the official client accepts.
+#[test]
+fn the_mock_refuses_scram_iterations_the_official_client_would_refuse() {
+    for bad in ["1000", "5000001", "many"] {
+        let o = run(&["mock", "--scram-iterations", bad]);
+        assert_eq!(o.status.code(), Some(2), "{bad}: {}", stderr(&o));
+        assert!(stderr(&o).contains("--scram-iterations"), "{}", stderr(&o));
+        assert!(stdout(&o).is_empty(), "{}", stdout(&o));
+    }
+}

@@ -1176,6 +1176,14 @@ fn versions_and_config() {
         "v24.10.2.4".parse::<ServerVersion>().unwrap(),
         ServerVersion::V24_10
     );
+    for v in ["27", "27.0", "v27.0.0"] {
+        assert_eq!(v.parse::<ServerVersion>().unwrap(), ServerVersion::V27_0);
+    }
+    assert_eq!(ServerVersion::V27_0.to_string(), "27.0.0");
+    assert!(ServerVersion::V27_0.api_versions().contains(&"v27.0.0"));
+    assert!(!ServerVersion::V26_0.api_versions().contains(&"v27.0.0"));
+    let err = "28.0".parse::<ServerVersion>().unwrap_err().to_string();
+    assert!(err.contains("27.0"), "{err}");
     assert!("24.04".parse::<ServerVersion>().is_err());
     assert_eq!(ServerVersion::V24_10.to_string(), "24.10.2.4");
     assert!(ServerVersion::V24_10.api_versions().is_empty());
