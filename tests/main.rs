@@ -9,6 +9,7 @@
 //! - `traffic`: the client's frames against the in-process mock, the shared scenarios once per
 //!   dialect; `legacy`: what only the legacy dialect has
 //! - `compose` / `compose_cli`: compose deployments through the library and the binary
+//! - `faults`: faults and bad input (issue 12): crashes, hangs, lost results, leaks
 //! - `script`: the script runner, the stdlib and the examples in `scripts/`
 //! - `repl`: the REPL through a pseudo-terminal
 //! - `scram`: SCRAM API-key logins with and without channel binding, client, CLI and mock
@@ -21,6 +22,7 @@ mod cli;
 mod compose;
 mod compose_cli;
 mod compose_oracle;
+mod faults;
 mod legacy;
 mod machine;
 mod official_client;

@@ -807,6 +807,89 @@ try { compose::config("tests/fixtures/compose/missing-var"); } catch (e) { print
     }
 }
 
+// ---- faults (issue 12) -------------------------------------------------------------------
+
+/// A `subscribe` callback slower than the event rate: the events are always ready, yet the
+/// reply `call` waits for and the timer of `sleep` still win (before the fix both waited
+/// forever).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_callback_does_not_starve_the_call_it_waits_on() {
+    let h = Harness::start().await;
+    // Ticks every 10 ms (two deterministic "seconds"); the callback busies itself longer.
+    let code = r#"
+        let s = subscribe("reporting.realtime:{\"interval\": 2}", |ev| {
+            let t = now(); while now() - t < 25 {}
+        });
+        sleep(30);
+        sleep(30);
+        print(call("core.ping"));
+        s.cancel();
+    "#;
+    let run = h.run(code).await;
+    assert_eq!(run.outcome, Outcome::Success, "{}", run.output);
+    assert!(run.output.contains("out: pong"), "{}", run.output);
+}
+
+/// More jobs started than the client remembers (1,024) and the server keeps (1,000) before
+/// the script waits for any: every result is still there. Before the fix the first ones ended
+/// with "job N is unknown to the server" although they had all succeeded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_of_more_jobs_than_the_server_keeps_are_not_lost() {
+    let h = Harness::start().await;
+    // Each `core.job_wait` job waits for the one before it (the first for an app.create), so
+    // every job's target is still on the server and every job succeeds (`wait_job` throws
+    // otherwise).
+    let code = r#"
+        let prev = job_start("app.create", #{ app_name: "a", custom_app: true,
+            custom_compose_config: #{ services: #{ w: #{ image: "x:1" } } } });
+        let ids = [];
+        for i in 0..1100 { prev = job_start("core.job_wait", prev); ids.push(prev); }
+        let ok = 0;
+        for id in ids { wait_job(id); ok += 1; }
+        print(`${ok} of ${ids.len()}`);
+        try { wait_job(1000000); } catch (e) { print(e.message); }
+    "#;
+    let run = h.run(code).await;
+    assert_eq!(run.outcome, Outcome::Success, "{}", run.output);
+    assert!(run.output.contains("out: 1100 of 1100"), "{}", run.output);
+    assert!(
+        run.output.contains("out: wait_job: the server has no job 1000000: there never was one, or it was forgotten (the server keeps only its 1,000 most recent jobs)"),
+        "{}",
+        run.output
+    );
+}
+
+/// `read_file` of a FIFO whose writer sends nothing blocks in the read itself; Ctrl-C still
+/// ends the run (before the fix it waited for the writer forever).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_file_that_hangs_is_interruptible() {
+    let h = Harness::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fifo = dir.path().join("fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo runs");
+    assert!(made.success());
+    let token = CancellationToken::new();
+    // Opening the FIFO for writing returns once the script has opened it for reading: then
+    // the script is blocked in its read, and Ctrl-C comes.
+    let writer = {
+        let (fifo, token) = (fifo.clone(), token.clone());
+        std::thread::spawn(move || {
+            let w = std::fs::OpenOptions::new().write(true).open(&fifo);
+            token.cancel();
+            w
+        })
+    };
+    let script = Script::inline(format!("read_file({:?});\n", fifo.display().to_string()));
+    let run = h
+        .run_traced(script, &[], Trigger::Cancel("(never shown)", token))
+        .await;
+    assert_eq!(run.outcome, Outcome::Cancelled, "{}", run.output);
+    drop(writer.join());
+}
+
 /// On TrueNAS 27 an app whose metadata the server cannot read is in `ERROR`, a state it does
 /// not leave by itself: `apps::wait_state` throws an `app_error` with the reason instead of
 /// waiting out its timeout, and the state can be queried like any other.

@@ -10,7 +10,7 @@
 //! - Transient jobs send no events at all (§4.4), so a job that stays quiet is polled with
 //!   `core.get_jobs [["id","=",N]]`.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,8 +20,12 @@ use tokio::sync::watch;
 use super::Client;
 use super::error::{Error, Result, ServerError};
 
-/// Job objects remembered per connection (a full admin sees every job on the box).
+/// Job objects remembered per connection (a full admin sees every job on the box), besides
+/// the jobs this connection started and has not read the outcome of, which are all kept.
 const REMEMBERED_JOBS: usize = 1024;
+/// What the server keeps: its most recent 1,000 jobs (it forgets the oldest finished one when
+/// a new one starts beyond that).
+const SERVER_KEEPS: &str = "it keeps only its 1,000 most recent jobs";
 /// How long a job may stay silent before it is polled, at first and at most.
 const FIRST_POLL: Duration = Duration::from_millis(750);
 const MAX_POLL: Duration = Duration::from_secs(5);
@@ -30,7 +34,11 @@ const MAX_POLL: Duration = Duration::from_secs(5);
 #[derive(Default)]
 pub(crate) struct JobTable {
     latest: HashMap<i64, Value>,
+    /// Ids that may be forgotten, oldest first.
     order: VecDeque<i64>,
+    /// Jobs this connection started whose outcome nobody has read yet: never forgotten, since
+    /// the server forgets them after 1,000 newer jobs and a script may ask for them later.
+    kept: HashSet<i64>,
     watchers: HashMap<i64, watch::Sender<Value>>,
     /// The `core.get_jobs` subscription ended; waiters rely on polling.
     events_lost: bool,
@@ -45,13 +53,32 @@ impl JobTable {
         if let Some(w) = self.watchers.get(&id) {
             w.send_replace(job.clone());
         }
-        if self.latest.insert(id, job).is_none() {
+        if self.latest.insert(id, job).is_none() && !self.kept.contains(&id) {
             self.order.push_back(id);
-            while self.order.len() > REMEMBERED_JOBS {
-                if let Some(old) = self.order.pop_front() {
-                    self.latest.remove(&old);
-                }
+            self.forget_oldest();
+        }
+    }
+
+    fn forget_oldest(&mut self) {
+        while self.order.len() > REMEMBERED_JOBS {
+            if let Some(old) = self.order.pop_front()
+                && !self.kept.contains(&old)
+            {
+                self.latest.remove(&old);
             }
+        }
+    }
+
+    /// Keep job `id` until [`JobTable::release`]: this connection started it.
+    fn keep(&mut self, id: i64) {
+        self.kept.insert(id);
+    }
+
+    /// The outcome of job `id` has been read: it may be forgotten like any other.
+    fn release(&mut self, id: i64) {
+        if self.kept.remove(&id) && self.latest.contains_key(&id) {
+            self.order.push_back(id);
+            self.forget_oldest();
         }
     }
 
@@ -150,6 +177,7 @@ impl JobHandle {
             }
             if terminal(&job) {
                 drop(guard);
+                self.client.conn.lock_router().jobs.release(self.id);
                 return self.outcome(&job);
             }
             tokio::select! {
@@ -169,7 +197,10 @@ impl JobHandle {
                         None => {
                             misses += 1;
                             if misses >= 3 {
-                                return Err(Error::Protocol(format!("job {} ({}) is unknown to the server", self.id, self.method)));
+                                return Err(Error::Protocol(format!(
+                                    "job {} ({}): the server no longer has this job ({SERVER_KEEPS}), and this connection did not see it end",
+                                    self.id, self.method
+                                )));
                             }
                         }
                     }
@@ -249,6 +280,7 @@ impl Client {
                 "{method} returned {reply} instead of a job id: it is not a job method"
             ))
         })?;
+        self.conn.lock_router().jobs.keep(id);
         Ok(JobHandle {
             client: self.clone(),
             id,
@@ -322,5 +354,36 @@ fn app_of_job(method: &str, params: &[Value]) -> Option<String> {
         "app.update" | "app.delete" | "app.start" | "app.stop" | "app.redeploy"
         | "app.pull_images" | "app.upgrade" | "app.rollback" => first.as_str().map(str::to_owned),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(id: i64, state: &str) -> Value {
+        json!({"id": id, "method": "x", "state": state})
+    }
+
+    #[test]
+    fn jobs_started_here_are_kept_until_their_outcome_is_read() {
+        let mut t = JobTable::default();
+        t.record(job(1, "RUNNING"));
+        t.keep(1);
+        t.keep(2);
+        for id in 3..3 + 2 * REMEMBERED_JOBS as i64 {
+            t.record(job(id, "SUCCESS"));
+        }
+        t.record(job(2, "SUCCESS")); // its event came after many others
+        assert!(t.latest.contains_key(&1) && t.latest.contains_key(&2));
+        assert!(!t.latest.contains_key(&3), "other jobs are forgotten");
+        assert!(t.latest.len() <= REMEMBERED_JOBS + 2);
+        t.release(1);
+        t.release(2);
+        for id in 10_000..10_000 + REMEMBERED_JOBS as i64 {
+            t.record(job(id, "SUCCESS"));
+        }
+        assert!(!t.latest.contains_key(&1) && !t.latest.contains_key(&2));
+        assert_eq!(t.latest.len(), REMEMBERED_JOBS);
     }
 }

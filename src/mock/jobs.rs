@@ -119,7 +119,11 @@ impl JobRec {
     }
 }
 
-/// All jobs since the server started, and the per-lock queues.
+/// How many jobs the server holds before it forgets the oldest finished one as a new one
+/// starts (the real server's job list does the same at 1,000).
+const RETAINED_JOBS: usize = 1000;
+
+/// The jobs the server still holds, and the per-lock queues.
 #[derive(Debug, Default)]
 pub(crate) struct JobStore {
     inner: Mutex<JobsInner>,
@@ -300,6 +304,16 @@ pub(crate) fn submit(
         let mut inner = lock(&shared.jobs.inner);
         inner.next_id += 1;
         let id = inner.next_id;
+        if inner.jobs.len() > RETAINED_JOBS {
+            let oldest_finished = inner
+                .jobs
+                .iter()
+                .find(|(_, j)| j.state.terminal())
+                .map(|(id, _)| *id);
+            if let Some(old) = oldest_finished {
+                inner.jobs.remove(&old);
+            }
+        }
         inner.jobs.insert(
             id,
             JobRec {

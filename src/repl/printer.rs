@@ -107,7 +107,10 @@ pub fn result(value: &Dynamic, color: bool) -> Option<String> {
     }
     match script::from_dynamic(value) {
         Ok(v) => Some(json(&v, color)),
-        Err(_) => Some(paint(&value.to_string(), style::CYAN, color)),
+        Err(_) => Some(match script::display(value) {
+            Ok(text) => paint(&text, style::CYAN, color),
+            Err(e) => paint(&e.to_string(), style::CYAN, color),
+        }),
     }
 }
 

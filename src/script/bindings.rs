@@ -2,10 +2,13 @@
 //! `wait_job`, `subscribe`, `events`, `wait_for`, `sleep` and `wait`.
 //!
 //! Every one of them blocks the script thread in [`Host::wait`], which selects on the run's
-//! cancellation token, the event channel of `subscribe` callbacks, and the operation itself
-//! (`rust-design.md` §1.2 pitfall 5). Callbacks run between those waits, on the script thread,
-//! never inside a `block_on` (pitfall 3); an event that arrives while a callback runs waits for
-//! the next blocking binding after it.
+//! cancellation token, the operation itself, and the event channel of `subscribe` callbacks, in
+//! that order: the awaited reply (or its timeout) wins over events that are ready, so callbacks
+//! slower than the event rate cannot starve it. Callbacks run between those waits, on the
+//! script thread, never inside a `block_on` (blocking on the runtime from inside a future
+//! deadlocks it); an event that arrives while a callback runs waits for the next blocking
+//! binding after it. Events a script cannot keep up with are dropped by the client beyond its
+//! queue bound, with one warning per subscription.
 
 use std::any::TypeId;
 use std::cell::{Cell, RefCell};
@@ -33,6 +36,9 @@ use crate::protocol::errno;
 /// Most arguments `call`, `job` and `job_start` take after the method (Rhai has no varargs;
 /// `rpc_raw(method, [..])` takes any number).
 pub(crate) const MAX_ARGS: usize = 10;
+/// How many already-queued events a binding hands to `subscribe` callbacks after its own
+/// operation is done, before it returns.
+const READY_AFTER_REPLY: usize = 16;
 /// How long to wait for an unsubscribe or a job abort while shutting down.
 const CLEANUP: Duration = Duration::from_secs(5);
 
@@ -43,6 +49,8 @@ struct CallbackSub {
     name: String,
     callback: FnPtr,
     sub: Subscription,
+    /// Events dropped because the script did not keep up; warned about once.
+    dropped: u64,
 }
 
 /// What one subscription delivered: `None` when it ended.
@@ -103,9 +111,7 @@ impl Host {
         }
     }
 
-    /// The next item of any `subscribe` subscription. Events are taken straight from the
-    /// client's queues, so one that came before the reply a binding waits for is handed to its
-    /// callback before the binding returns.
+    /// The next item of any `subscribe` subscription, taken straight from the client's queues.
     fn poll_subs(&self, cx: &mut Context<'_>) -> Poll<SubItem> {
         let Ok(mut subs) = self.subs.try_borrow_mut() else {
             return Poll::Pending;
@@ -138,14 +144,19 @@ impl Host {
                 tokio::select! {
                     biased;
                     _ = self.cancel.cancelled() => Step::Cancelled,
+                    out = &mut fut => Step::Done(out),
                     item = std::future::poll_fn(|cx| self.poll_subs(cx)), if deliver => {
                         Step::Delivered(Box::new(item))
                     }
-                    out = &mut fut => Step::Done(out),
                 }
             });
             match step {
-                Step::Done(out) => return Ok(out),
+                Step::Done(out) => {
+                    if let (Some(ctx), true) = (ctx, deliver) {
+                        self.deliver_ready(ctx).map_err(Stop::Error)?;
+                    }
+                    return Ok(out);
+                }
                 Step::Cancelled => return Err(Stop::Cancelled),
                 Step::Delivered(item) => {
                     if let Some(ctx) = ctx {
@@ -154,6 +165,20 @@ impl Host {
                 }
             }
         }
+    }
+
+    /// Once the awaited operation is done, hand the events that are already queued (most
+    /// likely sent before the reply) to their callbacks, but at most [`READY_AFTER_REPLY`] of
+    /// them, so a steady stream of events cannot hold the binding back.
+    fn deliver_ready(&self, ctx: &NativeCallContext) -> Result<(), Box<EvalAltResult>> {
+        for _ in 0..READY_AFTER_REPLY {
+            let ready = std::future::poll_fn(|cx| Poll::Ready(self.poll_subs(cx)));
+            let Poll::Ready(item) = self.rt.block_on(ready) else {
+                return Ok(());
+            };
+            self.dispatch(ctx, item)?;
+        }
+        Ok(())
     }
 
     /// [`Host::wait`] for bindings: a cancelled run becomes `ErrorTerminated`.
@@ -212,7 +237,14 @@ impl Host {
                 })
             }
             Some(Err(client::Error::Lagged { name, dropped })) => {
-                self.console.err(&format!("warning: {name}: {dropped} events were dropped because the script did not wait for them in time"));
+                let mut subs = self.subs.borrow_mut();
+                let Some(s) = subs.get_mut(&key) else {
+                    return Ok(());
+                };
+                if s.dropped == 0 {
+                    self.console.err(&format!("warning: {name}: {dropped} events were dropped because the script did not wait for them in time (later drops are counted at the end)"));
+                }
+                s.dropped += dropped;
                 Ok(())
             }
             Some(Err(e)) => {
@@ -229,6 +261,12 @@ impl Host {
     fn cancel_sub(&self, key: u64) {
         let removed = self.subs.borrow_mut().remove(&key);
         if let Some(s) = removed {
+            if s.dropped > 0 {
+                self.console.err(&format!(
+                    "warning: {}: {} events were dropped in all",
+                    s.name, s.dropped
+                ));
+            }
             self.unsubscribe(s.sub);
         }
     }
@@ -655,7 +693,7 @@ pub(crate) fn register(engine: &mut Engine, host: &Rc<Host>) {
                     let Some(method) = method else {
                         return Err(script_error(
                             "argument",
-                            format!("wait_job: there is no job {id}"),
+                            format!("wait_job: the server has no job {id}: there never was one, or it was forgotten (the server keeps only its 1,000 most recent jobs)"),
                             ctx.call_position(),
                         ));
                     };
@@ -689,6 +727,7 @@ pub(crate) fn register(engine: &mut Engine, host: &Rc<Host>) {
                     name: name.to_string(),
                     callback,
                     sub,
+                    dropped: 0,
                 },
             );
             Ok(SubHandle { key, name })

@@ -100,13 +100,16 @@ fn eval_call(
     )))
 }
 
+/// The longest string a script may hold (and so the largest file `read_file` reads).
+pub(crate) const MAX_STRING_SIZE: usize = 16 << 20;
+
 /// Strict variables and properties, and the size limits every script engine uses.
 pub(crate) fn apply_limits(engine: &mut Engine) {
     engine.set_strict_variables(true);
     engine.set_fail_on_invalid_map_property(true);
     engine.set_max_call_levels(64);
     engine.set_max_expr_depths(128, 64);
-    engine.set_max_string_size(16 << 20);
+    engine.set_max_string_size(MAX_STRING_SIZE);
     engine.set_max_array_size(1 << 20);
     engine.set_max_map_size(1 << 20);
     engine.set_max_modules(256);

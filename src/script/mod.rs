@@ -75,7 +75,7 @@ pub use report::FailureKind;
 pub(crate) use report::{Sources, render as render_error, render_parse};
 pub(crate) use stdlib::new_sources;
 pub use stdlib::{STDLIB, StdModule};
-pub use values::{NotJson, from_dynamic, to_dynamic};
+pub use values::{MAX_DEPTH, NotJson, TooDeep, display, from_dynamic, to_dynamic};
 
 /// A script to run: its text, the name errors show, and the folder its relative paths and
 /// imports start from.

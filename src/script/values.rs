@@ -6,6 +6,9 @@
 //! - Rhai maps are sorted by key, so key order is not kept inside scripts.
 //! - Going back, characters become one-character strings and blobs arrays of bytes; function
 //!   pointers, NaN and infinities, timestamps and handles cannot be JSON and are refused.
+//! - Nesting is bounded: a value nested deeper than [`MAX_DEPTH`] levels is refused (by the
+//!   conversion and by [`display`], which `print`, `to_string` and the REPL use) instead of
+//!   overflowing the stack. JSON read by `serde_json` has the same bound.
 
 use rhai::{Array, Blob, Dynamic, FnPtr, INT, ImmutableString, Map};
 use serde_json::{Number, Value};
@@ -19,6 +22,10 @@ pub struct NotJson {
     /// Where in the value, e.g. `[1].name`; empty at the top.
     pub path: String,
 }
+
+/// How deeply arrays and maps may nest in a value that is converted or printed: the depth
+/// `serde_json` accepts when it reads JSON back.
+pub const MAX_DEPTH: usize = 128;
 
 /// Turn a JSON value into a Rhai value.
 pub fn to_dynamic(value: &Value) -> Dynamic {
@@ -43,10 +50,33 @@ pub fn to_dynamic(value: &Value) -> Dynamic {
 
 /// Turn a Rhai value into JSON.
 pub fn from_dynamic(value: &Dynamic) -> Result<Value, NotJson> {
-    convert(value, &mut String::new())
+    convert(value, &mut String::new(), 0)
 }
 
-fn convert(value: &Dynamic, path: &mut String) -> Result<Value, NotJson> {
+/// The error for a value nested deeper than [`MAX_DEPTH`], at `path`.
+fn too_deep(path: &str) -> NotJson {
+    NotJson {
+        what: format!("a value nested deeper than {MAX_DEPTH} levels"),
+        path: shorten(path),
+    }
+}
+
+/// A path of [`MAX_DEPTH`] steps is long: keep its start and its end.
+fn shorten(path: &str) -> String {
+    const KEEP: usize = 40;
+    let chars: Vec<char> = path.chars().collect();
+    if chars.len() <= 2 * KEEP {
+        return path.to_owned();
+    }
+    let head: String = chars[..KEEP].iter().collect();
+    let tail: String = chars[chars.len() - KEEP..].iter().collect();
+    format!("{head}…{tail}")
+}
+
+fn convert(value: &Dynamic, path: &mut String, depth: usize) -> Result<Value, NotJson> {
+    if (value.is_array() || value.is_map()) && depth >= MAX_DEPTH {
+        return Err(too_deep(path));
+    }
     if value.is_unit() {
         return Ok(Value::Null);
     }
@@ -81,7 +111,7 @@ fn convert(value: &Dynamic, path: &mut String) -> Result<Value, NotJson> {
         for (i, item) in items.iter().enumerate() {
             let len = path.len();
             path.push_str(&format!("[{i}]"));
-            out.push(convert(item, path)?);
+            out.push(convert(item, path, depth + 1)?);
             path.truncate(len);
         }
         return Ok(Value::Array(out));
@@ -107,7 +137,7 @@ fn convert(value: &Dynamic, path: &mut String) -> Result<Value, NotJson> {
                 path.push('.');
                 path.push_str(k);
             }
-            out.insert(k.to_string(), convert(v, path)?);
+            out.insert(k.to_string(), convert(v, path, depth + 1)?);
             path.truncate(len);
         }
         return Ok(Value::Object(out));
@@ -121,6 +151,91 @@ fn convert(value: &Dynamic, path: &mut String) -> Result<Value, NotJson> {
         what,
         path: path.clone(),
     })
+}
+
+/// A value too deeply nested to print.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the value is nested deeper than {MAX_DEPTH} levels and cannot be printed")]
+pub struct TooDeep;
+
+/// A value as Rhai prints it (`[1, "a", #{"k": ()}]`), with arrays and maps nested at most
+/// [`MAX_DEPTH`] levels: Rhai's own printing recurses without a bound.
+pub fn display(value: &Dynamic) -> Result<String, TooDeep> {
+    let mut out = String::new();
+    write_value(value, &mut out, 0)?;
+    Ok(out)
+}
+
+/// [`display`] for an array (Rhai's `to_string` of an array).
+pub fn display_array(items: &[Dynamic]) -> Result<String, TooDeep> {
+    let mut out = String::new();
+    write_array(items, &mut out, 0)?;
+    Ok(out)
+}
+
+/// [`display`] for a map (Rhai's `to_string` of a map).
+pub fn display_map(map: &Map) -> Result<String, TooDeep> {
+    let mut out = String::new();
+    write_map(map, &mut out, 0)?;
+    Ok(out)
+}
+
+fn write_value(value: &Dynamic, out: &mut String, depth: usize) -> Result<(), TooDeep> {
+    if value.is_array() {
+        match value.read_lock::<Array>() {
+            Some(items) => write_array(&items, out, depth),
+            None => {
+                out.push_str("[<locked>]");
+                Ok(())
+            }
+        }
+    } else if value.is_map() {
+        match value.read_lock::<Map>() {
+            Some(map) => write_map(&map, out, depth),
+            None => {
+                out.push_str("#{<locked>}");
+                Ok(())
+            }
+        }
+    } else {
+        if depth == 0 {
+            out.push_str(&value.to_string());
+        } else {
+            out.push_str(&format!("{value:?}"));
+        }
+        Ok(())
+    }
+}
+
+fn write_array(items: &[Dynamic], out: &mut String, depth: usize) -> Result<(), TooDeep> {
+    if depth >= MAX_DEPTH {
+        return Err(TooDeep);
+    }
+    out.push('[');
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        write_value(item, out, depth + 1)?;
+    }
+    out.push(']');
+    Ok(())
+}
+
+fn write_map(map: &Map, out: &mut String, depth: usize) -> Result<(), TooDeep> {
+    if depth >= MAX_DEPTH {
+        return Err(TooDeep);
+    }
+    out.push_str("#{");
+    for (i, (k, v)) in map.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        out.push_str(&format!("{:?}: ", k.as_str()));
+        write_value(v, out, depth + 1)?;
+    }
+    out.push('}');
+    Ok(())
 }
 
 fn locked(path: &str) -> NotJson {
@@ -168,6 +283,62 @@ mod tests {
         );
         let e = from_dynamic(&Dynamic::from_float(f64::NAN)).unwrap_err();
         assert_eq!(e.to_string(), "the number NaN cannot be sent as JSON");
+    }
+
+    /// `[[[…]]]` nested `depth` levels.
+    fn nested(depth: usize) -> Dynamic {
+        let mut v = Dynamic::from_array(Array::new());
+        for _ in 0..depth {
+            v = Dynamic::from_array(vec![v]);
+        }
+        v
+    }
+
+    #[test]
+    fn deep_values_are_refused_not_overflowed() {
+        // Deep enough to overflow a thread's stack when converted or printed recursively.
+        let deep = nested(5000);
+        let e = from_dynamic(&deep).unwrap_err();
+        assert!(
+            e.to_string().starts_with(
+                "a value nested deeper than 128 levels cannot be sent as JSON (at [0][0]"
+            ),
+            "{e}"
+        );
+        assert!(e.path.contains('…'), "{e}");
+        assert_eq!(display(&deep), Err(TooDeep));
+        let mut m = Map::new();
+        m.insert("k".into(), deep);
+        assert!(
+            from_dynamic(&Dynamic::from_map(m))
+                .unwrap_err()
+                .path
+                .starts_with("k[0]")
+        );
+        // Up to the bound is fine both ways.
+        let ok = nested(MAX_DEPTH - 1);
+        let json = from_dynamic(&ok).unwrap();
+        assert_eq!(from_dynamic(&to_dynamic(&json)).unwrap(), json);
+        assert!(display(&ok).unwrap().starts_with("[[["));
+    }
+
+    #[test]
+    fn display_looks_like_rhai() {
+        let mut m = Map::new();
+        m.insert("b".into(), Dynamic::from("x"));
+        m.insert("a".into(), Dynamic::UNIT);
+        let v = Dynamic::from_array(vec![
+            Dynamic::from_int(1),
+            Dynamic::from("s"),
+            Dynamic::from_map(m),
+            Dynamic::from_float(1.5),
+            Dynamic::from_bool(true),
+        ]);
+        assert_eq!(
+            display(&v).unwrap(),
+            r#"[1, "s", #{"a": (), "b": "x"}, 1.5, true]"#
+        );
+        assert_eq!(display(&Dynamic::from("top")).unwrap(), "top");
     }
 
     #[test]
