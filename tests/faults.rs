@@ -2,7 +2,7 @@
 //! awaited reply a turn, lost job results, unbounded file reads, failed writes, and the
 //! credentials checks of the command line. Each test failed before its fix.
 
-use crate::support::standalone::{run, stderr, stdout};
+use crate::support::standalone::{Sandbox, run, stderr, stdout};
 
 /// `midscript --mock -e CODE`.
 fn mock_script(code: &str) -> std::process::Output {
@@ -54,4 +54,45 @@ fn read_file_is_bounded() {
         stderr(&o)
     );
     assert_eq!(stdout(&o), "");
+}
+
+/// A compose project with a harmless `.env` value (an image tag), secrets by name (`DB_PASS`,
+/// `JWT_KEY`), one embedded under a harmless key, and a password inside a URL.
+fn project_with_secrets(sb: &Sandbox) -> std::path::PathBuf {
+    sb.write(
+        "web/.env",
+        "TAG=1.27\nDB_PASS=hunter2-db\nJWT_KEY=jwt-signing-key\n",
+    );
+    sb.write(
+        "web/compose.yaml",
+        "services:\n  web:\n    image: nginx:${TAG}\n    environment:\n      DB_PASS: ${DB_PASS}\n      JWT_KEY: ${JWT_KEY}\n      DATABASE_URL: postgres://app:literal-pw@db/app\n      CMDLINE: \"--db-password=${DB_PASS}\"\n",
+    );
+    sb.home().join("web")
+}
+
+const LEAKS: [&str; 3] = ["hunter2-db", "jwt-signing-key", "literal-pw"];
+
+#[test]
+fn compose_config_masks_secrets_by_name_and_url_passwords_but_not_harmless_values() {
+    let sb = Sandbox::new();
+    let dir = project_with_secrets(&sb);
+    let o = sb
+        .command(&["compose", "config", "--dataset-root", "/mnt/tank/apps"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let doc: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let web = &doc["services"]["web"];
+    assert_eq!(web["image"], "nginx:1.27", "a harmless .env value shows");
+    assert_eq!(web["environment"]["DB_PASS"], "********");
+    assert_eq!(web["environment"]["JWT_KEY"], "********");
+    assert_eq!(
+        web["environment"]["DATABASE_URL"],
+        "postgres://app:********@db/app"
+    );
+    assert_eq!(web["environment"]["CMDLINE"], "********");
+    for leak in LEAKS {
+        assert!(!stdout(&o).contains(leak), "{leak}: {}", stdout(&o));
+    }
 }

@@ -1,9 +1,12 @@
 //! A per-service semantic diff between what runs on the NAS (`app.config`) and the resolved
 //! project, with secrets masked.
 //!
-//! Masked unless asked otherwise: values that came from `.env` or an `env_file`, and values
-//! under keys that look secret (PASSWORD, SECRET, TOKEN, KEY, …). When one side of a change is
-//! masked the other side is too, so an old password never shows next to a masked new one.
+//! Masked unless asked otherwise, by the one rule every output uses
+//! ([`redact::looks_secret`]): values under keys that look secret (PASSWORD, PASS, SECRET,
+//! TOKEN, KEY, …), values of variables with such names wherever they were interpolated, and
+//! passwords inside URLs. Harmless `.env` values (an image tag) show as they are. When one side
+//! of a change is masked the other side is too, so an old password never shows next to a
+//! masked new one.
 
 use std::collections::BTreeSet;
 
@@ -11,13 +14,14 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::canonical::semantic_eq;
+use crate::protocol::redact;
 
 /// What a masked value is shown as.
-pub const MASK: &str = "********";
+pub const MASK: &str = redact::REDACTED;
 
-/// Values to mask: the resolved strings that contain values from `.env` or `env_file`, and
-/// any string containing one of those files' raw values (so an old value on the NAS that
-/// embeds a secret is masked too).
+/// Values to mask: the resolved strings that contain values of secret-named variables, and
+/// any string containing one of those raw values (so an old value on the NAS that embeds a
+/// secret is masked too).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Secrets {
     values: BTreeSet<String>,
@@ -43,40 +47,22 @@ impl Secrets {
                 .any(|r| r.chars().count() >= MIN_RAW && s.contains(r.as_str()))
     }
 
-    /// Does a key name look like it holds a secret?
-    pub fn secret_key(key: &str) -> bool {
-        let k = key.to_ascii_uppercase();
-        [
-            "PASSWORD",
-            "PASSWD",
-            "PASSPHRASE",
-            "SECRET",
-            "TOKEN",
-            "KEY",
-            "CREDENTIAL",
-            "PRIVATE",
-            "SALT",
-        ]
-        .iter()
-        .any(|w| k.contains(w))
+    /// A copy of `doc` with every secret masked: strings that hold values of secret-named
+    /// variables, and what [`redact::redact_keys`] masks (string values of secret-looking
+    /// keys, `NAME=value` entries with such names, passwords inside URLs).
+    pub fn mask_document(&self, doc: &Value) -> Value {
+        let mut out = self.mask_tainted(doc);
+        redact::redact_keys(&mut out);
+        out
     }
 
-    /// A copy of `doc` with every secret masked: strings that came from `.env` or `env_file`
-    /// (or contain their values), and string values of secret-looking keys.
-    pub fn mask_document(&self, doc: &Value) -> Value {
+    fn mask_tainted(&self, doc: &Value) -> Value {
         match doc {
             Value::String(s) if self.contains(s) => Value::String(MASK.into()),
-            Value::Array(a) => Value::Array(a.iter().map(|v| self.mask_document(v)).collect()),
+            Value::Array(a) => Value::Array(a.iter().map(|v| self.mask_tainted(v)).collect()),
             Value::Object(m) => Value::Object(
                 m.iter()
-                    .map(|(k, v)| {
-                        let masked = if v.is_string() && Secrets::secret_key(k) {
-                            Value::String(MASK.into())
-                        } else {
-                            self.mask_document(v)
-                        };
-                        (k.clone(), masked)
-                    })
+                    .map(|(k, v)| (k.clone(), self.mask_tainted(v)))
                     .collect(),
             ),
             other => other.clone(),
@@ -213,11 +199,17 @@ pub fn diff(
     secrets: &Secrets,
     show_secrets: bool,
 ) -> Diff {
-    let mask = |path_key: &str, old: Option<&Value>, new: Option<&Value>| -> bool {
-        !show_secrets
-            && (Secrets::secret_key(path_key)
-                || old.is_some_and(|v| secrets.tainted(v))
-                || new.is_some_and(|v| secrets.tainted(v)))
+    let mask = |path_key: &str, old: Option<&Value>, new: Option<&Value>| -> Mask {
+        if show_secrets {
+            Mask::Nothing
+        } else if redact::looks_secret(path_key)
+            || old.is_some_and(|v| secrets.tainted(v))
+            || new.is_some_and(|v| secrets.tainted(v))
+        {
+            Mask::Whole
+        } else {
+            Mask::Parts
+        }
     };
     let empty = serde_json::Map::new();
     let cur = current.and_then(Value::as_object).unwrap_or(&empty);
@@ -235,7 +227,11 @@ pub fn diff(
             if !show_secrets && secrets.tainted(i) {
                 MASK.to_owned()
             } else {
-                i.as_str().map_or_else(|| i.to_string(), str::to_owned)
+                let shown = i.as_str().map_or_else(|| i.to_string(), str::to_owned);
+                match redact::redact_url_passwords(&shown) {
+                    Some(clean) if !show_secrets => clean,
+                    _ => shown,
+                }
             }
         })
     };
@@ -305,14 +301,27 @@ pub fn diff(
     }
 }
 
-fn masked_change(path: String, old: Option<&Value>, new: Option<&Value>, mask: bool) -> Change {
+/// How a change is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mask {
+    /// Both sides masked entirely.
+    Whole,
+    /// The secrets inside masked ([`redact::redact_keys`]: secret keys, URL passwords).
+    Parts,
+    /// As it is (`--show-secrets`).
+    Nothing,
+}
+
+fn masked_change(path: String, old: Option<&Value>, new: Option<&Value>, mask: Mask) -> Change {
     let m = |v: Option<&Value>| {
-        v.map(|v| {
-            if mask {
-                Value::String(MASK.into())
-            } else {
-                v.clone()
+        v.map(|v| match mask {
+            Mask::Whole => Value::String(MASK.into()),
+            Mask::Parts => {
+                let mut v = v.clone();
+                redact::redact_keys(&mut v);
+                v
             }
+            Mask::Nothing => v.clone(),
         })
     };
     Change {
@@ -323,7 +332,7 @@ fn masked_change(path: String, old: Option<&Value>, new: Option<&Value>, mask: b
 }
 
 /// Decides whether a change (key, old, new) is shown masked.
-type MaskFn<'a> = dyn Fn(&str, Option<&Value>, Option<&Value>) -> bool + 'a;
+type MaskFn<'a> = dyn Fn(&str, Option<&Value>, Option<&Value>) -> Mask + 'a;
 
 fn leaf_changes(
     path: &str,

@@ -19,6 +19,7 @@ use serde_json::{Map, Value};
 use super::error::{ComposeError, Place};
 use super::interpolate::{Chain, Lookup, Origin, Report, TemplateError, expand};
 use super::load::read_text;
+use crate::protocol::redact;
 
 /// One `KEY=VALUE` of an env file, in file order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -315,8 +316,8 @@ pub fn environment_map(
     let mut out = Map::new();
     let from_lookup = |key: &str, out: &mut Map<String, Value>, report: &mut Report| {
         let value = match lookup.get(key) {
-            Some((v, origin)) => {
-                if origin.is_secret_source() {
+            Some((v, _)) => {
+                if redact::looks_secret(key) {
                     report.tainted.insert(v.clone());
                 }
                 Value::String(v)
@@ -398,8 +399,10 @@ pub fn inline_env_files(
                     continue;
                 }
                 for var in load_env(&r.path, lookup, Origin::EnvFile, r.raw)? {
-                    report.tainted.insert(var.value.clone());
-                    report.raw.insert(var.value.clone());
+                    if redact::looks_secret(&var.key) {
+                        report.tainted.insert(var.value.clone());
+                        report.raw.insert(var.value.clone());
+                    }
                     env.insert(var.key, Value::String(var.value));
                 }
             }

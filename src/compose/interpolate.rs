@@ -26,6 +26,7 @@ use serde_json::Value;
 
 use super::error::ComposeError;
 use super::load::{SourceFile, dotted, pointer_index, pointer_key};
+use crate::protocol::redact;
 
 /// Where a variable's value came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -39,13 +40,6 @@ pub enum Origin {
     EnvFile,
     /// The process environment.
     Environment,
-}
-
-impl Origin {
-    /// Values from files next to the project are treated as secrets in diffs.
-    pub fn is_secret_source(self) -> bool {
-        matches!(self, Origin::DotEnv | Origin::EnvFile)
-    }
 }
 
 /// Something that resolves variable names.
@@ -106,7 +100,8 @@ impl Lookup for Chain<'_> {
 pub struct Expanded {
     /// The text with every expression replaced and `$$` turned into `$`.
     pub text: String,
-    /// Some value came from `.env` or an `env_file` (mask it in diffs).
+    /// Some value came from a variable whose name looks secret (`DB_PASS`): masked in every
+    /// output, wherever it was used.
     pub tainted: bool,
     /// Variables that were used but unset (compose warns and substitutes "").
     pub unset: Vec<String>,
@@ -216,8 +211,8 @@ fn closing_brace(s: &str, from: usize) -> Option<usize> {
 /// Look a variable up, recording taint and unset names; `None` when unset.
 fn value_of(name: &str, lookup: &dyn Lookup, st: &mut Expanded) -> Option<String> {
     match lookup.get(name) {
-        Some((v, origin)) => {
-            if origin.is_secret_source() {
+        Some((v, _)) => {
+            if redact::looks_secret(name) {
                 st.tainted = true;
             }
             Some(v)
@@ -253,9 +248,7 @@ fn braced(
     let lookup_quiet = |st: &mut Expanded| -> Option<String> {
         // A variable with a default/replacement is not "unset" in compose's warning sense.
         let v = lookup.get(name);
-        if let Some((_, o)) = &v
-            && o.is_secret_source()
-        {
+        if v.is_some() && redact::looks_secret(name) {
             st.tainted = true;
         }
         v.map(|(v, _)| v)
@@ -313,9 +306,9 @@ fn braced(
 /// What interpolating a document found besides the result.
 #[derive(Debug, Default)]
 pub struct Report {
-    /// Expanded strings that contain values from `.env` / `env_file`.
+    /// Expanded strings that contain values of secret-named variables.
     pub tainted: BTreeSet<String>,
-    /// The raw values of `.env` / `env_file` variables (found inside other strings too).
+    /// The raw values of secret-named variables (found inside other strings too).
     pub raw: BTreeSet<String>,
     /// Warnings (unset variables).
     pub warnings: Vec<String>,
@@ -489,15 +482,19 @@ mod tests {
 
     #[test]
     fn unset_is_reported_and_taint_tracked() {
-        let mut v = vars(&[("E", "e")]);
-        v.dotenv.insert("D".into(), "d".into());
+        // Taint follows the variable's name, wherever its value came from.
+        let mut v = vars(&[("E", "e"), ("ENV_TOKEN", "t")]);
+        v.dotenv.insert("DB_PASS".into(), "d".into());
+        v.dotenv.insert("TAG".into(), "1.27".into());
         v.vars.insert("D2".into(), "x".into());
         let e = expand("$U ${U} ${E}", &v).unwrap();
         assert_eq!(e.unset, vec!["U".to_owned()]);
         assert!(!e.tainted);
-        assert!(expand("${D}", &v).unwrap().tainted);
-        assert!(expand("${U:-$D}", &v).unwrap().tainted);
+        assert!(expand("${DB_PASS}", &v).unwrap().tainted);
+        assert!(expand("${U:-$DB_PASS}", &v).unwrap().tainted);
+        assert!(expand("x${ENV_TOKEN}", &v).unwrap().tainted);
         assert!(!expand("${D2}", &v).unwrap().tainted);
+        assert!(!expand("nginx:${TAG}", &v).unwrap().tainted);
         // Defaults do not count as unset.
         assert!(expand("${U:-x}", &v).unwrap().unset.is_empty());
     }

@@ -356,7 +356,13 @@ pub fn resolve(options: &Options) -> Result<Project, ComposeError> {
     let escape = |set: &std::collections::BTreeSet<String>| {
         set.iter().map(|s| s.replace('$', "$$")).collect()
     };
-    report.raw.extend(vars.dotenv.values().cloned());
+    report.raw.extend(
+        vars.dotenv
+            .iter()
+            .filter(|(name, _)| crate::protocol::redact::looks_secret(name))
+            .map(|(_, value)| value.clone()),
+    );
+    crate::protocol::redact::remember_secret_values(&report.raw);
     let secrets = Secrets::new(escape(&report.tainted), escape(&report.raw));
     Ok(Project {
         name,

@@ -3,6 +3,9 @@
 //! Both the mock's transcript and the client's `--trace` pass every frame through here. Secrets
 //! are replaced by `"********"`, the placeholder the server itself uses for Secret fields.
 
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+
 use serde_json::Value;
 
 /// What a redacted secret is replaced with.
@@ -28,31 +31,65 @@ const SECRET_KEYS: &[&str] = &[
     "secret",
 ];
 
-/// Words that make a key look like it names a secret, in any case, anywhere in the key
-/// (`POSTGRES_PASSWORD`, `SESSION_SECRET`, `GITHUB_TOKEN`: compose environments are full of them).
+/// Words that make a name a secret's wherever they appear in it, in any case
+/// (`POSTGRES_PASSWORD`, `SESSION_SECRET`, `GITHUB_TOKEN`, `rootpassword`).
 const SECRET_WORDS: &[&str] = &[
     "password",
     "passwd",
     "passphrase",
     "secret",
     "token",
-    "private_key",
-    "privatekey",
-    "api_key",
     "apikey",
+    "privatekey",
     "credential",
 ];
+
+/// Short words that make a name a secret's when they are a whole word of it, split at `_`,
+/// `-`, `.` and camelCase (`DB_PASS`, `JWT_KEY`, `apiKey`, `MYSQL_PWD`; not `KEYCLOAK_URL` or
+/// `BYPASS_CACHE`).
+const SECRET_NAME_PARTS: &[&str] = &["pass", "pwd", "key", "keys", "salt", "private"];
+
+/// The rule every output uses (traces, transcripts, `compose config` and `compose diff`): does
+/// this name (an object key, an environment variable, a compose variable) look like it holds
+/// a secret? Its *string* values are redacted; a boolean such as `password_disabled` or
+/// `secret_configured` is not a secret.
+pub fn looks_secret(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    if SECRET_WORDS.iter().any(|w| lower.contains(w)) {
+        return true;
+    }
+    name_parts(name).any(|part| SECRET_NAME_PARTS.contains(&part.as_str()))
+}
+
+/// The words of a name, lower case: split at anything not alphanumeric and where a lower-case
+/// letter or digit meets an upper-case one (`apiKey` is `api`, `key`).
+fn name_parts(name: &str) -> impl Iterator<Item = String> + '_ {
+    let mut parts: Vec<String> = Vec::new();
+    let mut current = String::new();
+    let mut prev_lower = false;
+    for c in name.chars() {
+        if !c.is_ascii_alphanumeric() {
+            if !current.is_empty() {
+                parts.push(std::mem::take(&mut current));
+            }
+            prev_lower = false;
+            continue;
+        }
+        if c.is_ascii_uppercase() && prev_lower && !current.is_empty() {
+            parts.push(std::mem::take(&mut current));
+        }
+        prev_lower = c.is_ascii_lowercase() || c.is_ascii_digit();
+        current.push(c.to_ascii_lowercase());
+    }
+    if !current.is_empty() {
+        parts.push(current);
+    }
+    parts.into_iter()
+}
 
 /// Is this object key a secret (whatever its value)?
 pub fn is_secret_key(key: &str) -> bool {
     SECRET_KEYS.contains(&key.to_ascii_lowercase().as_str())
-}
-
-/// Does this key look like it names a secret? Its *string* values are redacted (a boolean
-/// such as `password_disabled` or `secret_configured` is not a secret).
-pub fn looks_secret(key: &str) -> bool {
-    let k = key.to_ascii_lowercase();
-    SECRET_WORDS.iter().any(|w| k.contains(w))
 }
 
 /// Redact every secret at any depth: values of secret keys, string values of secret-looking
@@ -119,7 +156,7 @@ pub fn redact_scram_message(message: &str) -> String {
 
 /// `postgres://app:hunter2@db/x` becomes `postgres://app:********@db/x`; `None` when the text
 /// holds no URL with a password.
-fn redact_url_passwords(text: &str) -> Option<String> {
+pub fn redact_url_passwords(text: &str) -> Option<String> {
     let mut out = String::new();
     let mut rest = text;
     let mut changed = false;
@@ -145,6 +182,44 @@ fn redact_url_passwords(text: &str) -> Option<String> {
     }
     out.push_str(rest);
     changed.then_some(out)
+}
+
+/// Values known to be secrets in this process, wherever they show up: the values of
+/// secret-named variables a compose project interpolated (`--db-password=${DB_PASS}` puts one
+/// under a harmless key). See [`remember_secret_values`].
+static KNOWN_VALUES: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+
+/// Values shorter than this are not remembered (`1` or `on` would be masked everywhere).
+const MIN_KNOWN_VALUE: usize = 4;
+
+/// Remember `values` as secrets: [`scrub_known_values`] masks them in any text from now on.
+pub fn remember_secret_values<'a>(values: impl IntoIterator<Item = &'a String>) {
+    if let Ok(mut known) = KNOWN_VALUES.lock() {
+        known.extend(
+            values
+                .into_iter()
+                .filter(|v| v.chars().count() >= MIN_KNOWN_VALUE)
+                .cloned(),
+        );
+    }
+}
+
+/// `text` with every value given to [`remember_secret_values`] replaced by [`REDACTED`] (as it
+/// appears, and JSON-escaped, since traces hold JSON frames).
+pub fn scrub_known_values(text: &str) -> std::borrow::Cow<'_, str> {
+    let Ok(known) = KNOWN_VALUES.lock() else {
+        return text.into();
+    };
+    let mut out = std::borrow::Cow::Borrowed(text);
+    for value in known.iter().rev() {
+        let escaped = Value::String(value.clone()).to_string();
+        for form in [value.as_str(), &escaped[1..escaped.len() - 1]] {
+            if out.contains(form) {
+                out = out.replace(form, REDACTED).into();
+            }
+        }
+    }
+    out
 }
 
 /// Redact the params of a call to `method`: positional secrets of the old login methods, and
@@ -257,6 +332,56 @@ mod tests {
             Some("see https://a:********@h/x and ftp://u@h".into())
         );
         assert_eq!(redact_url_passwords("no url here"), None);
+    }
+
+    #[test]
+    fn remembered_values_are_scrubbed_from_any_text() {
+        remember_secret_values(&[
+            "hunter2-db".to_owned(),
+            "on".to_owned(),
+            "a\"b\\c".to_owned(),
+        ]);
+        assert_eq!(
+            scrub_known_values(r#"{"CMD":"--db-password=hunter2-db","MODE":"on"}"#),
+            r#"{"CMD":"--db-password=********","MODE":"on"}"#
+        );
+        assert_eq!(scrub_known_values(r#"x "a\"b\\c" y"#), r#"x "********" y"#);
+    }
+
+    #[test]
+    fn one_name_rule() {
+        for secret in [
+            "DB_PASS",
+            "JWT_KEY",
+            "POSTGRES_PASSWORD",
+            "rootpassword",
+            "apiKey",
+            "MYSQL_PWD",
+            "SESSION_SECRET",
+            "GITHUB_TOKEN",
+            "ssh-key",
+            "PASSWORD_SALT",
+            "private_key",
+            "KEYS",
+            "clientSecret",
+            "db.pass",
+        ] {
+            assert!(looks_secret(secret), "{secret}");
+        }
+        for plain in [
+            "TAG",
+            "IMAGE",
+            "KEYCLOAK_URL",
+            "BYPASS_CACHE",
+            "monkey",
+            "TZ",
+            "passthrough",
+            "compass",
+            "username",
+            "keyboard_layout",
+        ] {
+            assert!(!looks_secret(plain), "{plain}");
+        }
     }
 
     #[test]
