@@ -216,7 +216,8 @@ impl JobHandle {
         let found = self
             .client
             .call("core.get_jobs", vec![filters, options])
-            .await?;
+            .await
+            .map_err(|e| unanswered(e, &format!("job {} ({})", self.id, self.method)))?;
         Ok(found.as_array().and_then(|a| a.first()).cloned())
     }
 
@@ -237,6 +238,23 @@ impl JobHandle {
             .call("core.job_abort", vec![json!(self.id)])
             .await
             .map(|_| ())
+    }
+}
+
+/// A call the client makes on its own (`core.get_jobs`, `core.subscribe` for job events) got
+/// no reply: the server stopped answering, a lost connection rather than the failure of a
+/// method the user called, whose name is `what` ("job 5 (app.create)", "app.create").
+fn unanswered(e: Error, what: &str) -> Error {
+    match e {
+        Error::Timeout { after, .. } => Error::Closed {
+            code: None,
+            reason: String::new(),
+            explanation: format!(
+                "the server stopped answering: no reply within {}s while waiting for {what}; it may still be running on the server",
+                after.as_secs_f64()
+            ),
+        },
+        other => other,
     }
 }
 
@@ -273,7 +291,9 @@ impl Client {
 
     /// Start a job method and return its handle without waiting.
     pub async fn start_job(&self, method: &str, params: Vec<Value>) -> Result<JobHandle> {
-        self.ensure_job_events().await?;
+        self.ensure_job_events()
+            .await
+            .map_err(|e| unanswered(e, method))?;
         let reply = self.call(method, params).await?;
         let id = reply.as_i64().ok_or_else(|| {
             Error::Protocol(format!(

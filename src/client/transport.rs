@@ -14,6 +14,7 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
@@ -169,14 +170,31 @@ pub struct Endpoint {
     pub path: String,
 }
 
+/// `url` as it may be shown: anything before an `@` in what could be its authority (a user
+/// name and password) replaced by `…`.
+pub fn shown_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let end = rest.find('/').unwrap_or(rest.len());
+    match rest[..end].rfind('@') {
+        Some(at) => format!("{scheme}://…{}", &rest[at..]),
+        None => url.to_owned(),
+    }
+}
+
 impl Endpoint {
-    /// Parse and check a `ws://` or `wss://` URL.
+    /// Parse and check a `ws://` or `wss://` URL. The host and path are read by the same URI
+    /// parser the connection uses, so the host checked here (loopback or not) is the host the
+    /// connection goes to, whatever `?`, `#` or `@` the URL holds. A user name or password in
+    /// the URL is refused (and never repeated in the error): give them with -U and
+    /// --password-file.
     pub fn parse(url: &str) -> Result<Endpoint, Error> {
         let bad = |reason: &str| Error::InvalidUrl {
-            url: url.to_owned(),
+            url: shown_url(url),
             reason: reason.to_owned(),
         };
-        let (scheme, rest) = url
+        let (scheme, _) = url
             .split_once("://")
             .ok_or_else(|| bad("expected ws://HOST/… or wss://HOST/…"))?;
         let tls = match scheme.to_ascii_lowercase().as_str() {
@@ -189,22 +207,24 @@ impl Endpoint {
             }
             _ => return Err(bad("the scheme must be ws or wss")),
         };
-        let (authority, path) = match rest.find('/') {
-            Some(i) => (&rest[..i], &rest[i..]),
-            None => (rest, ""),
-        };
-        let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-        let host = if let Some(stripped) = authority.strip_prefix('[') {
-            stripped
-                .split_once(']')
-                .map(|(h, _)| h)
-                .ok_or_else(|| bad("unclosed [ in the host"))?
-        } else {
-            authority.rsplit_once(':').map_or(authority, |(h, _)| h)
-        };
+        let uri: http::Uri = url
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| bad(&e.to_string()))?;
+        let authority = uri.authority().ok_or_else(|| bad("no host"))?;
+        if authority.as_str().contains('@') {
+            return Err(bad(
+                "a user name or password in the URL is not accepted: pass -U NAME and --password-file FILE (or MIDSCRIPT_PASSWORD) instead",
+            ));
+        }
+        let host = authority.host();
+        let host = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
         if host.is_empty() {
             return Err(bad("no host"));
         }
+        let path = uri.path();
         if path.is_empty() || path == "/" {
             return Err(bad(
                 "no path: the JSON-RPC endpoint is /api/current (or /websocket on 24.10)",
@@ -223,7 +243,13 @@ impl Endpoint {
         if self.host.eq_ignore_ascii_case("localhost") {
             return true;
         }
-        self.host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+        match self.host.parse::<IpAddr>() {
+            Ok(IpAddr::V6(v6)) => {
+                v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+            }
+            Ok(ip) => ip.is_loopback(),
+            Err(_) => false,
+        }
     }
 
     /// Would the server consider this transport secure (`protocol.md` §1.1): TLS, or loopback?
@@ -543,5 +569,87 @@ mod tests {
         ] {
             assert!(Endpoint::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    /// The host is the one the connection goes to, whatever the URL hides after `?`, `#` or
+    /// `@`; user info is refused and never repeated.
+    #[test]
+    fn the_host_is_the_connections_host_in_every_url_form() {
+        // The connection's own parse of each URL, for comparison.
+        let connects_to = |url: &str| {
+            url.into_client_request()
+                .ok()
+                .and_then(|r| r.uri().host().map(str::to_owned))
+        };
+        for (url, host, loopback) in [
+            ("ws://127.0.0.1:6000/api/current", "127.0.0.1", true),
+            ("ws://localhost/api/current", "localhost", true),
+            ("ws://LOCALHOST:1/api/current", "LOCALHOST", true),
+            ("ws://[::1]:8080/api/current", "::1", true),
+            (
+                "ws://[::ffff:127.0.0.1]/api/current",
+                "::ffff:127.0.0.1",
+                true,
+            ),
+            (
+                "ws://localhost.evil.com/api/current",
+                "localhost.evil.com",
+                false,
+            ),
+            (
+                "ws://127.0.0.1.nip.io/api/current",
+                "127.0.0.1.nip.io",
+                false,
+            ),
+            (
+                "ws://nas.invalid/api/current?@127.0.0.1",
+                "nas.invalid",
+                false,
+            ),
+            ("ws://[fe80::1]/api/current", "fe80::1", false),
+        ] {
+            let e = Endpoint::parse(url).unwrap_or_else(|e| panic!("{url}: {e}"));
+            assert_eq!(e.host, host, "{url}");
+            assert_eq!(e.is_loopback(), loopback, "{url}");
+            let conn = connects_to(url).unwrap();
+            assert_eq!(
+                conn.trim_start_matches('[').trim_end_matches(']'),
+                host,
+                "{url}"
+            );
+        }
+        // Forms that used to read 127.0.0.1 after the `@` while the connection went to
+        // nas.invalid: refused now (no path, or a user name).
+        for url in [
+            "ws://nas.invalid?@127.0.0.1/api/current",
+            "ws://nas.invalid#@127.0.0.1/api/current",
+            "ws://nas.invalid\\@127.0.0.1/api/current",
+        ] {
+            let e = Endpoint::parse(url);
+            assert!(
+                e.as_ref().is_err() || e.as_ref().is_ok_and(|e| !e.is_loopback()),
+                "{url}: {e:?}"
+            );
+        }
+        for url in [
+            "wss://admin:PW-s3cret@nas.local/api/current",
+            "ws://admin@127.0.0.1/api/current",
+            "ws://x:PW-s3cret@127.0.0.1:80/api/current",
+        ] {
+            let err = Endpoint::parse(url).unwrap_err().to_string();
+            assert!(
+                err.contains("a user name or password in the URL is not accepted"),
+                "{err}"
+            );
+            assert!(
+                !err.contains("PW-s3cret") && !err.contains("admin"),
+                "{err}"
+            );
+        }
+        assert_eq!(
+            shown_url("wss://admin:pw@nas/api/current"),
+            "wss://…@nas/api/current"
+        );
+        assert_eq!(shown_url("wss://nas/api?x=a@b"), "wss://nas/api?x=a@b");
     }
 }
