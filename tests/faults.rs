@@ -96,3 +96,74 @@ fn compose_config_masks_secrets_by_name_and_url_passwords_but_not_harmless_value
         assert!(!stdout(&o).contains(leak), "{leak}: {}", stdout(&o));
     }
 }
+
+/// A JSON-RPC server on 127.0.0.1 that answers what `answer` returns for each method and
+/// never replies when it returns `None`: a server that freezes part-way. Returns its URL.
+fn frozen_server(answer: fn(&str) -> Option<serde_json::Value>) -> String {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    return;
+                };
+                tokio::spawn(async move {
+                    let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
+                        return;
+                    };
+                    while let Some(Ok(msg)) = ws.next().await {
+                        let Message::Text(text) = msg else { continue };
+                        let req: serde_json::Value = serde_json::from_str(&text).unwrap();
+                        let method = req["method"].as_str().unwrap_or_default();
+                        if let Some(result) = answer(method) {
+                            let reply = serde_json::json!({"jsonrpc": "2.0", "id": req["id"], "result": result});
+                            let _ = ws.send(Message::text(reply.to_string())).await;
+                        }
+                    }
+                });
+            }
+        });
+    });
+    format!("ws://127.0.0.1:{port}/api/current")
+}
+
+/// Answers logins and starts job 7, then never answers `core.get_jobs`.
+fn freezes_after_starting_a_job(method: &str) -> Option<serde_json::Value> {
+    use serde_json::json;
+    match method {
+        "core.get_jobs" => None,
+        "auth.mechanism_choices" => Some(json!(["PASSWORD_PLAIN", "API_KEY_PLAIN"])),
+        "auth.login_ex" => {
+            Some(json!({"response_type": "SUCCESS", "user_info": {"username": "admin"}}))
+        }
+        "auth.login" | "auth.login_with_api_key" => Some(json!(true)),
+        "core.subscribe" => Some(json!("sub-1")),
+        "frozen.job" => Some(json!(7)),
+        _ => Some(serde_json::Value::Null),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_stops_answering_during_a_job_is_a_lost_connection() {
+    use midscript::client::{Client, ConnectOptions};
+    let mut options = ConnectOptions::new(frozen_server(freezes_after_starting_a_job));
+    options.rpc.call_timeout = std::time::Duration::from_millis(300);
+    let client = Client::connect(options).await.unwrap();
+    let err = client.job("frozen.job", vec![], |_| {}).await.unwrap_err();
+    assert!(err.is_connection(), "{err:?}");
+    let text = err.to_string();
+    assert!(!text.contains("core.get_jobs"), "{text}");
+    assert!(
+        text.contains("the server stopped answering: no reply within 0.3s while waiting for job 7 (frozen.job)"),
+        "{text}"
+    );
+}
