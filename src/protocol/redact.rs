@@ -47,7 +47,7 @@ const SECRET_WORDS: &[&str] = &[
 /// Short words that make a name a secret's when they are a whole word of it, split at `_`,
 /// `-`, `.` and camelCase (`DB_PASS`, `JWT_KEY`, `apiKey`, `MYSQL_PWD`; not `KEYCLOAK_URL` or
 /// `BYPASS_CACHE`).
-const SECRET_NAME_PARTS: &[&str] = &["pass", "pwd", "key", "keys", "salt", "private"];
+const SECRET_NAME_PARTS: &[&str] = &["pass", "pwd", "key", "salt", "private"];
 
 /// The rule every output uses (traces, transcripts, `compose config` and `compose diff`): does
 /// this name (an object key, an environment variable, a compose variable) look like it holds
@@ -362,7 +362,6 @@ mod tests {
             "ssh-key",
             "PASSWORD_SALT",
             "private_key",
-            "KEYS",
             "clientSecret",
             "db.pass",
         ] {
@@ -379,6 +378,7 @@ mod tests {
             "compass",
             "username",
             "keyboard_layout",
+            "keys",
         ] {
             assert!(!looks_secret(plain), "{plain}");
         }

@@ -368,7 +368,7 @@ pub fn run(
     let vocabulary = Arc::new(RwLock::new(helper::Vocabulary::default()));
 
     let config = match Config::builder()
-        .auto_add_history(true)
+        .auto_add_history(false)
         .history_ignore_dups(true)
         .and_then(|b| b.max_history_size(10_000))
     {
@@ -464,6 +464,9 @@ pub fn run(
                 if line.trim().is_empty() {
                     continue;
                 }
+                if !holds_secret(&line) {
+                    let _ = rl.add_history_entry(line.as_str());
+                }
                 let flow = match commands::parse(&line) {
                     Some(Ok(cmd)) => repl.command(cmd),
                     Some(Err(e)) => {
@@ -495,4 +498,46 @@ pub fn run(
     }
     repl.connector.finish(&rt);
     status
+}
+
+/// Does a line look like it holds a secret (a word such as `password`, `token` or `key`, by
+/// the rule every output uses, or something shaped like an API key)? Such lines stay out of
+/// the history file.
+fn holds_secret(line: &str) -> bool {
+    let words = line.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'));
+    words.into_iter().any(|w| {
+        crate::protocol::redact::looks_secret(w)
+            || w.split_once('-').is_some_and(|(id, material)| {
+                !id.is_empty()
+                    && id.bytes().all(|b| b.is_ascii_digit())
+                    && material.len() >= 32
+                    && material.bytes().all(|b| b.is_ascii_alphanumeric())
+            })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::holds_secret;
+
+    #[test]
+    fn lines_with_secrets_stay_out_of_the_history() {
+        for secret in [
+            r#"call("user.update", 1, #{password: "hunter2"})"#,
+            r#"let k = "1-aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789abcdef";"#,
+            r#"call("auth.login_ex", #{mechanism: "API_KEY_PLAIN", api_key: x})"#,
+            r#"env("DB_PASS")"#,
+            r#"let token = call("auth.generate_token");"#,
+        ] {
+            assert!(holds_secret(secret), "{secret}");
+        }
+        for plain in [
+            r#"call("system.info")"#,
+            "m.keys()",
+            r#"job("app.start", "plex")"#,
+            "let x = 1-2;",
+        ] {
+            assert!(!holds_secret(plain), "{plain}");
+        }
+    }
 }
