@@ -2,6 +2,7 @@
 //! piped), bare strings with `--raw`, tables, job progress, and errors with their details.
 
 use std::io::{IsTerminal, Write};
+use std::sync::Mutex;
 
 use serde_json::Value;
 
@@ -23,19 +24,51 @@ pub enum Format {
     Yaml,
 }
 
+/// The first write to stdout that failed for another reason than a closed pipe (a full
+/// disk: `> /dev/full`). Kept so the command does not end as a success: see
+/// [`write_failure`].
+static WRITE_FAILURE: Mutex<Option<String>> = Mutex::new(None);
+
 /// Print `text` on stdout. A closed pipe (`midscript methods | head`) is not an error: what
-/// is left is dropped quietly instead of panicking as `println!` would.
+/// is left is dropped quietly instead of panicking as `println!` would. Any other failed
+/// write (a full disk) is remembered and turns the run into a failure ([`write_failure`]).
 pub fn emit(text: &str) {
     try_emit(text);
 }
 
-/// [`emit`], returning `false` when stdout could not take `text` (it was closed), so a
-/// command that follows a stream (`compose logs -f | head`) can stop.
+/// [`emit`], returning `false` when stdout could not take `text` (it was closed, or the write
+/// failed), so a command that follows a stream (`compose logs -f | head`) can stop.
 pub fn try_emit(text: &str) -> bool {
     let mut out = std::io::stdout().lock();
-    out.write_all(text.as_bytes())
-        .and_then(|()| out.flush())
-        .is_ok()
+    let written = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+    match written {
+        Ok(()) => true,
+        Err(e) => {
+            record_failure(&e);
+            false
+        }
+    }
+}
+
+fn record_failure(e: &std::io::Error) {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        return;
+    }
+    if let Ok(mut first) = WRITE_FAILURE.lock()
+        && first.is_none()
+    {
+        *first = Some(format!("cannot write to stdout: {e}"));
+    }
+}
+
+/// Why output was lost, if a write to stdout failed for another reason than a closed pipe
+/// (after flushing what is buffered): the command line reports it and exits with
+/// a failure instead of 0 with nothing written.
+pub fn write_failure() -> Option<String> {
+    if let Err(e) = std::io::stdout().lock().flush() {
+        record_failure(&e);
+    }
+    WRITE_FAILURE.lock().ok().and_then(|f| f.clone())
 }
 
 /// Print `text` and a newline on stderr; a closed stderr is not an error either.
@@ -208,16 +241,12 @@ impl ProgressPrinter {
 pub fn describe_error(err: &Error, verbose: bool) -> String {
     let mut out = err.to_string();
     if let Some(server) = err.server() {
-        if server.errname.as_deref() == Some("EBUSY")
-            && server
-                .reason
-                .as_deref()
-                .is_some_and(|r| r.contains("Rate Limit"))
-        {
+        if server.is_rate_limited() {
             out.push_str(
-                "\nThe server allows 20 anonymous calls per method per minute from one address \
-                 (each login spends one or two). It accepts them again when its 60 s window ends. \
-                 For many calls, keep one connection: a script (midscript run) or the REPL.",
+                "\nRetry in a minute: the server allows 20 anonymous calls per method per minute \
+                 from one address (each login spends one or two) and accepts them again when \
+                 its 60 s window ends. For many calls, keep one connection: a script \
+                 (midscript run) or the REPL.",
             );
         }
         if let (Some(extra), true) = (&server.extra, server.validation().is_empty())

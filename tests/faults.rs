@@ -97,9 +97,10 @@ fn compose_config_masks_secrets_by_name_and_url_passwords_but_not_harmless_value
     }
 }
 
-/// A JSON-RPC server on 127.0.0.1 that answers what `answer` returns for each method and
-/// never replies when it returns `None`: a server that freezes part-way. Returns its URL.
-fn frozen_server(answer: fn(&str) -> Option<serde_json::Value>) -> String {
+/// A JSON-RPC server on 127.0.0.1 that answers each method with what `answer` returns (the
+/// reply's `result` or `error` member) and never replies when it returns `None`: a server
+/// that freezes part-way, or refuses logins. Returns its URL.
+fn fake_server(answer: fn(&str) -> Option<serde_json::Value>) -> String {
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message;
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -124,8 +125,9 @@ fn frozen_server(answer: fn(&str) -> Option<serde_json::Value>) -> String {
                         let Message::Text(text) = msg else { continue };
                         let req: serde_json::Value = serde_json::from_str(&text).unwrap();
                         let method = req["method"].as_str().unwrap_or_default();
-                        if let Some(result) = answer(method) {
-                            let reply = serde_json::json!({"jsonrpc": "2.0", "id": req["id"], "result": result});
+                        if let Some(serde_json::Value::Object(body)) = answer(method) {
+                            let mut reply = serde_json::json!({"jsonrpc": "2.0", "id": req["id"]});
+                            reply.as_object_mut().unwrap().extend(body);
                             let _ = ws.send(Message::text(reply.to_string())).await;
                         }
                     }
@@ -139,23 +141,34 @@ fn frozen_server(answer: fn(&str) -> Option<serde_json::Value>) -> String {
 /// Answers logins and starts job 7, then never answers `core.get_jobs`.
 fn freezes_after_starting_a_job(method: &str) -> Option<serde_json::Value> {
     use serde_json::json;
-    match method {
-        "core.get_jobs" => None,
-        "auth.mechanism_choices" => Some(json!(["PASSWORD_PLAIN", "API_KEY_PLAIN"])),
-        "auth.login_ex" => {
-            Some(json!({"response_type": "SUCCESS", "user_info": {"username": "admin"}}))
+    let result = match method {
+        "core.get_jobs" => return None,
+        "auth.mechanism_choices" => json!(["PASSWORD_PLAIN", "API_KEY_PLAIN"]),
+        "auth.login_ex" => json!({"response_type": "SUCCESS", "user_info": {"username": "admin"}}),
+        "auth.login" | "auth.login_with_api_key" => json!(true),
+        "core.subscribe" => json!("sub-1"),
+        "frozen.job" => json!(7),
+        _ => serde_json::Value::Null,
+    };
+    Some(json!({ "result": result }))
+}
+
+/// Refuses every login with the server's rate-limit error.
+fn rate_limited(method: &str) -> Option<serde_json::Value> {
+    use serde_json::json;
+    Some(match method {
+        m if m.starts_with("auth.") => {
+            json!({"error": {"code": -32001, "message": "Method call error", "data": {
+            "error": 16, "errname": "EBUSY", "reason": "[EBUSY] Rate Limit Exceeded", "trace": null, "extra": null}}})
         }
-        "auth.login" | "auth.login_with_api_key" => Some(json!(true)),
-        "core.subscribe" => Some(json!("sub-1")),
-        "frozen.job" => Some(json!(7)),
-        _ => Some(serde_json::Value::Null),
-    }
+        _ => json!({"result": null}),
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_that_stops_answering_during_a_job_is_a_lost_connection() {
     use midscript::client::{Client, ConnectOptions};
-    let mut options = ConnectOptions::new(frozen_server(freezes_after_starting_a_job));
+    let mut options = ConnectOptions::new(fake_server(freezes_after_starting_a_job));
     options.rpc.call_timeout = std::time::Duration::from_millis(300);
     let client = Client::connect(options).await.unwrap();
     let err = client.job("frozen.job", vec![], |_| {}).await.unwrap_err();
@@ -166,4 +179,152 @@ async fn a_server_that_stops_answering_during_a_job_is_a_lost_connection() {
         text.contains("the server stopped answering: no reply within 0.3s while waiting for job 7 (frozen.job)"),
         "{text}"
     );
+}
+
+#[test]
+fn a_frozen_server_during_call_j_is_exit_3_naming_the_job() {
+    let url = fake_server(freezes_after_starting_a_job);
+    let o = run(&[
+        "--url",
+        &url,
+        "-U",
+        "admin",
+        "-P",
+        "pw",
+        "-t",
+        "0.3",
+        "call",
+        "-j",
+        "frozen.job",
+    ]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("core.get_jobs"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("job 7 (frozen.job)"), "{}", stderr(&o));
+}
+
+#[test]
+fn connecting_honours_the_timeout() {
+    // A listener that accepts and never answers the WebSocket upgrade.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("ws://{}/api/current", listener.local_addr().unwrap());
+    let started = std::time::Instant::now();
+    let o = run(&["--url", &url, "-t", "0.5", "ping"]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(stderr(&o).contains("no answer within"), "{}", stderr(&o));
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    drop(listener);
+}
+
+#[test]
+fn the_login_rate_limit_is_exit_4_and_says_when_to_retry() {
+    let url = fake_server(rate_limited);
+    let o = run(&["--url", &url, "-U", "admin", "-P", "pw", "ping"]);
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    assert!(stderr(&o).contains("Rate Limit Exceeded"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("Retry in a minute"), "{}", stderr(&o));
+}
+
+#[test]
+fn a_script_with_a_syntax_error_is_refused_before_connecting() {
+    // Nothing listens there: connecting first would fail with exit 3.
+    let o = run(&[
+        "--url",
+        "ws://127.0.0.1:9/api/current",
+        "-U",
+        "admin",
+        "-P",
+        "pw",
+        "-e",
+        "let x = ;",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("-e:1:"), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("connect"), "{}", stderr(&o));
+}
+
+#[test]
+fn bad_durations_are_usage_errors_not_panics() {
+    let sb = Sandbox::new();
+    for args in [
+        &["--mock", "-t", "1e300", "ping"][..],
+        &["--mock", "-t=-1", "ping"],
+        &["--mock", "subscribe", "core.get_jobs", "-t=-1"],
+        &[
+            "--mock",
+            "subscribe",
+            "core.get_jobs",
+            "--call-timeout",
+            "1e300",
+        ],
+    ] {
+        let o = sb.run(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains("seconds"), "{args:?}: {}", stderr(&o));
+        assert!(!stderr(&o).contains("panicked"), "{args:?}: {}", stderr(&o));
+    }
+    sb.write(
+        "config/midscript/config.toml",
+        "[profiles.p]\nurl = \"ws://127.0.0.1:9/api/current\"\ntimeout = 1e300\n",
+    );
+    let o = sb.run(&["--profile", "p", "ping"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("timeout"), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
+}
+
+/// `> /dev/full`: the write fails, and the exit status says so (before: 0, nothing written).
+#[test]
+fn a_failed_write_is_an_error() {
+    let full = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap()
+    };
+    for args in [
+        &["--mock", "call", "core.ping"][..],
+        &["--mock", "-o", "yaml", "call", "system.info"],
+        &["--mock", "-e", "print(\"hello\")"],
+        &["compose", "config", "--dataset-root", "/mnt/tank/apps"],
+    ] {
+        let sb = Sandbox::new();
+        let dir = project_with_secrets(&sb);
+        let o = sb
+            .command(args)
+            .current_dir(&dir)
+            .stdout(full())
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(5), "{args:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("cannot write to stdout: No space left on device"),
+            "{args:?}: {}",
+            stderr(&o)
+        );
+    }
+}
+
+/// A reader that goes away (`| true`, `| head`): no panic, no error.
+#[test]
+fn a_closed_pipe_is_not_a_panic() {
+    for args in [
+        &["compose", "config", "--dataset-root", "/mnt/tank/apps"][..],
+        &["compose", "diff", "--mock"],
+        &["--mock", "call", "system.info"],
+    ] {
+        let sb = Sandbox::new();
+        let dir = project_with_secrets(&sb);
+        let mut child = sb
+            .command(args)
+            .current_dir(&dir)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take()); // the reader is gone before anything is written
+        let o = child.wait_with_output().unwrap();
+        assert!(!stderr(&o).contains("panicked"), "{args:?}: {}", stderr(&o));
+        assert_ne!(o.status.code(), Some(101), "{args:?}");
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
+    }
 }

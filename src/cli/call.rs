@@ -1,7 +1,6 @@
 //! `call`, `job`, `ping` and `subscribe`: one-off commands, midclt-compatible.
 
 use std::io::Read;
-use std::time::Duration;
 
 use serde_json::Value;
 
@@ -105,7 +104,7 @@ pub async fn subscribe(
         .scoped(async |session| {
             let mut sub = session.client.subscribe(event).await?;
             let mut seen = 0;
-            let wait = timeout.map(Duration::from_secs_f64);
+            let wait = timeout.map(super::seconds::duration);
             while count.is_none_or(|n| seen < n) {
                 let next = match wait {
                     Some(d) => match tokio::time::timeout(d, sub.recv()).await {

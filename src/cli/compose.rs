@@ -69,7 +69,7 @@ pub struct WaitArgs {
     #[arg(long)]
     pub no_wait: bool,
     /// Seconds to wait for RUNNING (or CRASHED).
-    #[arg(long = "timeout", value_name = "SECONDS", default_value_t = 300.0)]
+    #[arg(long = "timeout", value_name = "SECONDS", default_value_t = 300.0, value_parser = super::seconds::parse)]
     pub wait: f64,
     /// Log lines to show per crashed container.
     #[arg(long, value_name = "N", default_value_t = 50)]
@@ -464,15 +464,10 @@ async fn interruptible<T>(
 }
 
 fn deploy_options(wait: &WaitArgs) -> Result<DeployOptions, CliError> {
-    if !(wait.wait.is_finite() && wait.wait > 0.0) {
-        return Err(CliError::Usage(format!(
-            "--timeout must be a positive number of seconds, not {}",
-            wait.wait
-        )));
-    }
+    super::seconds::check(wait.wait).map_err(|e| CliError::Usage(format!("--timeout: {e}")))?;
     Ok(DeployOptions {
         wait: !wait.no_wait,
-        timeout: Duration::from_secs_f64(wait.wait),
+        timeout: super::seconds::duration(wait.wait),
         log_lines: wait.tail,
         ..DeployOptions::default()
     })

@@ -1,7 +1,6 @@
 //! Connection options shared by every command, and opening a session from them.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use clap::Args;
 
@@ -144,12 +143,10 @@ impl ConnArgs {
         options.trust = trust;
         options.channel_binding = !s.no_channel_binding;
         if let Some(t) = s.timeout {
-            if !(t.is_finite() && t > 0.0) {
-                return Err(CliError::Usage(format!(
-                    "--timeout must be a positive number of seconds, not {t}"
-                )));
-            }
-            options.rpc.call_timeout = Duration::from_secs_f64(t);
+            let t =
+                super::seconds::check(t).map_err(|e| CliError::Usage(format!("--timeout: {e}")))?;
+            options.rpc.call_timeout = super::seconds::duration(t);
+            options.connect_timeout = super::seconds::duration(t);
         }
         if let Some(path) = &s.trace {
             options.tracer = Some(trace::to_file(path)?);

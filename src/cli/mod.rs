@@ -12,6 +12,7 @@ pub mod prompt;
 mod repl;
 mod run;
 mod settings;
+mod seconds;
 mod trace;
 pub mod trust;
 
@@ -39,8 +40,10 @@ pub enum Exit {
     Usage = 2,
     /// Could not connect: network, TLS, handshake, connection closed.
     Connection = 3,
-    /// Authentication failed, or was refused before trying.
+    /// Authentication failed, or was refused before trying; the server's login rate limit.
     Auth = 4,
+    /// The output could not be written (a full disk); a closed pipe is not an error.
+    Output = 5,
     /// `compose up`: the deployment went through but the app CRASHED (its logs are shown).
     Crashed = 6,
     /// Interrupted (Ctrl-C).
@@ -84,6 +87,10 @@ pub enum CliError {
     /// deployment that failed, the deploy journal).
     #[error("{0}")]
     Refused(String),
+    /// Writing the output failed (other than a closed pipe): nothing or only part of it was
+    /// written.
+    #[error("{0}")]
+    Output(String),
 }
 
 impl CliError {
@@ -98,6 +105,7 @@ impl CliError {
             CliError::Startup(_) => Exit::Connection,
             CliError::Client(e) => exit_for(e),
             CliError::Refused(_) => Exit::MethodError,
+            CliError::Output(_) => Exit::Output,
         }
     }
 
@@ -124,7 +132,7 @@ pub fn exit_for(err: &Error) -> Exit {
     match err {
         Error::InvalidUrl { .. } => Exit::Usage,
         Error::Auth(_) => Exit::Auth,
-        Error::Server(s) if s.is_not_authenticated() => Exit::Auth,
+        Error::Server(s) if s.is_not_authenticated() || s.is_rate_limited() => Exit::Auth,
         Error::Cancelled => Exit::Interrupted,
         e if e.is_connection() => Exit::Connection,
         _ => Exit::MethodError,
@@ -137,7 +145,8 @@ Exit status:
   1    the server reported an error (method error, failed or aborted job, timeout)
   2    usage error (bad option, argument or URL)
   3    connection error (network, TLS, handshake, connection closed)
-  4    authentication failed (a failed login never exits 0)
+  4    authentication failed (a failed login never exits 0), or too many logins (rate limit)
+  5    the output could not be written (e.g. a full disk; a closed pipe is not an error)
   6    compose up: deployed, but the app CRASHED
   130  interrupted
 
@@ -218,7 +227,7 @@ pub enum Command {
         #[arg(long, short = 'n')]
         count: Option<u64>,
         /// Stop (exit 1) when no event came for this many seconds (midclt's `subscribe -t`).
-        #[arg(long = "timeout", short = 't', value_name = "SECONDS")]
+        #[arg(long = "timeout", short = 't', value_name = "SECONDS", value_parser = seconds::parse)]
         wait: Option<f64>,
     },
     /// List methods (name, `[job]` mark, summary) from the server's catalog, cached per version.
@@ -272,7 +281,14 @@ pub enum Command {
 pub async fn run(mut cli: Cli) -> ExitCode {
     let verbose = cli.verbose;
     cli.conn.verbose = verbose;
-    match dispatch(cli).await {
+    let outcome = dispatch(cli).await;
+    // Lost output is a failure whatever the command thought (`call … > /dev/full`, a
+    // script's `print`), unless the command failed anyway.
+    let outcome = match (outcome, output::write_failure()) {
+        (Ok(_), Some(failure)) => Err(CliError::Output(failure)),
+        (outcome, _) => outcome,
+    };
+    match outcome {
         Ok(code) => code,
         Err(err) => {
             report(&err, verbose);

@@ -133,9 +133,9 @@ impl Config {
                 return Err(invalid("give fingerprint or insecure, not both"));
             }
             if let Some(t) = p.timeout
-                && !(t.is_finite() && t > 0.0)
+                && let Err(e) = super::seconds::check(t)
             {
-                return Err(invalid("timeout must be a positive number of seconds"));
+                return Err(invalid(&format!("timeout: {e}")));
             }
             if let Some(f) = &p.fingerprint
                 && let Err(e) = f.parse::<crate::client::Fingerprint>()

@@ -58,6 +58,13 @@ pub async fn run(args: RunArgs, outer: &ConnArgs, verbose: bool) -> Result<ExitC
         (None, None) => Err(CliError::Usage("give a script file or -e CODE".into()))?,
     };
 
+    // A syntax error is reported before connecting: each login counts against the server's
+    // rate limit.
+    if let Err(report) = script::check(&script) {
+        output::warn(&report);
+        return Ok(exit_status(&Outcome::Failed(FailureKind::Parse)));
+    }
+
     // One connection and one login for the whole run.
     let session = args.conn.or(outer).connect().await?;
 

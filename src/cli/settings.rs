@@ -60,8 +60,8 @@ pub struct Settings {
     #[arg(long, value_name = "SHA256", conflicts_with = "insecure")]
     pub fingerprint: Option<String>,
 
-    /// Seconds to wait for each reply.
-    #[arg(long, short = 't', value_name = "SECONDS")]
+    /// Seconds to wait for the connection and for each reply (more than 0, at most a year).
+    #[arg(long, short = 't', value_name = "SECONDS", value_parser = super::seconds::parse)]
     pub timeout: Option<f64>,
 
     /// Do not check the server's certificate at all.

@@ -114,6 +114,16 @@ impl ServerError {
         }
     }
 
+    /// The server's login rate limit (`[EBUSY] Rate Limit Exceeded`): too many anonymous calls
+    /// of one method (logins among them) from this address within its 60 s window.
+    pub fn is_rate_limited(&self) -> bool {
+        self.errname.as_deref() == Some("EBUSY")
+            && self
+                .reason
+                .as_deref()
+                .is_some_and(|r| r.contains("Rate Limit"))
+    }
+
     /// The validation triples, when this is a validation failure.
     pub fn validation(&self) -> Vec<ValidationEntry> {
         if !self.is_validation {

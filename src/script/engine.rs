@@ -178,6 +178,34 @@ fn strip_shebang(text: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// The names of the static modules the bindings register (`json::parse`, …): strict
+/// variables make a parse fail on an unknown namespace, so a parse-only engine needs them too.
+pub(crate) const STATIC_MODULES: [&str; 3] = ["json", "yaml", "log"];
+
+/// Parse `script` without running it (and without a server): the report of its first syntax
+/// error, rendered as a failed run would show it. Run before connecting, so a typo costs no
+/// login (the server rate-limits them).
+pub(crate) fn check(script: &Script) -> Result<(), String> {
+    let mut engine = Engine::new();
+    apply_limits(&mut engine);
+    register_call_syntax(&mut engine);
+    for name in STATIC_MODULES {
+        engine.register_static_module(name, rhai::Module::new().into());
+    }
+    let sources = stdlib::new_sources();
+    sources
+        .borrow_mut()
+        .insert(script.name.clone(), script.text.clone());
+    let mut scope = Scope::new();
+    scope.push_constant("args", Array::new());
+    match engine.compile_with_scope(&scope, strip_shebang(&script.text)) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(report::render_parse(&e, &script.name, &sources)
+            .trim_end()
+            .to_owned()),
+    }
+}
+
 /// Run `script` to its end on the calling thread.
 pub(crate) fn execute(
     rt: tokio::runtime::Handle,

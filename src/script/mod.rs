@@ -309,6 +309,13 @@ pub async fn run_to_end(client: Client, script: Script, options: RunOptions) -> 
     }
 }
 
+/// Parse `script` without a server: `Err` holds the report of its first syntax error, as a
+/// run would print it. [`run`] parses again; this lets a caller refuse a broken script before
+/// it connects and logs in.
+pub fn check(script: &Script) -> Result<(), String> {
+    engine::check(script)
+}
+
 /// Run a script on the calling thread, which must not be a tokio worker (bindings block it).
 pub fn run_blocking(
     rt: tokio::runtime::Handle,

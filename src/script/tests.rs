@@ -10,7 +10,7 @@ fn engine() -> Engine {
     let mut e = Engine::new();
     apply_limits(&mut e);
     register_call_syntax(&mut e);
-    for m in ["json", "yaml", "log"] {
+    for m in super::engine::STATIC_MODULES {
         e.register_static_module(m, rhai::Module::new().into());
     }
     e.register_fn("rpc_raw", |m: ImmutableString, p: rhai::Array| {
