@@ -2,7 +2,7 @@
 //! awaited reply a turn, lost job results, unbounded file reads, failed writes, and the
 //! credentials checks of the command line. Each test failed before its fix.
 
-use crate::support::standalone::{Sandbox, run, stderr, stdout};
+use crate::support::standalone::{Sandbox, StandaloneMock, run, stderr, stdout};
 
 /// `midscript --mock -e CODE`.
 fn mock_script(code: &str) -> std::process::Output {
@@ -326,5 +326,197 @@ fn a_closed_pipe_is_not_a_panic() {
         assert!(!stderr(&o).contains("panicked"), "{args:?}: {}", stderr(&o));
         assert_ne!(o.status.code(), Some(101), "{args:?}");
         assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
+    }
+}
+
+// ---- credentials and URLs (items 8, 9, 11) ------------------------------------------------
+
+/// The standalone mock's URL, user name and password.
+fn account(mock: &StandaloneMock) -> (String, String, String) {
+    let user = mock.value("USER");
+    let (name, password) = user.split_once(' ').unwrap();
+    (mock.value("URL"), name.to_owned(), password.to_owned())
+}
+
+#[test]
+fn passwords_come_from_a_file_or_the_environment_and_minus_p_is_warned_about() {
+    let mock = StandaloneMock::start(&["--plain"]);
+    let (url, name, password) = account(&mock);
+    let sb = Sandbox::new();
+    let file = sb.write("pw", &format!("{password}\n"));
+    std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let file = file.to_str().unwrap();
+
+    let o = sb.run(&["--url", &url, "-U", &name, "--password-file", file, "ping"]);
+    assert_eq!(stdout(&o), "pong\n", "{}", stderr(&o));
+    assert_eq!(stderr(&o), "", "a password file is not warned about");
+
+    let o = sb
+        .command(&["--url", &url, "-U", &name, "ping"])
+        .env("MIDSCRIPT_PASSWORD", &password)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&o), "pong\n", "{}", stderr(&o));
+
+    let o = sb.run(&["--url", &url, "-U", &name, "-P", &password, "ping"]);
+    assert_eq!(stdout(&o), "pong\n", "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("warning: -P/--password shows in the process list"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!stderr(&o).contains(&password), "{}", stderr(&o));
+
+    let o = sb.run(&[
+        "--url",
+        &url,
+        "-U",
+        &name,
+        "--password-file",
+        "/nonexistent/pw",
+        "ping",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("cannot read the password file /nonexistent/pw"));
+}
+
+#[test]
+fn a_plain_key_is_not_sent_to_an_unverified_server_unless_insisted() {
+    let mock = StandaloneMock::start(&[]);
+    let url = mock.value("URL");
+    let key = mock.value("API_KEY");
+    let (_, key) = key.split_once(' ').unwrap();
+    let sb = Sandbox::new();
+    let key_file = sb.write("key", key);
+    std::fs::set_permissions(
+        &key_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let key_file = key_file.to_str().unwrap();
+
+    let o = sb.run(&["--url", &url, "-k", "--api-key-file", key_file, "ping"]);
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("warning: --insecure: the server's certificate is not checked"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        stderr(&o).contains(
+            "refusing to send the API key itself to a server whose certificate is not checked"
+        ),
+        "{}",
+        stderr(&o)
+    );
+
+    let o = sb.run(&[
+        "--url",
+        &url,
+        "-k",
+        "--send-key-unverified",
+        "--api-key-file",
+        key_file,
+        "ping",
+    ]);
+    assert_eq!(stdout(&o), "pong\n", "{}", stderr(&o));
+
+    let o = sb.run(&[
+        "--url",
+        &url,
+        "-k",
+        "-K",
+        key,
+        "--send-key-unverified",
+        "ping",
+    ]);
+    assert_eq!(stdout(&o), "pong\n", "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("warning: -K/--api-key shows in the process list"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!stderr(&o).contains(key), "{}", stderr(&o));
+}
+
+#[test]
+fn the_key_rule_reads_the_host_the_connection_goes_to_and_userinfo_is_refused() {
+    let sb = Sandbox::new();
+    // Each of these goes to nas.invalid (or nowhere), never to 127.0.0.1: refused before any
+    // connection, with the key unsent.
+    for url in [
+        "ws://nas.invalid?@127.0.0.1/api/current",
+        "ws://nas.invalid#@127.0.0.1/api/current",
+        "ws://nas.invalid/api/current?@127.0.0.1",
+        "ws://localhost.evil.com/api/current",
+        "ws://127.0.0.1.nip.io/api/current",
+        "ws://[fe80::1]/api/current",
+    ] {
+        let o = sb.run(&["--url", url, "-K", "1-abcdef", "ping"]);
+        let err = stderr(&o);
+        assert!(
+            matches!(o.status.code(), Some(2 | 4)),
+            "{url}: {:?} {err}",
+            o.status
+        );
+        assert!(
+            err.contains("refusing to send an API key over plain ws://")
+                || err.contains("invalid URL"),
+            "{url}: {err}"
+        );
+    }
+    for url in [
+        "wss://admin:PW-s3cret@nas.invalid/api/current",
+        "ws://admin:PW-s3cret@127.0.0.1:9/api/current",
+    ] {
+        let o = sb.run(&["--url", url, "ping"]);
+        assert_eq!(o.status.code(), Some(2), "{url}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("a user name or password in the URL is not accepted"),
+            "{}",
+            stderr(&o)
+        );
+        assert!(!stderr(&o).contains("PW-s3cret"), "{}", stderr(&o));
+        assert!(!stderr(&o).contains("admin"), "{}", stderr(&o));
+    }
+}
+
+#[test]
+fn the_trace_is_private_and_redacted_by_the_same_rule() {
+    let sb = Sandbox::new();
+    let dir = project_with_secrets(&sb);
+    let trace = sb.home().join("compose.trace");
+    let o = sb
+        .command(&[
+            "compose",
+            "up",
+            "--mock",
+            "--name",
+            "web",
+            "--no-wait",
+            "--progress",
+            "none",
+            "--trace",
+            trace.to_str().unwrap(),
+        ])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&trace).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    let text = std::fs::read_to_string(&trace).unwrap();
+    assert!(text.contains("app.create"), "{text}");
+    assert!(text.contains(r#""DB_PASS":"********""#), "{text}");
+    assert!(text.contains(r#""JWT_KEY":"********""#), "{text}");
+    assert!(text.contains("postgres://app:********@db/app"), "{text}");
+    assert!(
+        text.contains("nginx:1.27"),
+        "a harmless value shows: {text}"
+    );
+    for leak in LEAKS {
+        assert!(!text.contains(leak), "{leak}: {text}");
     }
 }

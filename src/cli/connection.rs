@@ -79,6 +79,8 @@ impl ConnArgs {
     /// These flags completed by the environment, then by the chosen profile (`--profile`,
     /// `MIDSCRIPT_PROFILE`): flag > environment > profile, merged here and nowhere else.
     pub(super) fn resolve(&self) -> Result<ConnArgs, CliError> {
+        // Before anything is filled in: what is set now came from the command line.
+        self.settings.warn_about_exposed_secrets();
         let given = self.settings.clone().or(env::settings());
         let settings = match &given.profile {
             None => given,
@@ -89,6 +91,14 @@ impl ConnArgs {
                 given.or(layer)
             }
         };
+        let password_flag =
+            self.settings.password.is_some() || self.settings.password_file.is_some();
+        let key = settings.api_key.is_some() || settings.api_key_file.is_some();
+        if password_flag && settings.username.is_none() && !key {
+            return Err(CliError::Usage(
+                "a password (-P, --password-file) needs -U/--username".into(),
+            ));
+        }
         Ok(ConnArgs {
             settings,
             verbose: self.verbose,
@@ -140,7 +150,13 @@ impl ConnArgs {
         // `--host` names a box, not an endpoint: a 24.10 one answers /api/current with HTTP 404
         // and speaks only the legacy /websocket (docs/middleware.md §0.1, §1.2).
         options.legacy_fallback = s.host.is_some() && s.url.is_none() && !s.mock;
+        if trust == Trust::Insecure && !s.mock {
+            output::warn(
+                "midscript: warning: --insecure: the server's certificate is not checked, so anyone in between can read and change this session; pin it with --fingerprint instead",
+            );
+        }
         options.trust = trust;
+        options.send_key_unverified = s.send_key_unverified;
         options.channel_binding = !s.no_channel_binding;
         if let Some(t) = s.timeout {
             let t =
@@ -212,6 +228,44 @@ impl Settings {
         Ok(None)
     }
 
+    /// The password: -P, --password-file (its first line), or MIDSCRIPT_PASSWORD.
+    fn password(&self) -> Result<Option<String>, CliError> {
+        if let Some(path) = &self.password_file {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                CliError::File(format!(
+                    "cannot read the password file {}: {e}",
+                    path.display()
+                ))
+            })?;
+            warn_if_exposed(path, "a password");
+            let password = text.lines().next().unwrap_or_default();
+            if password.is_empty() {
+                return Err(CliError::File(format!(
+                    "the password file {} is empty",
+                    path.display()
+                )));
+            }
+            return Ok(Some(password.to_owned()));
+        }
+        Ok(self.password.clone())
+    }
+
+    /// Warn about secrets given where other users of this machine can read them: -P and -K
+    /// show in the process list (`ps`) for as long as the command runs. Call it on the flags
+    /// alone, before the environment is layered in.
+    fn warn_about_exposed_secrets(&self) {
+        if self.password.is_some() {
+            output::warn(
+                "midscript: warning: -P/--password shows in the process list to every user of this machine; use --password-file FILE (or MIDSCRIPT_PASSWORD)",
+            );
+        }
+        if self.api_key.is_some() {
+            output::warn(
+                "midscript: warning: -K/--api-key shows in the process list to every user of this machine; use --api-key-file FILE (or MIDSCRIPT_API_KEY)",
+            );
+        }
+    }
+
     /// How to log in; a missing password is asked for (after trust is settled) on a terminal.
     fn login(&self, prompter: &Arc<dyn Prompter>) -> Result<Option<Login>, CliError> {
         if let Some(key) = self.api_key()? {
@@ -231,10 +285,10 @@ impl Settings {
             _ => None,
         };
         let otp = self.otp.clone().map(Secret::new);
-        match (&self.username, &self.password) {
+        match (&self.username, self.password()?) {
             (Some(u), Some(p)) => Ok(Some(Login::Ready(Credentials::Password {
                 username: u.clone(),
-                password: Secret::new(p.clone()),
+                password: Secret::new(p),
                 otp,
                 otp_prompt,
             }))),
@@ -244,10 +298,12 @@ impl Settings {
                 otp_prompt,
             })),
             (Some(u), None) => Err(CliError::Usage(format!(
-                "a password login as {u} needs -P/--password, and there is no terminal to ask for it \
-                 (or use an API key: -K/--api-key-file)"
+                "a password login as {u} needs a password, and there is no terminal to ask for it: \
+                 give --password-file FILE or MIDSCRIPT_PASSWORD (or use an API key: --api-key-file)"
             ))),
-            (None, Some(_)) => Err(CliError::Usage("-P/--password needs -U/--username".into())),
+            // MIDSCRIPT_PASSWORD alone means nothing without a user (a password flag without
+            // one is refused in `ConnArgs::resolve`).
+            (None, Some(_)) => Ok(None),
             (None, None) => Ok(None),
         }
     }

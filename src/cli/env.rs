@@ -7,10 +7,12 @@ use super::settings::Settings;
 const URL_VARS: &[&str] = &["MIDSCRIPT_URL", "TRUENAS_URL"];
 /// Environment variables holding an API key, in order of preference.
 const KEY_VARS: &[&str] = &["MIDSCRIPT_API_KEY", "TRUENAS_API_KEY"];
+/// Environment variables holding the password of a password login (with -U).
+const PASSWORD_VARS: &[&str] = &["MIDSCRIPT_PASSWORD"];
 /// The environment variable that names a profile.
 const PROFILE_VAR: &str = "MIDSCRIPT_PROFILE";
 
-/// The settings the environment gives: a server, an API key, a profile.
+/// The settings the environment gives: a server, an API key, a password, a profile.
 pub(super) fn settings() -> Settings {
     from(|name| std::env::var(name).ok())
 }
@@ -21,6 +23,7 @@ fn from(var: impl Fn(&str) -> Option<String>) -> Settings {
     Settings {
         url: any(URL_VARS),
         api_key: any(KEY_VARS),
+        password: any(PASSWORD_VARS),
         profile: any(&[PROFILE_VAR]),
         ..Settings::default()
     }

@@ -11,8 +11,8 @@ pub mod profile;
 pub mod prompt;
 mod repl;
 mod run;
-mod settings;
 mod seconds;
+mod settings;
 mod trace;
 pub mod trust;
 

@@ -36,13 +36,20 @@ pub struct Settings {
     #[arg(long, short = 'U', value_name = "NAME")]
     pub username: Option<String>,
 
-    /// Password; asked for on a terminal when -U comes without -P or a key (-P shows in the
-    /// process list).
+    /// Password; asked for on a terminal when -U comes without a password or a key. -P shows
+    /// in the process list: prefer --password-file, or MIDSCRIPT_PASSWORD.
     #[arg(long, short = 'P', value_name = "PASSWORD", hide_default_value = true)]
     #[serde(skip)]
     pub password: Option<String>,
 
-    /// API key `<id>-<key>` [env: MIDSCRIPT_API_KEY, TRUENAS_API_KEY]
+    /// Read the password from this file (its first line; keep it chmod 600). The safest way
+    /// to give a password without a terminal [env: MIDSCRIPT_PASSWORD holds the password itself]
+    #[arg(long, value_name = "FILE", conflicts_with = "password")]
+    #[serde(skip)]
+    pub password_file: Option<PathBuf>,
+
+    /// API key `<id>-<key>`; -K shows in the process list: prefer --api-key-file [env:
+    /// MIDSCRIPT_API_KEY, TRUENAS_API_KEY]
     #[arg(long, short = 'K', value_name = "KEY")]
     pub api_key: Option<String>,
 
@@ -64,9 +71,16 @@ pub struct Settings {
     #[arg(long, short = 't', value_name = "SECONDS", value_parser = super::seconds::parse)]
     pub timeout: Option<f64>,
 
-    /// Do not check the server's certificate at all.
+    /// Do not check the server's certificate at all (warned about; an API key is then not
+    /// sent in plain unless --send-key-unverified).
     #[arg(long, short = 'k')]
     pub insecure: bool,
+
+    /// With --insecure: send an API key itself (API_KEY_PLAIN) to the unverified server
+    /// anyway. Whoever sits in between gets the key.
+    #[arg(long)]
+    #[serde(skip)]
+    pub send_key_unverified: bool,
 
     /// Do not bind SCRAM API-key logins over wss:// to the server's certificate (midclt's flag);
     /// only for servers from before binding existed (26.0.0-BETA.1/2).
@@ -98,6 +112,9 @@ impl Settings {
         if self.api_key.is_some() || self.api_key_file.is_some() {
             (under.api_key, under.api_key_file) = (None, None);
         }
+        if self.password.is_some() || self.password_file.is_some() {
+            (under.password, under.password_file) = (None, None);
+        }
         if self.insecure || self.fingerprint.is_some() {
             (under.insecure, under.fingerprint) = (false, None);
         }
@@ -108,12 +125,14 @@ impl Settings {
             mock,
             username,
             password,
+            password_file,
             api_key,
             api_key_file,
             otp,
             fingerprint,
             timeout,
             insecure,
+            send_key_unverified,
             no_channel_binding,
             profile,
             trace,
@@ -124,12 +143,14 @@ impl Settings {
             mock: mock || under.mock,
             username: username.or(under.username),
             password: password.or(under.password),
+            password_file: password_file.or(under.password_file),
             api_key: api_key.or(under.api_key),
             api_key_file: api_key_file.or(under.api_key_file),
             otp: otp.or(under.otp),
             fingerprint: fingerprint.or(under.fingerprint),
             timeout: timeout.or(under.timeout),
             insecure: insecure || under.insecure,
+            send_key_unverified: send_key_unverified || under.send_key_unverified,
             no_channel_binding: no_channel_binding || under.no_channel_binding,
             profile: profile.or(under.profile),
             trace: trace.or(under.trace),
@@ -164,12 +185,14 @@ impl std::fmt::Debug for Settings {
             .field("mock", &self.mock)
             .field("username", &self.username)
             .field("password", &hidden(&self.password))
+            .field("password_file", &self.password_file)
             .field("api_key", &hidden(&self.api_key))
             .field("api_key_file", &self.api_key_file)
             .field("otp", &hidden(&self.otp))
             .field("fingerprint", &self.fingerprint)
             .field("timeout", &self.timeout)
             .field("insecure", &self.insecure)
+            .field("send_key_unverified", &self.send_key_unverified)
             .field("no_channel_binding", &self.no_channel_binding)
             .field("profile", &self.profile)
             .field("trace", &self.trace)

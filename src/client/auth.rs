@@ -186,7 +186,10 @@ impl Client {
                 ("auth.login", params, Mechanism::Password)
             }
             Credentials::ApiKey { key, .. } => (
-                "auth.login_with_api_key",
+                {
+                    self.check_plain_key()?;
+                    "auth.login_with_api_key"
+                },
                 vec![json!(key.expose())],
                 Mechanism::ApiKeyPlain,
             ),
@@ -218,6 +221,7 @@ impl Client {
                 username: None,
                 key,
             } => {
+                self.check_plain_key()?;
                 let ok = self
                     .call("auth.login_with_api_key", vec![json!(key.expose())])
                     .await?;
@@ -290,6 +294,7 @@ impl Client {
         if self.offers_scram().await {
             return self.login_scram(username, key_id, material).await;
         }
+        self.check_plain_key()?;
         let data =
             json!({"mechanism": "API_KEY_PLAIN", "username": username, "api_key": key.expose()});
         match self.call("auth.login_ex", vec![data]).await {
@@ -302,6 +307,15 @@ impl Client {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// Refuse to send an API key in plain to a server nobody verified
+    /// ([`super::ConnectOptions::send_key_unverified`]).
+    fn check_plain_key(&self) -> Result<()> {
+        if self.refuse_plain_key {
+            return Err(AuthError::PlainKeyUnverified.into());
+        }
+        Ok(())
     }
 
     /// Does the server offer SCRAM? `auth.mechanism_choices` fails while unauthenticated on

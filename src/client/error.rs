@@ -236,6 +236,11 @@ pub enum AuthError {
         /// The host the key would have gone to.
         host: String,
     },
+    /// An API key would go, in plain, to a server whose certificate is not checked.
+    #[error(
+        "refusing to send the API key itself to a server whose certificate is not checked (--insecure): anyone in between could take it. Pin the certificate (--fingerprint) instead of --insecure, give -U so a TrueNAS 26+ server can use SCRAM (which never sends the key), or pass --send-key-unverified to send it anyway"
+    )]
+    PlainKeyUnverified,
     /// SCRAM: the server's proof did not match (it does not know the key: a wrong server).
     #[error(
         "SCRAM login: the server's signature does not match; the server may not be who it claims"

@@ -61,6 +61,10 @@ pub struct ConnectOptions {
     pub trust: Trust,
     /// How to log in; `None` stays anonymous.
     pub credentials: Option<Credentials>,
+    /// Send an API key itself (the API_KEY_PLAIN login) even when [`Trust::Insecure`] leaves
+    /// the server unverified. Off by default: whoever sits in between would get the key. SCRAM
+    /// (TrueNAS 26+, with a username) never sends it and is not affected.
+    pub send_key_unverified: bool,
     /// Give up connecting after this long.
     pub connect_timeout: Duration,
     /// Per-call timeout, in-flight cap and keepalive.
@@ -83,6 +87,7 @@ impl ConnectOptions {
             legacy_fallback: false,
             trust: Trust::System,
             credentials: None,
+            send_key_unverified: false,
             connect_timeout: Duration::from_secs(10),
             rpc: RpcOptions::default(),
             tracer: None,
@@ -117,6 +122,9 @@ impl std::fmt::Debug for ConnectOptions {
 #[derive(Clone)]
 pub struct Client {
     conn: Arc<Connection>,
+    /// The server's certificate is not checked and the user did not insist: an API key is
+    /// never sent in plain ([`ConnectOptions::send_key_unverified`]).
+    refuse_plain_key: bool,
     fingerprint: Option<Fingerprint>,
     /// The server certificate of this TLS session (DER), for SCRAM channel binding.
     tls_certificate: Option<Arc<[u8]>>,
@@ -190,6 +198,7 @@ impl Client {
             options.tracer.clone(),
         );
         let mut client = Client {
+            refuse_plain_key: options.trust == Trust::Insecure && !options.send_key_unverified,
             conn,
             fingerprint: opened.fingerprint,
             tls_certificate: opened.certificate.map(Arc::from),
