@@ -148,18 +148,7 @@ impl KnownHosts {
 /// lowercase (IPv6 in brackets), the port explicit (443 for wss, 80 for ws by default).
 pub fn host_key(url: &str) -> Option<String> {
     let endpoint = Endpoint::parse(url).ok()?;
-    let authority = url.split_once("://")?.1.split('/').next()?;
-    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let port = if authority.starts_with('[') {
-        authority.rsplit_once("]:").map(|(_, p)| p)
-    } else {
-        authority.rsplit_once(':').map(|(_, p)| p)
-    };
-    let port = match port {
-        Some(p) => p.parse::<u16>().ok()?,
-        None if endpoint.tls => 443,
-        None => 80,
-    };
+    let port = endpoint.port;
     let host = endpoint.host.to_ascii_lowercase();
     Some(if host.contains(':') {
         format!("[{host}]:{port}")
@@ -330,7 +319,8 @@ mod tests {
             host_key("wss://[::1]/api/current").as_deref(),
             Some("[::1]:443")
         );
-        assert_eq!(host_key("wss://u@h:1/api/current").as_deref(), Some("h:1"));
+        // User info is refused, so it names no host key.
+        assert_eq!(host_key("wss://u@h:1/api/current"), None);
         assert_eq!(host_key("wss://h:99999/api/current"), None);
         assert_eq!(host_key("nonsense"), None);
     }

@@ -166,6 +166,8 @@ pub struct Endpoint {
     pub tls: bool,
     /// Host name or address (without brackets).
     pub host: String,
+    /// The port: as given, else 443 for `wss` and 80 for `ws`.
+    pub port: u16,
     /// The path, e.g. `/api/current`.
     pub path: String,
 }
@@ -216,6 +218,7 @@ impl Endpoint {
                 "a user name or password in the URL is not accepted: pass -U NAME and --password-file FILE (or MIDSCRIPT_PASSWORD) instead",
             ));
         }
+        let port_text = authority.as_str()[authority.host().len()..].strip_prefix(':');
         let host = authority.host();
         let host = host
             .strip_prefix('[')
@@ -224,6 +227,13 @@ impl Endpoint {
         if host.is_empty() {
             return Err(bad("no host"));
         }
+        let port = match port_text {
+            Some(p) => p
+                .parse::<u16>()
+                .map_err(|_| bad("the port must be a number from 0 to 65535"))?,
+            None if tls => 443,
+            None => 80,
+        };
         let path = uri.path();
         if path.is_empty() || path == "/" {
             return Err(bad(
@@ -234,6 +244,7 @@ impl Endpoint {
             url: url.to_owned(),
             tls,
             host: host.to_owned(),
+            port,
             path: path.to_owned(),
         })
     }
