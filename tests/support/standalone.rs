@@ -14,6 +14,7 @@ const INHERITED: &[&str] = &[
     "TRUENAS_URL",
     "MIDSCRIPT_API_KEY",
     "TRUENAS_API_KEY",
+    "MIDSCRIPT_PASSWORD",
     "MIDSCRIPT_PROFILE",
 ];
 
