@@ -411,6 +411,33 @@ mod tests {
         );
     }
 
+    /// The one rule: a literal password inside a URL is masked even when nothing marks the
+    /// value as a secret's; a harmless value shows; secret names are masked.
+    #[test]
+    fn url_passwords_and_secret_names_are_masked_harmless_values_show() {
+        let old = json!({"services": {"api": {"image": "a:1.26", "environment": {
+            "DATABASE_URL": "postgres://app:old-pw@db/app", "JWT_KEY": "k1"}}}});
+        let new = json!({"services": {"api": {"image": "a:1.27", "environment": {
+            "DATABASE_URL": "postgres://app:new-pw@db/app", "JWT_KEY": "k2"}}}});
+        let d = diff(Some(&old), &new, &Secrets::default(), false).render();
+        assert_eq!(
+            d,
+            [
+                "~ api",
+                "    image: \"a:1.26\" -> \"a:1.27\"",
+                "    environment.DATABASE_URL: \"postgres://app:********@db/app\" -> \"postgres://app:********@db/app\"",
+                "    environment.JWT_KEY: \"********\" -> \"********\"",
+            ]
+            .join("\n")
+        );
+        let doc = Secrets::default().mask_document(&new);
+        assert_eq!(
+            doc["services"]["api"]["environment"]["DATABASE_URL"],
+            "postgres://app:********@db/app"
+        );
+        assert_eq!(doc["services"]["api"]["image"], "a:1.27");
+    }
+
     #[test]
     fn equal_documents_and_new_apps() {
         let doc = json!({"services": {"a": {"image": "x", "n": 1}}});
