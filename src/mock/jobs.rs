@@ -434,8 +434,11 @@ fn finish(shared: &Arc<Shared>, id: i64, outcome: Outcome) {
         // §4.4: the final set_progress(100) and the `finally` block each send one.
         emit(shared, id, EventKind::Changed);
     }
+    // `send_replace`, not `send`: with nobody subscribed yet (the caller got its job id and
+    // left), `send` would drop the value, and a `core.job_wait` subscribing later would wait
+    // for an end that already came.
     shared.jobs.with(id, |j| {
-        let _ = j.done.send(true);
+        j.done.send_replace(true);
     });
 }
 

@@ -754,6 +754,34 @@ async fn rate_limit_counts_anonymous_no_auth_calls_server_wide() {
     s.shutdown().await;
 }
 
+/// `core.job_wait` on a job that ended before anyone waited for it ends at once with that
+/// job's result (it used to wait forever: the end was signalled to no one and then lost).
+#[tokio::test]
+async fn job_wait_on_a_job_that_already_ended() {
+    let s = server().await;
+    let mut c = Raw::connect(&s).await;
+    c.login().await;
+    c.call("core.subscribe", json!(["core.get_jobs"])).await;
+    let first = c
+        .call(
+            "app.create",
+            json!([{"app_name": "whoami", "custom_app": true, "custom_compose_config_string": WHOAMI}]),
+        )
+        .await;
+    let events = c.job_events(first.as_i64().unwrap()).await;
+    assert_eq!(events.last().unwrap()["fields"]["state"], "SUCCESS");
+    let wait = c.call("core.job_wait", json!([first])).await;
+    let ended = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        c.job_events(wait.as_i64().unwrap()),
+    )
+    .await
+    .expect("core.job_wait ends");
+    let last = &ended.last().unwrap()["fields"];
+    assert_eq!(last["state"], "SUCCESS");
+    assert_eq!(last["result"]["state"], "DEPLOYING");
+}
+
 #[tokio::test]
 async fn app_create_job_events_and_running_app() {
     let s = server().await;
