@@ -82,19 +82,12 @@ fn methods_called(server: &MockServer) -> Vec<String> {
         .collect()
 }
 
+/// Plan and apply, as `midscript compose up` and the script `compose::up` do.
 async fn deploy(client: &Client, p: &Project, o: &DeployOptions) -> deploy::Outcome {
-    let remote = deploy::remote(client, &p.name).await.unwrap();
-    deploy::up(
-        client,
-        &p.name,
-        &p.document,
-        &remote,
-        &p.mounts,
-        o,
-        &mut |_| {},
-    )
-    .await
-    .expect("deploys")
+    let plan = deploy::plan(client, p, false).await.unwrap();
+    deploy::apply(client, p, &plan, o, &mut |_| {})
+        .await
+        .expect("deploys")
 }
 
 #[tokio::test]
@@ -157,11 +150,22 @@ async fn inventory_is_resolved_client_side_and_a_second_up_sends_nothing() {
         doc["services"]["web"]["volumes"][0],
         "/mnt/tank/apps/inventory/config/nginx.conf:/etc/nginx/conf.d/default.conf:ro"
     );
-    // Warnings: the inactive debug profile (adminer is not deployed), the single-file mount.
-    assert_eq!(p.warnings.len(), 2, "{:#?}", p.warnings);
+    // Warnings: the inactive debug profile (adminer is not deployed).
+    assert_eq!(p.warnings.len(), 1, "{:#?}", p.warnings);
     assert!(p.warnings[0].contains("adminer has profiles"));
     assert!(doc["services"].get("adminer").is_none());
-    assert!(p.warnings[1].contains("single file"));
+    // The single-file mount is uploaded; its fingerprint is in the document.
+    assert_eq!(p.uploads.len(), 1);
+    assert_eq!(
+        p.uploads[0].remote,
+        "/mnt/tank/apps/inventory/config/nginx.conf"
+    );
+    assert!(
+        doc["x-midscript"]["files"]["/mnt/tank/apps/inventory/config/nginx.conf"]
+            .as_str()
+            .is_some_and(|f| f.starts_with("sha256:")),
+        "{doc}"
+    );
 
     let o = DeployOptions {
         create_dirs: true,
@@ -170,24 +174,40 @@ async fn inventory_is_resolved_client_side_and_a_second_up_sends_nothing() {
     let out = deploy(&client, &p, &o).await;
     assert_eq!(out.action, Action::Created);
     assert_eq!(out.state.as_deref(), Some("RUNNING"));
+    // The pool's root is a dataset, so every missing folder becomes a dataset.
+    let created: Vec<(String, Option<String>)> = out
+        .dirs_created
+        .iter()
+        .map(|c| (c.path.clone(), c.dataset.clone()))
+        .collect();
+    let ds = |p: &str| (format!("/mnt/{p}"), Some(p.to_owned()));
     assert_eq!(
-        out.dirs_created,
+        created,
         [
-            "/mnt/tank/apps",
-            "/mnt/tank/apps/inventory",
-            "/mnt/tank/apps/inventory/data",
-            "/mnt/tank/apps/inventory/data/postgres",
-            "/mnt/tank/apps/inventory/config"
+            ds("tank/apps"),
+            ds("tank/apps/inventory"),
+            ds("tank/apps/inventory/data"),
+            ds("tank/apps/inventory/data/postgres"),
+            ds("tank/apps/inventory/config"),
         ]
     );
+    assert!(out.missing_dirs.is_empty());
+    assert_eq!(out.uploaded, ["/mnt/tank/apps/inventory/config/nginx.conf"]);
     assert_eq!(
-        out.missing_files,
-        ["/mnt/tank/apps/inventory/config/nginx.conf"]
+        server
+            .file_content("/mnt/tank/apps/inventory/config/nginx.conf")
+            .unwrap(),
+        std::fs::read(fixture("inventory/config/nginx.conf")).unwrap()
     );
     assert!(
         server
             .files()
             .contains(&("/mnt/tank/apps/inventory/data/postgres".into(), "DIRECTORY"))
+    );
+    assert!(
+        server
+            .datasets()
+            .contains(&"tank/apps/inventory/data/postgres".to_owned())
     );
     // What the server stores is exactly what was resolved.
     let stored = client
@@ -198,17 +218,26 @@ async fn inventory_is_resolved_client_side_and_a_second_up_sends_nothing() {
     in_process::plain_settings().bind(|| {
         insta::assert_snapshot!(
             "inventory_create",
-            calls(&server, &["filesystem.mkdir", "app.create"])
+            calls(
+                &server,
+                &[
+                    "filesystem.mkdir",
+                    "pool.dataset.create",
+                    "filesystem.file_receive",
+                    "app.create"
+                ]
+            )
         );
     });
 
-    // Again, nothing changed: no job, no mkdir.
+    // Again, nothing changed: no job, no folder, no upload.
     server.clear_transcript();
     let p2 = compose::resolve(&inventory_options()).unwrap();
     let out = deploy(&client, &p2, &o).await;
     assert_eq!(out.action, Action::Unchanged);
     assert_eq!(out.state.as_deref(), Some("RUNNING"));
     assert!(out.jobs.is_empty());
+    assert!(out.dirs_created.is_empty() && out.uploaded.is_empty());
     in_process::plain_settings().bind(|| {
         insta::assert_snapshot!(
             "inventory_second_up_methods",
@@ -334,28 +363,19 @@ async fn rollback_restores_the_previous_document() {
         2
     );
 
-    let remote = deploy::remote(&client, "inventory").await.unwrap();
-    let prev = journal
-        .previous(&server.url(), "inventory", remote.config.as_ref())
-        .unwrap()
-        .expect("a previous document");
-    assert_eq!(prev.document, v1.document);
-    let rb = DeployOptions {
-        update_action: "rolled_back".into(),
-        ..o.clone()
-    };
-    let out = deploy::up(
+    let done = deploy::rollback(
         &client,
+        &journal,
+        &server.url(),
         "inventory",
-        &prev.document,
-        &remote,
-        &[],
-        &rb,
+        &fast(),
         &mut |_| {},
     )
     .await
     .unwrap();
-    assert_eq!(out.action, Action::Updated);
+    assert_eq!(done.entry.document, v1.document);
+    assert_eq!(done.outcome.action, Action::Updated);
+    assert_eq!(done.diff.len(), 1, "{}", done.diff.render());
     let stored = client
         .call("app.config", vec![json!("inventory")])
         .await
@@ -716,7 +736,6 @@ async fn an_app_in_the_error_state_on_27_is_refused_with_its_reason() {
         &p.name,
         &p.document,
         &remote,
-        &p.mounts,
         &fast(),
         &mut |_| {},
     )

@@ -133,7 +133,9 @@ fn diff_update_and_rollback() {
     let o = up(&["--create-dirs"]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert!(
-        stderr(&o).contains("created /mnt/tank/apps/inventory/data/postgres on the NAS"),
+        stderr(&o).contains(
+            "created /mnt/tank/apps/inventory/data/postgres (dataset tank/apps/inventory/data/postgres) on the NAS"
+        ),
         "{}",
         stderr(&o)
     );
@@ -175,7 +177,7 @@ fn diff_update_and_rollback() {
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let text = stdout(&o);
     assert!(
-        text.starts_with("rolling inventory back to the document deployed at "),
+        text.starts_with("rolled inventory back to the document deployed at "),
         "{text}"
     );
     assert!(text.contains("    image: \"ghcr.io/example/inventory-web:1.5.0\" -> \"ghcr.io/example/inventory-web:1.4.2\""), "{text}");

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use midscript::client::{Client, JobProgress};
+use midscript::compose::journal::Journal;
 use midscript::mock::{MockConfig, MockServer};
 use midscript::script::{self, Console, Outcome, RunOptions, Script};
 use tokio::sync::Notify;
@@ -116,6 +117,8 @@ impl Run {
 struct Harness {
     server: MockServer,
     client: Client,
+    /// The deploy journal of the runs (never the developer's).
+    state: tempfile::TempDir,
 }
 
 impl Harness {
@@ -127,7 +130,16 @@ impl Harness {
         let server = MockServer::start(config).await.expect("mock starts");
         let client = login(&server).await;
         server.clear_transcript();
-        Harness { server, client }
+        Harness {
+            server,
+            client,
+            state: tempfile::tempdir().expect("a temporary folder"),
+        }
+    }
+
+    /// The deploy journal the scripts record in.
+    fn journal(&self) -> Journal {
+        Journal::at(self.state.path())
     }
 
     /// Another logged-in connection (for setup and for changes made while a script runs).
@@ -139,12 +151,9 @@ impl Harness {
     async fn prepare(&self, code: &str) {
         let client = self.second_client().await;
         let console = Arc::new(TestConsole::default());
-        let outcome = script::run(
-            client.clone(),
-            Script::inline(code),
-            RunOptions::new(console.clone()),
-        )
-        .await;
+        let mut options = RunOptions::new(console.clone());
+        options.journal = Some(self.journal());
+        let outcome = script::run(client.clone(), Script::inline(code), options).await;
         assert_eq!(
             outcome,
             Outcome::Success,
@@ -168,6 +177,7 @@ impl Harness {
         options.args = args.iter().map(|a| a.to_string()).collect();
         options.cancel = cancel;
         options.lib_dir = None;
+        options.journal = Some(self.journal());
         let outcome = tokio::time::timeout(
             Duration::from_secs(20),
             script::run(self.client.clone(), script, options),

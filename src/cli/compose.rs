@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use super::connection::Session;
 use super::{CliError, ConnArgs, Exit};
 use crate::client::{Client, Error};
-use crate::compose::deploy::{self, DeployError, DeployOptions, LIFECYCLE_LOG, Outcome, Remote};
+use crate::compose::deploy::{self, DeployError, DeployOptions, LIFECYCLE_LOG, Outcome};
 use crate::compose::journal::Journal;
 use crate::compose::{self, ComposeError, Options, Project};
 use crate::output::{self, Format, ProgressPrinter, ProgressStyle};
@@ -95,7 +95,8 @@ pub enum ComposeCommand {
         /// Only show what would change (like `diff`), send nothing.
         #[arg(long)]
         plan: bool,
-        /// Create missing bind-mount directories on the NAS (filesystem.mkdir).
+        /// Create missing bind-mount folders on the NAS: datasets where the parent is a
+        /// dataset (pool.dataset.create), directories otherwise (filesystem.mkdir).
         #[arg(long)]
         create_dirs: bool,
         /// Show values from .env/env_file and secret-looking keys in the diff.
@@ -301,15 +302,10 @@ pub async fn run(cmd: ComposeCommand, outer: &ConnArgs, format: Format) -> Resul
             let p = compose::resolve(&project.options()?).map_err(compose_err)?;
             warn_all(&p.warnings);
             let session = conn.connect().await?;
-            let remote = session
-                .scoped(async |s| Ok(deploy::remote(&s.client, &p.name).await?))
-                .await?;
-            let d = compose::diff::diff(
-                remote.config.as_ref(),
-                &p.document,
-                &p.secrets,
-                show_secrets,
-            );
+            let d = session
+                .scoped(async |s| Ok(deploy::plan(&s.client, &p, show_secrets).await?))
+                .await?
+                .diff;
             if json_out(format) {
                 print_json(&serde_json::to_value(&d).unwrap_or_default(), format);
             } else {
@@ -485,16 +481,11 @@ async fn up(
     format: Format,
 ) -> Result<Exit, CliError> {
     let client = &session.client;
-    let remote = deploy::remote(client, &p.name).await?;
-    let d = compose::diff::diff(
-        remote.config.as_ref(),
-        &p.document,
-        &p.secrets,
-        show_secrets,
-    );
+    let planned = deploy::plan(client, p, show_secrets).await?;
+    let d = &planned.diff;
     if plan {
         if json_out(format) {
-            print_json(&serde_json::to_value(&d).unwrap_or_default(), format);
+            print_json(&serde_json::to_value(d).unwrap_or_default(), format);
         } else {
             output::emit_line(&d.render().to_string());
         }
@@ -506,35 +497,10 @@ async fn up(
     let mut options = deploy_options(wait)?;
     options.create_dirs = create_dirs;
     options.journal = Some((journal()?, server_of(conn, client)));
-    let outcome = apply(
-        client,
-        &p.name,
-        &p.document,
-        &remote,
-        &p.mounts,
-        &options,
-        wait.progress,
-    )
-    .await?;
-    report(&outcome, format)
-}
-
-async fn apply(
-    client: &Client,
-    app: &str,
-    document: &Value,
-    remote: &Remote,
-    mounts: &[compose::BindMount],
-    options: &DeployOptions,
-    progress: ProgressStyle,
-) -> Result<Outcome, CliError> {
-    let mut printer = ProgressPrinter::new(progress);
-    let r = deploy::up(client, app, document, remote, mounts, options, &mut |p| {
-        printer.update(p)
-    })
-    .await;
+    let mut printer = ProgressPrinter::new(wait.progress);
+    let r = deploy::apply(client, p, &planned, &options, &mut |j| printer.update(j)).await;
     printer.finish();
-    r.map_err(deploy_err)
+    report(&r.map_err(deploy_err)?, format)
 }
 
 /// Print the outcome; CRASHED exits [`Exit::Crashed`].
@@ -542,10 +508,13 @@ fn report(o: &Outcome, format: Format) -> Result<Exit, CliError> {
     for d in &o.dirs_created {
         output::warn(&format!("midscript: created {d} on the NAS"));
     }
-    for f in &o.missing_files {
+    for d in &o.missing_dirs {
         output::warn(&format!(
-            "midscript: warning: {f} does not exist on the NAS: copy the file there (docker would create a directory in its place)"
+            "midscript: warning: bind folder {d} does not exist on the NAS: docker will create it owned by root (pass --create-dirs to create it first)"
         ));
+    }
+    for f in &o.uploaded {
+        output::warn(&format!("midscript: uploaded {f}"));
     }
     if json_out(format) {
         print_json(&serde_json::to_value(o).unwrap_or_default(), format);
@@ -742,41 +711,20 @@ async fn rollback(
     let client = &session.client;
     let journal = journal()?;
     let server = server_of(conn, client);
-    let remote = deploy::remote(client, app).await?;
-    let Some(entry) = journal
-        .previous(&server, app, remote.config.as_ref())
-        .map_err(compose_err)?
-    else {
-        return Err(CliError::Refused(format!(
-            "nothing to roll back to: the deploy journal ({}) has no other document of {app} for this server",
-            journal.app_dir(&server, app).display()
-        )));
-    };
-    let d = compose::diff::diff(
-        remote.config.as_ref(),
-        &entry.document,
-        &compose::Secrets::default(),
-        false,
-    );
+    let options = deploy_options(wait)?;
+    let mut printer = ProgressPrinter::new(wait.progress);
+    let r = deploy::rollback(client, &journal, &server, app, &options, &mut |j| {
+        printer.update(j)
+    })
+    .await;
+    printer.finish();
+    let done = r.map_err(deploy_err)?;
     if !json_out(format) {
         output::emit_line(&format!(
-            "rolling {app} back to the document deployed at {} (journal entry {})",
-            entry.time, entry.seq
+            "rolled {app} back to the document deployed at {} (journal entry {})",
+            done.entry.time, done.entry.seq
         ));
-        output::emit_line(&d.render().to_string());
+        output::emit_line(&done.diff.render().to_string());
     }
-    let mut options = deploy_options(wait)?;
-    options.journal = Some((journal, server));
-    options.update_action = "rolled_back".into();
-    let outcome = apply(
-        client,
-        app,
-        &entry.document,
-        &remote,
-        &[],
-        &options,
-        wait.progress,
-    )
-    .await?;
-    report(&outcome, format)
+    report(&done.outcome, format)
 }

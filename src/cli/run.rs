@@ -66,7 +66,9 @@ pub async fn run(args: RunArgs, outer: &ConnArgs, verbose: bool) -> Result<ExitC
     }
 
     // One connection and one login for the whole run.
-    let session = args.conn.or(outer).connect().await?;
+    let conn = args.conn.or(outer);
+    let mock = conn.settings.mock;
+    let session = conn.connect().await?;
 
     // Ctrl-C: the first one cancels what the script waits for (a job it waits on is aborted);
     // a second one quits at once.
@@ -97,6 +99,9 @@ pub async fn run(args: RunArgs, outer: &ConnArgs, verbose: bool) -> Result<ExitC
     options.cancel = cancel;
     options.verbose = verbose;
     options.catalog = Some(Arc::new(RwLock::new(MethodCatalog::Bundled)));
+    if mock {
+        options.server_key = Some("mock".into());
+    }
     let outcome = script::run(session.client.clone(), script, options).await;
     on_ctrl_c.abort();
     session.finish().await;

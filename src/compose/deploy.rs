@@ -1,8 +1,11 @@
-//! Talking to the NAS: read what runs, create or update the app as a job, wait until it is
-//! RUNNING or CRASHED, show the failing containers' logs, create bind-mount directories,
-//! stop/delete, list containers, follow logs.
+//! Talking to the NAS, the one deploy path of `midscript compose` and the script `compose`
+//! module: [`plan`] reads what runs and diffs it; [`apply`] creates the bind-mount folders
+//! (datasets under a dataset, with `--create-dirs`) or says which are missing, uploads the files
+//! the app needs, creates or updates the app as a job, waits until it is RUNNING or CRASHED,
+//! shows the failing containers' logs and records the document in the journal; [`rollback`]
+//! redeploys the journal's previous document. Also stop/delete, containers, logs.
 //!
-//! Waiting (apps-and-peers.md §0.3, §1.4, §1.5): `app.create`/`app.update` return once
+//! Waiting (docs/apps.md §1.3, §1.4, §1.5): `app.create`/`app.update` return once
 //! `compose up -d` exits, usually with the app DEPLOYING. `app.query` events are subscribed
 //! to *before* the job is sent. The job's result (the app entry after `up`) is the starting
 //! point; later events count only when they describe the same containers (events of the old
@@ -15,10 +18,16 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+
 use super::canonical::{create_params, semantic_eq};
+use super::diff::{Diff, Secrets, diff};
 use super::error::ComposeError;
-use super::journal::Journal;
+use super::journal::{Entry, Journal};
 use super::paths::{BindMount, MountKind};
+use super::uploads::{self, Upload};
+use super::{Project, uploads::fingerprints};
 use crate::client::{Client, Error, JobProgress, Subscription};
 use crate::protocol::{EventKind, errno};
 
@@ -32,7 +41,8 @@ pub struct DeployOptions {
     pub wait: bool,
     /// How long to wait.
     pub timeout: Duration,
-    /// Create missing bind-mount directories on the NAS first (`filesystem.mkdir`).
+    /// Create missing bind-mount folders on the NAS first: datasets (`pool.dataset.create`)
+    /// where the parent is a dataset, directories (`filesystem.mkdir`) otherwise.
     pub create_dirs: bool,
     /// Log lines shown per crashed container.
     pub log_lines: u64,
@@ -110,10 +120,13 @@ pub struct Outcome {
     pub state: Option<String>,
     /// The job ids run, in order.
     pub jobs: Vec<i64>,
-    /// Directories created on the NAS.
-    pub dirs_created: Vec<String>,
-    /// Single-file bind mounts whose file is missing on the NAS.
-    pub missing_files: Vec<String>,
+    /// Folders created on the NAS (datasets and directories).
+    pub dirs_created: Vec<Created>,
+    /// Bind-mount folders missing on the NAS (without `create_dirs`; docker creates them as
+    /// plain root-owned directories).
+    pub missing_dirs: Vec<String>,
+    /// Files uploaded to the NAS.
+    pub uploaded: Vec<String>,
     /// Logs of the containers that crashed.
     pub crashed: Vec<ContainerLog>,
     /// The last `app.query` entry seen (with `portals`, `active_workloads`, …), when the app
@@ -170,6 +183,17 @@ pub enum DeployError {
     /// The deploy journal could not be written (the deployment itself went through).
     #[error(transparent)]
     Journal(#[from] ComposeError),
+    /// Nothing in the journal to roll back to.
+    #[error(
+        "nothing to roll back to: the deploy journal ({}) has no other document of {app} for this server",
+        dir.display()
+    )]
+    NothingToRollBack {
+        /// The app.
+        app: String,
+        /// The journal folder of the app.
+        dir: std::path::PathBuf,
+    },
     /// A bind-mount path exists on the NAS but is not a directory.
     #[error("{path} exists on the NAS but is not a directory (it is {kind})")]
     NotADirectory {
@@ -292,9 +316,60 @@ fn parent(path: &str) -> Option<&str> {
     }
 }
 
-/// `mkdir -p` on the NAS with `filesystem.stat` / `filesystem.mkdir` (which creates one level);
-/// returns the directories created.
-pub async fn mkdir_p(client: &Client, path: &str) -> Result<Vec<String>, DeployError> {
+/// A folder created on the NAS.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Created {
+    /// Its path.
+    pub path: String,
+    /// The dataset it is, when it was created as one.
+    pub dataset: Option<String>,
+}
+
+impl std::fmt::Display for Created {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.dataset {
+            Some(d) => write!(f, "{} (dataset {d})", self.path),
+            None => f.write_str(&self.path),
+        }
+    }
+}
+
+/// The dataset mounted at `path`, if it is one (TrueNAS mounts dataset `X` at `/mnt/X`).
+async fn dataset_at(client: &Client, path: &str) -> Result<Option<String>, Error> {
+    let Some(id) = path.strip_prefix("/mnt/").filter(|i| !i.is_empty()) else {
+        return Ok(None);
+    };
+    let found = client
+        .call(
+            "pool.dataset.query",
+            vec![
+                json!([["id", "=", id]]),
+                json!({"extra": {"retrieve_children": false}}),
+            ],
+        )
+        .await?;
+    Ok(found
+        .as_array()
+        .and_then(|a| a.first())
+        .filter(|d| d.get("mountpoint").and_then(Value::as_str) == Some(path))
+        .and_then(|d| d.get("id").and_then(Value::as_str))
+        .map(str::to_owned))
+}
+
+/// Can `leaf` be a ZFS dataset name component?
+fn dataset_component(leaf: &str) -> bool {
+    !leaf.is_empty()
+        && leaf != "."
+        && leaf != ".."
+        && !leaf.ends_with(' ')
+        && leaf
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-.:".contains(c))
+}
+
+/// The missing folders on the way to `path`, outermost first, and the existing folder above
+/// them.
+async fn missing_levels(client: &Client, path: &str) -> Result<(Vec<String>, String), DeployError> {
     let mut missing = Vec::new();
     let mut p = Some(path.trim_end_matches('/'));
     while let Some(cur) = p {
@@ -307,7 +382,8 @@ pub async fn mkdir_p(client: &Client, path: &str) -> Result<Vec<String>, DeployE
                         kind: kind.to_owned(),
                     });
                 }
-                break;
+                missing.reverse();
+                return Ok((missing, cur.to_owned()));
             }
             None => {
                 missing.push(cur.to_owned());
@@ -315,48 +391,271 @@ pub async fn mkdir_p(client: &Client, path: &str) -> Result<Vec<String>, DeployE
             }
         }
     }
+    missing.reverse();
+    Ok((missing, "/".to_owned()))
+}
+
+/// `mkdir -p` on the NAS: each missing level becomes a dataset (`pool.dataset.create`) when
+/// its parent is a dataset, else a directory (`filesystem.mkdir`, one level at a time).
+pub async fn mkdir_p(client: &Client, path: &str) -> Result<Vec<Created>, DeployError> {
+    let (missing, existing) = missing_levels(client, path).await?;
+    if missing.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut dataset = dataset_at(client, &existing).await?;
     let mut created = Vec::new();
-    for dir in missing.into_iter().rev() {
-        client
-            .call("filesystem.mkdir", vec![json!({"path": dir})])
-            .await?;
-        created.push(dir);
+    for dir in missing {
+        let leaf = dir.rsplit('/').next().unwrap_or("");
+        dataset = match dataset.filter(|_| dataset_component(leaf)) {
+            Some(parent) => {
+                let name = format!("{parent}/{leaf}");
+                client
+                    .call(
+                        "pool.dataset.create",
+                        vec![json!({"name": name, "type": "FILESYSTEM"})],
+                    )
+                    .await?;
+                Some(name)
+            }
+            None => {
+                client
+                    .call("filesystem.mkdir", vec![json!({"path": dir})])
+                    .await?;
+                None
+            }
+        };
+        created.push(Created {
+            path: dir,
+            dataset: dataset.clone(),
+        });
     }
     Ok(created)
 }
 
-/// Create the directories of directory mounts (and the parents of file mounts); returns the
-/// directories created and the file mounts whose file is missing.
+/// The folders a deployment needs: the bind-mount directories and the folders of the files
+/// it uploads.
+fn needed_dirs(mounts: &[BindMount], files: &[Upload]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let dirs = mounts
+        .iter()
+        .filter(|m| m.kind == MountKind::Directory)
+        .map(|m| m.remote.clone());
+    let parents = files
+        .iter()
+        .filter_map(|u| parent(&u.remote).map(str::to_owned));
+    for d in dirs.chain(parents) {
+        if !out.contains(&d) {
+            out.push(d);
+        }
+    }
+    out
+}
+
+/// Create the folders a deployment needs (see [`mkdir_p`]); returns what was created.
 pub async fn ensure_dirs(
     client: &Client,
     mounts: &[BindMount],
-) -> Result<(Vec<String>, Vec<String>), DeployError> {
+    files: &[Upload],
+) -> Result<Vec<Created>, DeployError> {
     let mut created = Vec::new();
-    let mut missing_files = Vec::new();
-    for m in mounts {
-        match m.kind {
-            MountKind::Directory => created.extend(mkdir_p(client, &m.remote).await?),
-            MountKind::File | MountKind::Value => {
-                if let Some(p) = parent(&m.remote) {
-                    created.extend(mkdir_p(client, p).await?);
-                }
-                if stat(client, &m.remote).await?.is_none() {
-                    missing_files.push(m.remote.clone());
-                }
-            }
+    for d in needed_dirs(mounts, files) {
+        created.extend(mkdir_p(client, &d).await?);
+    }
+    Ok(created)
+}
+
+/// The bind-mount directories that do not exist on the NAS.
+pub async fn missing_dirs(client: &Client, mounts: &[BindMount]) -> Result<Vec<String>, Error> {
+    let mut out = Vec::new();
+    for m in mounts.iter().filter(|m| m.kind == MountKind::Directory) {
+        if stat(client, &m.remote).await?.is_none() {
+            out.push(m.remote.clone());
         }
     }
-    Ok((created, missing_files))
+    Ok(out)
+}
+
+/// Upload the files whose copy on the NAS is missing, of another size, or not the one the
+/// running document's fingerprint describes (`filesystem.file_receive`, base64 in one
+/// message). Returns the paths uploaded.
+pub async fn upload_files(
+    client: &Client,
+    files: &[Upload],
+    running: Option<&Value>,
+) -> Result<Vec<String>, Error> {
+    let deployed = running.map(fingerprints).unwrap_or_default();
+    let mut sent = Vec::new();
+    for u in files {
+        let current = deployed.get(&u.remote).is_some_and(|fp| u.matches(fp));
+        if current
+            && let Some(st) = stat(client, &u.remote).await?
+            && st.get("type").and_then(Value::as_str) == Some("FILE")
+            && st.get("size").and_then(Value::as_u64) == Some(u.size as u64)
+        {
+            continue;
+        }
+        client
+            .call(
+                "filesystem.file_receive",
+                vec![
+                    json!(u.remote),
+                    json!(B64.encode(&u.content)),
+                    json!({"mode": u.mode}),
+                ],
+            )
+            .await?;
+        sent.push(u.remote.clone());
+    }
+    Ok(sent)
+}
+
+/// What `up` would do: what runs on the NAS, the document to send, and how it differs.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// What runs.
+    pub remote: Remote,
+    /// The project's document, with the fingerprints of unchanged secret files carried over
+    /// from the running document (a secret's fingerprint is salted, so a fresh one would
+    /// always differ).
+    pub document: Value,
+    /// The changes, secrets masked unless asked otherwise.
+    pub diff: Diff,
+}
+
+impl Plan {
+    /// The NAS already runs this document.
+    pub fn unchanged(&self) -> bool {
+        self.remote
+            .config
+            .as_ref()
+            .is_some_and(|c| semantic_eq(c, &self.document))
+    }
+}
+
+/// The project's document with the fingerprints of `running` kept where they still describe
+/// the local file.
+pub fn carry_fingerprints(project: &Project, running: Option<&Value>) -> Value {
+    let mut doc = project.document.clone();
+    let Some(old) = running.map(fingerprints) else {
+        return doc;
+    };
+    let mut files = fingerprints(&doc);
+    for u in &project.uploads {
+        if let Some(fp) = old.get(&u.remote)
+            && u.matches(fp)
+        {
+            files.insert(u.remote.clone(), fp.clone());
+        }
+    }
+    uploads::set_fingerprints(&mut doc, &files);
+    doc
+}
+
+/// Read what runs and diff the project against it (nothing is changed).
+pub async fn plan(client: &Client, project: &Project, show_secrets: bool) -> Result<Plan, Error> {
+    let remote = remote(client, &project.name).await?;
+    let document = carry_fingerprints(project, remote.config.as_ref());
+    let diff = diff(
+        remote.config.as_ref(),
+        &document,
+        &project.secrets,
+        show_secrets,
+    );
+    Ok(Plan {
+        remote,
+        document,
+        diff,
+    })
+}
+
+/// Deploy a planned project: folders (created with `create_dirs`, else reported missing), the
+/// files it needs, then [`up`].
+pub async fn apply(
+    client: &Client,
+    project: &Project,
+    plan: &Plan,
+    options: &DeployOptions,
+    progress: &mut (dyn FnMut(&JobProgress) + Send),
+) -> Result<Outcome, DeployError> {
+    let (created, missing) = if options.create_dirs {
+        (
+            ensure_dirs(client, &project.mounts, &project.uploads).await?,
+            Vec::new(),
+        )
+    } else {
+        (Vec::new(), missing_dirs(client, &project.mounts).await?)
+    };
+    let uploaded = upload_files(client, &project.uploads, plan.remote.config.as_ref()).await?;
+    let mut outcome = up(
+        client,
+        &project.name,
+        &plan.document,
+        &plan.remote,
+        options,
+        progress,
+    )
+    .await?;
+    outcome.dirs_created = created;
+    outcome.missing_dirs = missing;
+    outcome.uploaded = uploaded;
+    Ok(outcome)
+}
+
+/// What [`rollback`] did.
+#[derive(Debug, Clone)]
+pub struct Rollback {
+    /// The journal entry redeployed.
+    pub entry: Entry,
+    /// The changes against what ran (masked).
+    pub diff: Diff,
+    /// The deployment.
+    pub outcome: Outcome,
+}
+
+/// Redeploy the newest journal document of `app` on `server` that differs from what runs
+/// (rolling back twice swaps back). `options.journal` records it as `rolled_back`.
+pub async fn rollback(
+    client: &Client,
+    journal: &Journal,
+    server: &str,
+    app: &str,
+    options: &DeployOptions,
+    progress: &mut (dyn FnMut(&JobProgress) + Send),
+) -> Result<Rollback, DeployError> {
+    let remote = remote(client, app).await?;
+    let Some(entry) = journal.previous(server, app, remote.config.as_ref())? else {
+        return Err(DeployError::NothingToRollBack {
+            app: app.to_owned(),
+            dir: journal.app_dir(server, app),
+        });
+    };
+    let d = diff(
+        remote.config.as_ref(),
+        &entry.document,
+        &Secrets::default(),
+        false,
+    );
+    let options = DeployOptions {
+        journal: Some((journal.clone(), server.to_owned())),
+        update_action: "rolled_back".into(),
+        ..options.clone()
+    };
+    let outcome = up(client, app, &entry.document, &remote, &options, progress).await?;
+    Ok(Rollback {
+        entry,
+        diff: d,
+        outcome,
+    })
 }
 
 /// Deploy `document` as app `app`: create it, update it, or leave it alone when the NAS
-/// already runs exactly this document; then wait (see the module docs).
+/// already runs exactly this document; then wait (see the module docs). [`apply`] prepares
+/// folders and files first; a rollback calls this directly.
 pub async fn up(
     client: &Client,
     app: &str,
     document: &Value,
     remote: &Remote,
-    mounts: &[BindMount],
     options: &DeployOptions,
     progress: &mut (dyn FnMut(&JobProgress) + Send),
 ) -> Result<Outcome, DeployError> {
@@ -366,7 +665,8 @@ pub async fn up(
         state: remote.state().map(str::to_owned),
         jobs: Vec::new(),
         dirs_created: Vec::new(),
-        missing_files: Vec::new(),
+        missing_dirs: Vec::new(),
+        uploaded: Vec::new(),
         crashed: Vec::new(),
         entry: remote.entry.clone(),
     };
@@ -377,11 +677,6 @@ pub async fn up(
         .config
         .as_ref()
         .is_some_and(|c| semantic_eq(c, document));
-    if options.create_dirs && !unchanged {
-        let (created, missing) = ensure_dirs(client, mounts).await?;
-        outcome.dirs_created = created;
-        outcome.missing_files = missing;
-    }
     if unchanged && remote.state() != Some("STOPPED") {
         let entry = remote.entry.clone().unwrap_or(Value::Null);
         if options.wait && state_of(&entry) == Some("DEPLOYING") {
@@ -430,7 +725,7 @@ pub async fn up(
         };
         journal.record(server, app, action, document)?;
     }
-    // An update of a stopped app only saves the config (§1.3); `up` means running.
+    // An update of a stopped app only saves the config (docs/apps.md §1.3); `up` means running.
     if unchanged || state_of(&entry) == Some("STOPPED") {
         if unchanged {
             outcome.action = Action::Started;

@@ -37,9 +37,10 @@ impl Secrets {
         Secrets { values, raw }
     }
 
-    /// Is this string secret-sourced?
+    /// Is this string secret-sourced (or a secret file's fingerprint)?
     pub fn contains(&self, s: &str) -> bool {
-        self.values.contains(s)
+        s.starts_with(super::uploads::SECRET_PREFIX)
+            || self.values.contains(s)
             || self.raw.contains(s)
             || self
                 .raw

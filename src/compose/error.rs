@@ -153,6 +153,21 @@ pub enum ComposeError {
         /// The limit.
         limit: usize,
     },
+    /// A file to upload does not fit in one `filesystem.file_receive` message.
+    #[error(
+        "{} is {size} bytes; midscript uploads files of at most {limit} bytes: copy it to {remote} on the NAS yourself",
+        path.display()
+    )]
+    UploadTooLarge {
+        /// The local file.
+        path: PathBuf,
+        /// Its size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+        /// Where it would go on the NAS.
+        remote: String,
+    },
     /// The local deploy journal could not be read or written.
     #[error("deploy journal {}: {message}", path.display())]
     Journal {

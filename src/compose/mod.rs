@@ -9,11 +9,14 @@
 //! 3. [`extends`] then [`merge`]: `extends:` and the override files, with compose's merge
 //!    rules (`!reset` and `!override` included);
 //! 4. [`env_file`]: `env_file:` inlined into `environment:`;
-//! 5. [`paths`]: relative host paths rewritten to a dataset root;
+//! 5. [`paths`]: relative host paths rewritten to a dataset root; [`uploads`]: the files the
+//!    NAS needs (secrets, configs, single-file mounts) read and fingerprinted;
 //! 6. [`checks`]: what the server cannot run is refused, what it runs differently is warned;
 //! 7. [`canonical`]: every literal `$` written `$$` (the server interpolates again), size guard;
 //! 8. [`diff`]: semantic diff against `app.config`, secrets masked;
-//! 9. [`deploy`]: create/update as a job, wait for RUNNING or CRASHED (logs on a crash);
+//! 9. [`deploy`]: the one deploy path of the CLI and scripts: [`deploy::plan`] (what runs +
+//!    diff), [`deploy::apply`] (folders, uploads, create/update as a job, wait for RUNNING or
+//!    CRASHED, logs on a crash, journal) and [`deploy::rollback`];
 //! 10. [`journal`]: the local history of deployed documents, for rollback.
 //!
 //! Steps 1–8 are plain functions over [`serde_json::Value`] with no network, so a script
@@ -32,6 +35,7 @@ pub mod journal;
 pub mod load;
 pub mod merge;
 pub mod paths;
+pub mod uploads;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -43,6 +47,7 @@ pub use diff::{Diff, Secrets};
 pub use error::{ComposeError, Place, Problem};
 pub use interpolate::Variables;
 pub use paths::{BindMount, MountKind};
+pub use uploads::Upload;
 
 use interpolate::{Lookup, Origin, Report};
 use load::SourceFile;
@@ -81,6 +86,8 @@ pub struct Project {
     pub document: Value,
     /// Relative host paths and where they went.
     pub mounts: Vec<BindMount>,
+    /// The files to put on the NAS (their fingerprints are in the document).
+    pub uploads: Vec<Upload>,
     /// What will run differently than a local `docker compose up`.
     pub warnings: Vec<String>,
     /// Characters of the `app.create` request (limit 65 536).
@@ -331,21 +338,16 @@ pub fn resolve(options: &Options) -> Result<Project, ComposeError> {
     };
     let mut mounts = paths::rewrite_paths(&mut doc, &rewriter, &mut problems);
     paths::environment_sources(&mut doc, &rewriter, &vars, &mut mounts, &mut problems);
-    for m in &mounts {
-        if m.kind == MountKind::File {
-            warnings.push(format!(
-                "{} ({}) is a single file: copy {} to {} on the NAS before the app starts (docker would create a directory in its place)",
-                m.written,
-                m.owner,
-                m.local.display(),
-                m.remote
-            ));
-        }
-    }
     if !problems.is_empty() {
         return Err(ComposeError::Refused { problems });
     }
+    let uploads = uploads::file_uploads(&mounts)?;
     canonical::escape_dollars(&mut doc);
+    let fingerprints = uploads
+        .iter()
+        .map(|u| (u.remote.clone(), u.fingerprint()))
+        .collect();
+    uploads::set_fingerprints(&mut doc, &fingerprints);
     let request_chars = canonical::request_chars(&name, &doc);
     if request_chars > canonical::MESSAGE_LIMIT {
         return Err(ComposeError::TooLarge {
@@ -371,6 +373,7 @@ pub fn resolve(options: &Options) -> Result<Project, ComposeError> {
         env_file: env_path,
         document: doc,
         mounts,
+        uploads,
         warnings,
         request_chars,
         secrets,

@@ -176,23 +176,18 @@ async fn present(client: &Client, request: &Request, p: &ComposeParams) -> Respo
         Ok(project) => project,
         Err(e) => return Response::failure(e.to_string()),
     };
-    let remote = match deploy::remote(client, &project.name).await {
-        Ok(r) => r,
+    let plan = match deploy::plan(client, &project, false).await {
+        Ok(plan) => plan,
         Err(e) => return Response::client_failure(&format!("reading {}", project.name), &e),
     };
-    let d = compose::diff::diff(
-        remote.config.as_ref(),
-        &project.document,
-        &project.secrets,
-        false,
-    );
-    let diff = request.diff.then(|| json!({"prepared": d.render()}));
+    let remote = &plan.remote;
+    let diff = request.diff.then(|| json!({"prepared": plan.diff.render()}));
     let mut extra = object(json!({
         "warnings": project.warnings,
-        "changes": serde_json::to_value(&d).unwrap_or(Value::Null),
+        "changes": serde_json::to_value(&plan.diff).unwrap_or(Value::Null),
     }));
     if request.check_mode {
-        let action = planned(&d, &remote);
+        let action = planned(&plan.diff, remote);
         let mut data = app_data(&project.name, &action.to_string(), remote.entry.as_ref());
         data.append(&mut extra);
         return Response {
@@ -203,16 +198,7 @@ async fn present(client: &Client, request: &Request, p: &ComposeParams) -> Respo
             data,
         };
     }
-    let result = deploy::up(
-        client,
-        &project.name,
-        &project.document,
-        &remote,
-        &project.mounts,
-        &options,
-        &mut |_| {},
-    )
-    .await;
+    let result = deploy::apply(client, &project, &plan, &options, &mut |_| {}).await;
     let outcome = match result {
         Ok(o) => o,
         Err(e) => {
@@ -230,7 +216,8 @@ async fn present(client: &Client, request: &Request, p: &ComposeParams) -> Respo
     data.append(&mut extra);
     data.insert("jobs".into(), json!(outcome.jobs));
     data.insert("dirs_created".into(), json!(outcome.dirs_created));
-    data.insert("missing_files".into(), json!(outcome.missing_files));
+    data.insert("missing_dirs".into(), json!(outcome.missing_dirs));
+    data.insert("uploaded".into(), json!(outcome.uploaded));
     data.insert(
         "crashed".into(),
         serde_json::to_value(&outcome.crashed).unwrap_or(Value::Null),

@@ -456,6 +456,21 @@ impl MockServer {
         self.shared.fs.add_file(path);
     }
 
+    /// The bytes of a file in the mock's file tree (`None` when it is not a file).
+    pub fn file_content(&self, path: &str) -> Option<Vec<u8>> {
+        self.shared.fs.content(path)
+    }
+
+    /// The permission bits of a path in the mock's file tree.
+    pub fn file_mode(&self, path: &str) -> Option<u32> {
+        self.shared.fs.mode(path)
+    }
+
+    /// The mock's dataset names, sorted.
+    pub fn datasets(&self) -> Vec<String> {
+        self.shared.fs.datasets()
+    }
+
     /// Every path of the mock's file tree with its type (`DIRECTORY` / `FILE`), sorted.
     pub fn files(&self) -> Vec<(String, &'static str)> {
         self.shared.fs.list()

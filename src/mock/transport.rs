@@ -40,6 +40,9 @@ const AUTH_TOO_BIG: &str = "Max message length is 64 kB";
 /// Limits in characters of the decoded text (§3.3, Corrections 6).
 const ANON_LIMIT: usize = 8192;
 const AUTH_LIMIT: usize = 65536;
+/// Messages of these methods may be up to [`EXTENDED_LIMIT`] characters after login.
+const EXTENDED_METHODS: &[&str] = &["filesystem.file_receive", "failover.datastore.sql"];
+const EXTENDED_LIMIT: usize = 2 * 1024 * 1024;
 /// What tungstenite accepts at all; bigger frames close 1009/1007 too.
 const WIRE_LIMIT: usize = 4 * 1024 * 1024;
 
@@ -422,7 +425,15 @@ fn on_text(shared: &Arc<Shared>, conn: &Arc<Conn>, text: &str) {
     } else {
         ANON_LIMIT
     };
-    if chars > limit {
+    // filesystem.file_receive and failover.datastore.sql may carry up to 2 MiB once logged in.
+    let extended = conn.logged_in()
+        && chars <= EXTENDED_LIMIT
+        && parsed.as_ref().ok().is_some_and(|v| {
+            v.get("method")
+                .and_then(Value::as_str)
+                .is_some_and(|m| EXTENDED_METHODS.contains(&m))
+        });
+    if chars > limit && !extended {
         too_big(conn);
         return;
     }

@@ -228,6 +228,8 @@ pub fn redact_params(method: &str, params: &mut [Value]) {
     let positional: &[usize] = match method {
         "auth.login" => &[1, 2],
         "auth.login_with_api_key" | "auth.login_with_token" => &[0],
+        // A file's content (base64): secrets, keys and configs alike.
+        "filesystem.file_receive" => &[1],
         _ => &[],
     };
     for &i in positional {

@@ -86,6 +86,8 @@ pub(crate) struct Host {
     pub(crate) exit_status: Cell<Option<i32>>,
     /// Set by `changed()`: the script says it changed something on the server.
     pub(crate) changed: Cell<bool>,
+    /// The deploy journal and the server's name in it (compose deployments, rollback).
+    pub(crate) journal: RefCell<Option<(crate::compose::journal::Journal, String)>>,
 }
 
 impl Host {
@@ -108,6 +110,7 @@ impl Host {
             jobs: RefCell::default(),
             exit_status: Cell::new(None),
             changed: Cell::new(false),
+            journal: RefCell::new(None),
         }
     }
 

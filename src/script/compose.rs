@@ -1,15 +1,20 @@
-//! Compose for scripts: `compose_resolve`, `compose_diff` and `compose_up`, thin bindings over
-//! [`crate::compose`] (the same pipeline as `midscript compose config|diff|up`), wrapped by the
-//! embedded `stdlib/compose.rhai` (`import "compose" as compose;`).
+//! Compose for scripts: `compose_resolve`, `compose_diff`, `compose_up` and `compose_rollback`,
+//! thin bindings over [`crate::compose`] (the same pipeline and deploy path as
+//! `midscript compose config|diff|up|rollback`: [`deploy::plan`], [`deploy::apply`],
+//! [`deploy::rollback`]), wrapped by the embedded `stdlib/compose.rhai`
+//! (`import "compose" as compose;`).
 //!
-//! Each takes the project folder and an options map whose keys mirror the CLI: `files`, `name`,
-//! `env_file`, `vars`, `dataset_root`, and for `compose_up` also `create_dirs`, `wait`,
-//! `timeout_ms`. Relative paths start at the script's folder. They use the script's connection,
-//! block like `job(..)` (progress on the console, `subscribe` callbacks keep running, Ctrl-C
-//! stops the wait), and never hand out resolved secret values: documents and diffs are masked
-//! with [`Secrets::mask_document`](crate::compose::Secrets::mask_document).
+//! Each takes the project folder (or, for a rollback, the app name) and an options map whose
+//! keys mirror the CLI: `files`, `name`, `env_file`, `vars`, `dataset_root`, and for
+//! `compose_up` also `create_dirs`, `wait`, `timeout_ms`. Relative paths start at the script's
+//! folder. They use the script's connection, block like `job(..)` (progress on the console,
+//! `subscribe` callbacks keep running, Ctrl-C stops the wait), and never hand out resolved
+//! secret values: documents and diffs are masked with
+//! [`Secrets::mask_document`](crate::compose::Secrets::mask_document).
 //!
-//! Unlike the CLI, deployments made from scripts are not recorded in the deploy journal.
+//! Deployments are recorded in the deploy journal of [`RunOptions`](super::RunOptions) (the
+//! user's, by default), so `midscript compose rollback` undoes a script's `compose::up`, and
+//! `compose::rollback` undoes a `midscript compose up`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -26,6 +31,7 @@ use crate::client::JobProgress;
 use crate::compose::deploy::{self, DeployError, DeployOptions, LIFECYCLE_LOG, Outcome};
 use crate::compose::{self, ComposeError, Options, Project};
 use crate::protocol::errno;
+use crate::script::RunOptions;
 
 type RhaiResult = Result<Dynamic, Box<EvalAltResult>>;
 
@@ -155,11 +161,11 @@ fn project_map(p: &Project) -> Value {
 }
 
 /// What `compose_up` returns (and a crash error's `extra`).
-fn outcome_map(o: &Outcome, p: &Project, diff: &compose::Diff) -> Value {
+fn outcome_map(o: &Outcome, warnings: &[String], diff: &compose::Diff) -> Value {
     let mut v = serde_json::to_value(o).unwrap_or(Value::Null);
     if let Some(m) = v.as_object_mut() {
         m.insert("entry".into(), o.entry.clone().unwrap_or(Value::Null));
-        m.insert("warnings".into(), json!(p.warnings));
+        m.insert("warnings".into(), json!(warnings));
         m.insert(
             "diff".into(),
             serde_json::to_value(diff).unwrap_or(Value::Null),
@@ -168,7 +174,70 @@ fn outcome_map(o: &Outcome, p: &Project, diff: &compose::Diff) -> Value {
     v
 }
 
-/// Register `compose_resolve`, `compose_diff` and `compose_up` on `engine`.
+/// Give the host the run's deploy journal (and the server's name in it).
+pub(crate) fn set_journal(host: &Host, options: &RunOptions) {
+    let server = options
+        .server_key
+        .clone()
+        .unwrap_or_else(|| host.client.url().to_owned());
+    *host.journal.borrow_mut() = options.journal.clone().map(|j| (j, server));
+}
+
+/// Run a deployment future on the host like `job(..)`: job progress on the console, Ctrl-C
+/// stops the wait.
+fn run_deploy<T>(
+    h: &Host,
+    ctx: &NativeCallContext,
+    app: &str,
+    what: &str,
+    pos: Position,
+    run: impl AsyncFnOnce(&mut (dyn FnMut(&JobProgress) + Send)) -> Result<T, DeployError>,
+) -> Result<T, Box<EvalAltResult>> {
+    let console = h.console.clone();
+    let label = format!("compose {what} {app}");
+    let mut seen: Vec<i64> = Vec::new();
+    let mut progress = |jp: &JobProgress| {
+        if !seen.contains(&jp.job_id) {
+            seen.push(jp.job_id);
+        }
+        console.job_progress(&label, jp);
+    };
+    let result = h.wait(Some(ctx), run(&mut progress));
+    for id in &seen {
+        h.console.job_finished(*id);
+    }
+    match result {
+        Ok(r) => r.map_err(|e| deploy_error(&e, pos)),
+        Err(Stop::Cancelled) => {
+            h.console.err(&format!(
+                "cancelling: stopped waiting for {app} (a job already sent keeps running on the NAS)"
+            ));
+            Err(terminated(pos))
+        }
+        Err(stop) => Err(stop.into_rhai(pos)),
+    }
+}
+
+/// A crash as an error map (kind `crashed`, `extra` = the result), else the result.
+fn crash_or(outcome: &Outcome, result: Value, pos: Position) -> RhaiResult {
+    if outcome.is_crashed() {
+        let mut m = blank_error(
+            "crashed",
+            format!(
+                "{} crashed; docker compose's own messages are in {LIFECYCLE_LOG} on the NAS",
+                outcome.app
+            ),
+        );
+        m.insert("extra".into(), to_dynamic(&result));
+        return Err(Box::new(EvalAltResult::ErrorRuntime(
+            Dynamic::from_map(m),
+            pos,
+        )));
+    }
+    Ok(to_dynamic(&result))
+}
+
+/// Register `compose_resolve`, `compose_diff`, `compose_up` and `compose_rollback` on `engine`.
 pub(crate) fn register(engine: &mut Engine, host: &Rc<Host>) {
     let h = host.clone();
     engine.register_fn(
@@ -186,11 +255,11 @@ pub(crate) fn register(engine: &mut Engine, host: &Rc<Host>) {
             let pos = ctx.call_position();
             let (_, p) = resolve(&h, "compose_diff", dir, &opts, pos)?;
             let client = h.client.clone();
-            let remote = h
-                .wait(Some(&ctx), deploy::remote(&client, &p.name))
+            let d = h
+                .wait(Some(&ctx), deploy::plan(&client, &p, false))
                 .map_err(|s| s.into_rhai(pos))?
-                .map_err(|e| client_error(&e, pos))?;
-            let d = compose::diff::diff(remote.config.as_ref(), &p.document, &p.secrets, false);
+                .map_err(|e| client_error(&e, pos))?
+                .diff;
             let mut v = serde_json::to_value(&d).unwrap_or(Value::Null);
             if let Some(m) = v.as_object_mut() {
                 m.insert("app".into(), json!(p.name));
@@ -208,60 +277,58 @@ pub(crate) fn register(engine: &mut Engine, host: &Rc<Host>) {
         move |ctx: NativeCallContext, dir: &str, opts: Map| -> RhaiResult {
             let pos = ctx.call_position();
             let (parsed, p) = resolve(&h, "compose_up", dir, &opts, pos)?;
+            let mut options = parsed.deploy_options();
+            options.journal = h.journal.borrow().clone();
+            let client = h.client.clone();
+            let (outcome, d) = run_deploy(&h, &ctx, &p.name, "up", pos, async |progress| {
+                let plan = deploy::plan(&client, &p, false).await?;
+                let outcome = deploy::apply(&client, &p, &plan, &options, progress).await?;
+                Ok((outcome, plan.diff))
+            })?;
+            let result = outcome_map(&outcome, &p.warnings, &d);
+            crash_or(&outcome, result, pos)
+        },
+    );
+
+    let h = host.clone();
+    engine.register_fn(
+        "compose_rollback",
+        move |ctx: NativeCallContext, app: &str, opts: Map| -> RhaiResult {
+            let pos = ctx.call_position();
+            let parsed = ScriptOptions::parse("compose_rollback", &opts, pos)?;
+            if parsed.files.is_some()
+                || parsed.name.is_some()
+                || parsed.env_file.is_some()
+                || parsed.vars.is_some()
+                || parsed.dataset_root.is_some()
+                || parsed.create_dirs.is_some()
+            {
+                return Err(script_error(
+                    "argument",
+                    "compose_rollback: options: only wait and timeout_ms apply to a rollback"
+                        .to_owned(),
+                    pos,
+                ));
+            }
+            compose::check_app_name(app).map_err(|e| compose_error(&e, pos))?;
+            let Some((journal, server)) = h.journal.borrow().clone() else {
+                return Err(script_error(
+                    "compose",
+                    "compose_rollback: this run has no deploy journal".to_owned(),
+                    pos,
+                ));
+            };
             let options = parsed.deploy_options();
             let client = h.client.clone();
-            let console = h.console.clone();
-            let label = format!("compose up {}", p.name);
-            let mut seen: Vec<i64> = Vec::new();
-            let mut progress = |jp: &JobProgress| {
-                if !seen.contains(&jp.job_id) {
-                    seen.push(jp.job_id);
-                }
-                console.job_progress(&label, jp);
-            };
-            let run = async {
-                let remote = deploy::remote(&client, &p.name).await?;
-                let d = compose::diff::diff(remote.config.as_ref(), &p.document, &p.secrets, false);
-                let outcome = deploy::up(
-                    &client,
-                    &p.name,
-                    &p.document,
-                    &remote,
-                    &p.mounts,
-                    &options,
-                    &mut progress,
-                )
-                .await?;
-                Ok::<_, DeployError>((outcome, d))
-            };
-            let result = h.wait(Some(&ctx), run);
-            for id in &seen {
-                h.console.job_finished(*id);
+            let done = run_deploy(&h, &ctx, app, "rollback", pos, async |progress| {
+                deploy::rollback(&client, &journal, &server, app, &options, progress).await
+            })?;
+            let mut result = outcome_map(&done.outcome, &[], &done.diff);
+            if let Some(m) = result.as_object_mut() {
+                m.insert("seq".into(), json!(done.entry.seq));
+                m.insert("time".into(), json!(done.entry.time));
             }
-            let (outcome, d) = match result {
-                Ok(r) => r.map_err(|e| deploy_error(&e, pos))?,
-                Err(Stop::Cancelled) => {
-                    h.console.err(&format!(
-                        "cancelling: stopped waiting for {} (a job already sent keeps running on the NAS)",
-                        p.name
-                    ));
-                    return Err(terminated(pos));
-                }
-                Err(stop) => return Err(stop.into_rhai(pos)),
-            };
-            let result = outcome_map(&outcome, &p, &d);
-            if outcome.is_crashed() {
-                let mut m = blank_error(
-                    "crashed",
-                    format!(
-                        "{} crashed; docker compose's own messages are in {LIFECYCLE_LOG} on the NAS",
-                        outcome.app
-                    ),
-                );
-                m.insert("extra".into(), to_dynamic(&result));
-                return Err(Box::new(EvalAltResult::ErrorRuntime(Dynamic::from_map(m), pos)));
-            }
-            Ok(to_dynamic(&result))
+            crash_or(&done.outcome, result, pos)
         },
     );
 }

@@ -158,6 +158,7 @@ pub(crate) fn build(
         options.console.clone(),
         dir.clone(),
     ));
+    compose::set_journal(&host, options);
     let mut engine = new_engine(options);
     bindings::register(&mut engine, &host);
     helpers::register(&mut engine, &host);

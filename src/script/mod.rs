@@ -201,6 +201,12 @@ pub struct RunOptions {
     /// `check_mode` in the script: the caller asks it to report what it would change and
     /// change nothing (the machine interface's check mode).
     pub check_mode: bool,
+    /// Where `compose` deployments are recorded for rollback: the user's deploy journal by
+    /// default (the one `midscript compose up` and `rollback` use); `None` records nothing.
+    pub journal: Option<crate::compose::journal::Journal>,
+    /// The journal's name for the server; default: the connection's URL (`midscript compose`
+    /// names the `--mock` server `mock`, and so does `run --mock`).
+    pub server_key: Option<String>,
 }
 
 impl RunOptions {
@@ -216,6 +222,8 @@ impl RunOptions {
             catalog: None,
             vars: BTreeMap::new(),
             check_mode: false,
+            journal: crate::compose::journal::Journal::default_location().ok(),
+            server_key: None,
         }
     }
 }

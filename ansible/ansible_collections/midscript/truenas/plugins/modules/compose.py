@@ -165,12 +165,17 @@ crashed:
   type: list
   elements: dict
 dirs_created:
-  description: Directories created on the NAS (O(create_dirs)).
+  description: Folders created on the NAS (O(create_dirs)), each with C(path) and C(dataset) (the dataset it is, or null for a plain directory).
+  returned: when something was deployed
+  type: list
+  elements: dict
+missing_dirs:
+  description: Bind-mount folders that do not exist on the NAS (without O(create_dirs) docker creates them root-owned).
   returned: when something was deployed
   type: list
   elements: str
-missing_files:
-  description: Single-file bind mounts whose file does not exist on the NAS.
+uploaded:
+  description: Files uploaded to the NAS (secrets, configs and single-file mounts whose copy there was missing or out of date).
   returned: when something was deployed
   type: list
   elements: str
