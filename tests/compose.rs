@@ -753,3 +753,481 @@ async fn an_app_in_the_error_state_on_27_is_refused_with_its_reason() {
     assert!(sent.is_empty(), "sent:\n{sent}");
     client.close().await;
 }
+
+
+/// A copy of a fixture in a temporary folder (so a test can change its files), and the
+/// project folder inside it (named like the fixture, so the app name stays the same).
+fn copy_fixture(name: &str) -> (tempfile::TempDir, PathBuf) {
+    fn copy(from: &std::path::Path, to: &std::path::Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap() {
+            let e = e.unwrap();
+            let target = to.join(e.file_name());
+            if e.file_type().unwrap().is_dir() {
+                copy(&e.path(), &target);
+            } else {
+                std::fs::copy(e.path(), &target).unwrap();
+            }
+        }
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join(name);
+    copy(&fixture(name), &dir);
+    (tmp, dir)
+}
+
+fn secrets_options(dir: &std::path::Path) -> Options {
+    Options {
+        project_dir: Some(dir.to_path_buf()),
+        environment: Some(BTreeMap::new()),
+        dataset_root: Some("/mnt/tank/apps".into()),
+        ..Options::default()
+    }
+}
+
+const DB_PASSWORD: &str = "correct-horse-battery-staple";
+const API_KEY: &str = "k3y-from-dotenv-0123";
+
+/// Neither the secrets nor their base64 form reached the transcript.
+fn assert_no_file_secrets(server: &MockServer, secrets: &[&str]) {
+    use base64::Engine as _;
+    let t = server.transcript().to_string();
+    for s in secrets {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(s);
+        assert!(!t.contains(s), "{s} leaked:\n{t}");
+        assert!(
+            !t.contains(&b64[..b64.len() - 4]),
+            "{s} (base64) leaked:\n{t}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn secrets_and_configs_are_uploaded_once_and_a_changed_secret_is_a_masked_change() {
+    let server = mock(|_| {}).await;
+    let client = connect(&server).await;
+    let (_tmp, dir) = copy_fixture("uploads");
+    let p = compose::resolve(&secrets_options(&dir)).unwrap();
+    let doc = &p.document;
+    let app = "/mnt/tank/apps/uploads";
+    assert_eq!(
+        doc["secrets"],
+        json!({
+            "db_password": {"file": format!("{app}/secrets/db_password.txt")},
+            "api_key": {"file": format!("{app}/.midscript/secrets/api_key")},
+        })
+    );
+    assert_eq!(
+        doc["configs"]["app_config"]["file"],
+        format!("{app}/config/app.toml")
+    );
+    let owners: Vec<(&str, bool)> = p
+        .uploads
+        .iter()
+        .map(|u| (u.owner.as_str(), u.secret))
+        .collect();
+    assert_eq!(
+        owners,
+        [
+            ("secrets.api_key", true),
+            ("secrets.db_password", true),
+            ("configs.app_config", false)
+        ]
+    );
+    // What scripts and `compose config` see: the secrets' fingerprints masked.
+    let shown = p.secrets.mask_document(doc).to_string();
+    assert!(!shown.contains("pbkdf2"), "{shown}");
+    assert!(shown.contains("sha256:"), "{shown}");
+
+    let first = deploy(&client, &p, &fast()).await;
+    assert_eq!(first.action, Action::Created);
+    assert_eq!(first.missing_dirs, [format!("{app}/data")]);
+    assert_eq!(
+        first.uploaded,
+        [
+            format!("{app}/.midscript/secrets/api_key"),
+            format!("{app}/secrets/db_password.txt"),
+            format!("{app}/config/app.toml"),
+        ]
+    );
+    let content = |p: &str| String::from_utf8(server.file_content(p).unwrap()).unwrap();
+    assert_eq!(
+        content(&format!("{app}/.midscript/secrets/api_key")),
+        API_KEY
+    );
+    assert_eq!(
+        content(&format!("{app}/secrets/db_password.txt")),
+        format!("{DB_PASSWORD}\n")
+    );
+    assert_eq!(
+        content(&format!("{app}/config/app.toml")),
+        "[server]\nport = 8080\n"
+    );
+    assert_eq!(
+        server.file_mode(&format!("{app}/.midscript/secrets/api_key")),
+        Some(0o444)
+    );
+    let stored = client
+        .call("app.config", vec![json!("uploads")])
+        .await
+        .unwrap();
+    assert_eq!(
+        &stored, doc,
+        "the NAS runs the document with the fingerprints"
+    );
+    let mut s = in_process::plain_settings();
+    s.add_filter(
+        r"pbkdf2-sha256:\d+:[A-Za-z0-9+/=]+:[A-Za-z0-9+/=]+",
+        "[salted fingerprint]",
+    );
+    s.bind(|| {
+        insta::assert_snapshot!(
+            "uploads_create",
+            calls(&server, &["filesystem.file_receive", "app.create"])
+        );
+    });
+    assert_no_file_secrets(&server, &[DB_PASSWORD, API_KEY]);
+
+    // Nothing changed: nothing uploaded, nothing sent.
+    server.clear_transcript();
+    let p = compose::resolve(&secrets_options(&dir)).unwrap();
+    let again = deploy(&client, &p, &fast()).await;
+    assert_eq!(again.action, Action::Unchanged);
+    assert!(again.uploaded.is_empty(), "{:?}", again.uploaded);
+    let sent = calls(&server, &["filesystem.file_receive", "app.update"]);
+    assert!(sent.is_empty(), "{sent}");
+
+    // A changed secret file: a masked change, and only that file is uploaded.
+    let new_password = "tr0ub4dor-and-3";
+    std::fs::write(dir.join("secrets/db_password.txt"), new_password).unwrap();
+    server.clear_transcript();
+    let p = compose::resolve(&secrets_options(&dir)).unwrap();
+    let plan = deploy::plan(&client, &p, false).await.unwrap();
+    assert_eq!(
+        plan.diff.render(),
+        format!(
+            "~ x-midscript.files./mnt/tank/apps/uploads/secrets/db_password.txt: \"********\" -> \"********\""
+        )
+    );
+    let out = deploy::apply(&client, &p, &plan, &fast(), &mut |_| {})
+        .await
+        .unwrap();
+    assert_eq!(out.action, Action::Updated);
+    assert_eq!(out.uploaded, [format!("{app}/secrets/db_password.txt")]);
+    assert_eq!(
+        content(&format!("{app}/secrets/db_password.txt")),
+        new_password
+    );
+    assert_no_file_secrets(&server, &[DB_PASSWORD, API_KEY, new_password]);
+    client.close().await;
+}
+
+#[tokio::test]
+async fn a_file_missing_on_the_nas_is_uploaded_again() {
+    let server = mock(|_| {}).await;
+    let client = connect(&server).await;
+    let (_tmp, dir) = copy_fixture("uploads");
+    let p = compose::resolve(&secrets_options(&dir)).unwrap();
+    deploy(&client, &p, &fast()).await;
+    // Someone replaced the config with a longer file of the same name.
+    let path = "/mnt/tank/apps/uploads/config/app.toml";
+    use base64::Engine as _;
+    client
+        .call(
+            "filesystem.file_receive",
+            vec![
+                json!(path),
+                json!(base64::engine::general_purpose::STANDARD.encode("edited on the NAS\n")),
+                json!({}),
+            ],
+        )
+        .await
+        .unwrap();
+    let again = deploy(&client, &p, &fast()).await;
+    assert_eq!(again.action, Action::Unchanged);
+    assert_eq!(again.uploaded, [path]);
+    assert_eq!(
+        server.file_content(path).unwrap(),
+        b"[server]\nport = 8080\n"
+    );
+    client.close().await;
+}
+
+#[tokio::test]
+async fn create_dirs_works_for_an_unchanged_app_and_makes_directories_outside_datasets() {
+    let server = mock(|_| {}).await;
+    let client = connect(&server).await;
+    let p = compose::resolve(&inventory_options()).unwrap();
+    // Without --create-dirs: the upload makes plain folders on its way (like os.makedirs),
+    // the bind folder is reported missing.
+    let first = deploy(&client, &p, &fast()).await;
+    assert_eq!(first.action, Action::Created);
+    assert_eq!(
+        first.missing_dirs,
+        ["/mnt/tank/apps/inventory/data/postgres"]
+    );
+    assert!(first.dirs_created.is_empty());
+    // The app is unchanged, the folders are still made; /mnt/tank/apps/inventory is a plain
+    // directory now, so they are directories, not datasets.
+    let second = deploy(
+        &client,
+        &p,
+        &DeployOptions {
+            create_dirs: true,
+            ..fast()
+        },
+    )
+    .await;
+    assert_eq!(second.action, Action::Unchanged);
+    let created: Vec<(&str, Option<&str>)> = second
+        .dirs_created
+        .iter()
+        .map(|c| (c.path.as_str(), c.dataset.as_deref()))
+        .collect();
+    assert_eq!(
+        created,
+        [
+            ("/mnt/tank/apps/inventory/data", None),
+            ("/mnt/tank/apps/inventory/data/postgres", None)
+        ]
+    );
+    assert_eq!(server.datasets(), ["tank"]);
+    assert!(second.missing_dirs.is_empty());
+    client.close().await;
+}
+
+#[tokio::test]
+async fn a_file_in_the_way_of_a_folder_is_an_error() {
+    let server = mock(|_| {}).await;
+    let client = connect(&server).await;
+    let p = compose::resolve(&inventory_options()).unwrap();
+    server.add_file("/mnt/tank/apps/inventory/data");
+    let plan = deploy::plan(&client, &p, false).await.unwrap();
+    let o = DeployOptions {
+        create_dirs: true,
+        ..fast()
+    };
+    let e = deploy::apply(&client, &p, &plan, &o, &mut |_| {})
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "/mnt/tank/apps/inventory/data exists on the NAS but is not a directory (it is FILE)"
+    );
+    // The upload fails the same way on the server (os.makedirs), as a server error.
+    server.add_file("/mnt/tank/apps/inventory/config");
+    let e = deploy::apply(&client, &p, &plan, &fast(), &mut |_| {})
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("Not a directory: '/mnt/tank/apps/inventory/config'"),
+        "{e}"
+    );
+    let t = server.transcript().to_string();
+    assert!(!t.contains("app.create"), "{t}");
+    client.close().await;
+}
+
+#[tokio::test]
+async fn rollback_without_an_older_document_says_so() {
+    let state = tempfile::tempdir().unwrap();
+    let journal = Journal::at(state.path());
+    let server = mock(|_| {}).await;
+    let client = connect(&server).await;
+    let e = deploy::rollback(
+        &client,
+        &journal,
+        &server.url(),
+        "inventory",
+        &fast(),
+        &mut |_| {},
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("nothing to roll back to: the deploy journal ("),
+        "{e}"
+    );
+    client.close().await;
+}
+
+#[test]
+fn files_that_cannot_be_uploaded_are_refused_with_their_place() {
+    // environment: without a dataset root, and with the variable unset.
+    let (_tmp, dir) = copy_fixture("uploads");
+    let e = compose::resolve(&Options {
+        dataset_root: None,
+        ..secrets_options(&dir)
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("compose.yaml:18:18: secrets.api_key.environment: on TrueNAS compose would read API_KEY from the middleware's empty environment; pass --dataset-root"),
+        "{e}"
+    );
+    std::fs::remove_file(dir.join(".env")).unwrap();
+    let e = compose::resolve(&secrets_options(&dir))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("compose.yaml:18:18: secrets.api_key.environment: API_KEY is not set"),
+        "{e}"
+    );
+    // A secret file that does not exist.
+    std::fs::write(dir.join(".env"), "API_KEY=x\n").unwrap();
+    std::fs::remove_file(dir.join("secrets/db_password.txt")).unwrap();
+    let e = compose::resolve(&secrets_options(&dir)).unwrap_err();
+    assert!(matches!(e, ComposeError::Read { .. }), "{e}");
+    assert!(e.to_string().contains("db_password.txt"), "{e}");
+    // A file too big for one message.
+    std::fs::write(
+        dir.join("secrets/db_password.txt"),
+        vec![b'x'; compose::uploads::MAX_FILE + 1],
+    )
+    .unwrap();
+    let e = compose::resolve(&secrets_options(&dir)).unwrap_err();
+    assert!(matches!(e, ComposeError::UploadTooLarge { .. }), "{e}");
+    assert!(
+        e.to_string().ends_with(
+            "copy it to /mnt/tank/apps/uploads/secrets/db_password.txt on the NAS yourself"
+        ),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn the_mock_receives_files_and_creates_datasets_like_the_middleware() {
+    use base64::Engine as _;
+    let b64 = |s: &[u8]| base64::engine::general_purpose::STANDARD.encode(s);
+    let server = mock(|_| {}).await;
+    let client = connect(&server).await;
+    let errno_of = |e: midscript::client::Error| {
+        let s = e.server().expect("a server error").clone();
+        (s.errno, s.reason.unwrap_or_default())
+    };
+    // Parents are made, append appends, mode applies; bigger than 64 KiB is fine.
+    let big = vec![b'a'; 100_000];
+    let r = client
+        .call(
+            "filesystem.file_receive",
+            vec![
+                json!("/mnt/tank/x/y/f"),
+                json!(b64(&big)),
+                json!({"mode": 0o600}),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(r, json!(true));
+    client
+        .call(
+            "filesystem.file_receive",
+            vec![
+                json!("/mnt/tank/x/y/f"),
+                json!(b64(b"!")),
+                json!({"append": true}),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        server.file_content("/mnt/tank/x/y/f").unwrap().len(),
+        100_001
+    );
+    assert_eq!(server.file_mode("/mnt/tank/x/y/f"), Some(0o600));
+    let st = client
+        .call("filesystem.stat", vec![json!("/mnt/tank/x/y/f")])
+        .await
+        .unwrap();
+    assert_eq!(
+        (st["type"].clone(), st["size"].clone()),
+        (json!("FILE"), json!(100_001))
+    );
+    for (path, content, options, expect) in [
+        (
+            "/mnt/tank/x/y",
+            "YQ==",
+            json!({}),
+            (
+                Some(21),
+                "[EISDIR] [Errno 21] Is a directory: '/mnt/tank/x/y'",
+            ),
+        ),
+        (
+            "/mnt/tank/x/y/f/g",
+            "YQ==",
+            json!({}),
+            (
+                Some(20),
+                "[ENOTDIR] [Errno 20] Not a directory: '/mnt/tank/x/y/f'",
+            ),
+        ),
+        (
+            "/mnt/tank/z",
+            "YQ=",
+            json!({}),
+            (Some(22), "[EINVAL] Incorrect padding"),
+        ),
+    ] {
+        let e = client
+            .call(
+                "filesystem.file_receive",
+                vec![json!(path), json!(content), options],
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(errno_of(e), (expect.0, expect.1.to_owned()), "{path}");
+    }
+    let e = client
+        .call(
+            "filesystem.file_receive",
+            vec![json!("/mnt/tank/z"), json!("YQ=="), json!({"owner": 1})],
+        )
+        .await
+        .unwrap_err();
+    assert!(e.server().is_some_and(|s| s.is_validation), "{e}");
+
+    // Datasets.
+    let made = client
+        .call("pool.dataset.create", vec![json!({"name": "tank/apps"})])
+        .await
+        .unwrap();
+    assert_eq!(made["mountpoint"], "/mnt/tank/apps");
+    let found = client
+        .call(
+            "pool.dataset.query",
+            vec![json!([["id", "=", "tank/apps"]])],
+        )
+        .await
+        .unwrap();
+    assert_eq!(found[0]["name"], "tank/apps");
+    let st = client
+        .call("filesystem.stat", vec![json!("/mnt/tank/apps")])
+        .await
+        .unwrap();
+    assert_eq!(st["is_mountpoint"], true);
+    for (name, reason) in [
+        ("tank", "You need a full name, e.g. pool/newdataset"),
+        ("tank/a*b", "Invalid dataset name"),
+        (
+            "tank/nope/child",
+            "Parent dataset (tank/nope) does not exist.",
+        ),
+        ("pool2/a", "zpool (pool2) does not exist."),
+        ("tank/x", "Path /mnt/tank/x already exists"),
+    ] {
+        let e = client
+            .call("pool.dataset.create", vec![json!({"name": name})])
+            .await
+            .unwrap_err();
+        let s = e.server().expect("a server error");
+        assert!(s.is_validation, "{name}: {e}");
+        assert!(e.to_string().contains(reason), "{name}: {e}");
+    }
+    // File contents never reach the transcript.
+    let t = server.transcript().to_string();
+    assert!(!t.contains(&b64(&big)[..100]), "content leaked");
+    client.close().await;
+}

@@ -283,6 +283,11 @@ pub fn diff(
         {
             continue;
         }
+        if k == super::uploads::EXTENSION {
+            // One change per uploaded file.
+            leaf_changes(k, o, n, &mask, &mut other);
+            continue;
+        }
         let m = mask(k, o, n);
         other.push(masked_change(k.clone(), o, n, m));
     }
