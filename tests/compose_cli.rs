@@ -343,3 +343,137 @@ fn logs_follow_into_a_closed_pipe_ends_quietly() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(status.code(), Some(0), "{stderr}");
 }
+
+/// Run `midscript ARGS` (connection arguments included) with a clean environment and state directory `state`.
+fn midscript(state: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_clear()
+        .env("XDG_STATE_HOME", state)
+        .env("HOME", state)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .output()
+        .expect("the binary runs")
+}
+
+#[test]
+fn a_deployment_made_by_a_script_is_rolled_back_by_the_cli() {
+    let mock = mock(&[]);
+    let state = tempfile::tempdir().unwrap();
+    let script = state.path().join("deploy-twice.rhai");
+    std::fs::write(
+        &script,
+        format!(
+            r#"import "compose" as compose;
+let dir = "{}";
+let opts = #{{ dataset_root: "/mnt/tank/apps", timeout_ms: 10000 }};
+print(compose::up(dir, opts).action);
+opts.vars = #{{ WEB_TAG: "1.5.0" }};
+print(compose::up(dir, opts).action);
+"#,
+            fixture("inventory").display()
+        ),
+    )
+    .unwrap();
+    let url = mock.value("URL");
+    let conn = ["--url", &url, "-U", "admin", "-P", "pw"];
+    let mut args = vec!["run", "--progress", "none"];
+    args.extend_from_slice(&conn);
+    args.push(script.to_str().unwrap());
+    let o = midscript(state.path(), &args);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(stdout(&o), "created\nupdated\n");
+
+    let mut args = vec!["compose", "rollback", "inventory", "--progress", "none"];
+    args.extend_from_slice(&conn);
+    let o = midscript(state.path(), &args);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(text.contains("(journal entry 1)"), "{text}");
+    assert!(text.contains("    image: \"ghcr.io/example/inventory-web:1.5.0\" -> \"ghcr.io/example/inventory-web:1.4.2\""), "{text}");
+    assert!(text.ends_with("inventory: updated, RUNNING\n"), "{text}");
+    let o = compose(
+        Some(&mock),
+        state.path(),
+        &fixture("inventory"),
+        &["diff", "--dataset-root", "/mnt/tank/apps"],
+    );
+    assert_eq!(stdout(&o), "no changes\n", "{}", stderr(&o));
+}
+
+#[test]
+fn up_uploads_files_and_warns_about_missing_bind_folders() {
+    let mock = mock(&[]);
+    let state = tempfile::tempdir().unwrap();
+    // A copy, so the secret can change; the folder name is the app name.
+    let dir = state.path().join("uploads");
+    for sub in ["secrets", "config"] {
+        std::fs::create_dir_all(dir.join(sub)).unwrap();
+    }
+    for f in [
+        "compose.yaml",
+        ".env",
+        "secrets/db_password.txt",
+        "config/app.toml",
+    ] {
+        std::fs::copy(fixture("uploads").join(f), dir.join(f)).unwrap();
+    }
+    let up = |extra: &[&str]| {
+        let mut a = vec![
+            "up",
+            "--dataset-root",
+            "/mnt/tank/apps",
+            "--progress",
+            "none",
+        ];
+        a.extend_from_slice(extra);
+        compose(Some(&mock), state.path(), &dir, &a)
+    };
+    let o = up(&[]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(
+        e.contains("warning: bind folder /mnt/tank/apps/uploads/data does not exist on the NAS"),
+        "{e}"
+    );
+    assert!(
+        e.contains("uploaded /mnt/tank/apps/uploads/secrets/db_password.txt"),
+        "{e}"
+    );
+    assert!(!e.contains("correct-horse") && !stdout(&o).contains("correct-horse"));
+    // Unchanged: nothing uploaded, the folder made on request.
+    let o = up(&["--create-dirs"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(stdout(&o), "uploads: unchanged, RUNNING\n");
+    assert_eq!(
+        stderr(&o),
+        "midscript: created /mnt/tank/apps/uploads/data on the NAS\n"
+    );
+    // A changed secret: a masked one-line diff, then one upload and an update.
+    std::fs::write(dir.join("secrets/db_password.txt"), "n3w-secret-value").unwrap();
+    let o = compose(
+        Some(&mock),
+        state.path(),
+        &dir,
+        &["diff", "--dataset-root", "/mnt/tank/apps"],
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o),
+        "~ x-midscript.files./mnt/tank/apps/uploads/secrets/db_password.txt: \"********\" -> \"********\"\n"
+    );
+    let o = up(&[]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(
+        stderr(&o),
+        "midscript: uploaded /mnt/tank/apps/uploads/secrets/db_password.txt\n"
+    );
+    assert!(
+        stdout(&o).ends_with("uploads: updated, RUNNING\n"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(!stdout(&o).contains("n3w-secret"), "{}", stdout(&o));
+}

@@ -944,3 +944,66 @@ print(`in error: ${apps::names_in_state("ERROR")} null version: ${apps::get("web
         run.output
     );
 }
+
+
+/// A deployment made from a script is journaled like `midscript compose up`, and
+/// `compose::rollback` redeploys the previous document; mistakes are error maps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compose_rollback_undoes_a_script_deployment() {
+    let h = Harness::start().await;
+    let run = h
+        .run(
+            r#"
+import "compose" as compose;
+let opts = #{ dataset_root: "/mnt/tank/apps", timeout_ms: 10000 };
+let a = compose::up("tests/fixtures/compose/inventory", opts);
+let newer = opts;
+newer.vars = #{ WEB_TAG: "1.5.0" };
+let b = compose::up("tests/fixtures/compose/inventory", newer);
+let r = compose::rollback("inventory", #{ timeout_ms: 10000 });
+print(`${a.action} (uploaded ${a.uploaded.len()}, missing ${a.missing_dirs.len()}), ${b.action}, ${r.action} to entry ${r.seq}`);
+for s in r.diff.services { for c in s.changes { print(`${s.service}: ${c.path} ${c.old} -> ${c["new"]}`); } }
+try { compose::rollback("nothing-here"); } catch (e) { print(`${e.kind}: ${e.summary.sub_string(0, 45)}`); }
+try { compose::rollback("inventory", #{ dataset_root: "/x" }); } catch (e) { print(`${e.kind}: ${e.summary}`); }
+try { compose::rollback("Bad_Name"); } catch (e) { print(`${e.kind}`); }
+"#,
+        )
+        .await;
+    assert_eq!(run.outcome, Outcome::Success, "{}", run.output);
+    let out: Vec<&str> = run
+        .output
+        .lines()
+        .filter(|l| l.starts_with("out:"))
+        .collect();
+    assert_eq!(
+        out,
+        [
+            "out: created (uploaded 1, missing 1), updated, updated to entry 1",
+            "out: web: image ghcr.io/example/inventory-web:1.5.0 -> ghcr.io/example/inventory-web:1.4.2",
+            "out: deploy: nothing to roll back to: the deploy journal (",
+            "out: argument: compose_rollback: options: only wait and timeout_ms apply to a rollback",
+            "out: compose",
+        ]
+    );
+    let actions: Vec<String> = h
+        .journal()
+        .entries(&h.server.url(), "inventory")
+        .unwrap()
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    assert_eq!(actions, ["created", "updated", "rolled_back"]);
+    let v1 = midscript::compose::resolve(&midscript::compose::Options {
+        project_dir: Some("tests/fixtures/compose/inventory".into()),
+        dataset_root: Some("/mnt/tank/apps".into()),
+        environment: Some(Default::default()),
+        ..Default::default()
+    })
+    .unwrap();
+    let running = h
+        .client
+        .call("app.config", vec![serde_json::json!("inventory")])
+        .await
+        .unwrap();
+    assert_eq!(running, v1.document);
+}
