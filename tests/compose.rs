@@ -1231,3 +1231,43 @@ async fn the_mock_receives_files_and_creates_datasets_like_the_middleware() {
     assert!(!t.contains(&b64(&big)[..100]), "content leaked");
     client.close().await;
 }
+
+#[tokio::test]
+async fn only_a_full_admin_may_upload_files_or_create_datasets() {
+    let server = mock(|c| {
+        c.users.push(midscript::mock::MockUser {
+            id: 2,
+            username: "viewer".into(),
+            password: "viewer-pw".into(),
+            otp_code: None,
+            full_admin: false,
+            api_access: true,
+        })
+    })
+    .await;
+    let mut o = ConnectOptions::new(server.url());
+    o.credentials = Some(Credentials::Password {
+        username: "viewer".into(),
+        password: Secret::new(String::from("viewer-pw")),
+        otp: None,
+        otp_prompt: None,
+    });
+    let client = Client::connect(o).await.expect("login");
+    for (method, params) in [
+        (
+            "filesystem.file_receive",
+            vec![json!("/mnt/tank/f"), json!("YQ=="), json!({})],
+        ),
+        ("pool.dataset.create", vec![json!({"name": "tank/a"})]),
+    ] {
+        let e = client.call(method, params).await.unwrap_err();
+        let s = e.server().expect("a server error");
+        assert_eq!(
+            (s.errno, s.reason.as_deref()),
+            (Some(13), Some("[EACCES] Not authorized")),
+            "{method}"
+        );
+    }
+    assert!(server.file_content("/mnt/tank/f").is_none());
+    client.close().await;
+}

@@ -14,7 +14,7 @@
 //!   `OSError` the server passes on (ENOENT "[Errno 2] No such file or directory: '…'"); else
 //!   the new entry (name, path, realpath, type, size, mode, …, `zfs_attrs: ["ARCHIVE"]`).
 //! - `filesystem.file_receive [path, content, options?]` (private, but callable by a full
-//!   admin; allowed messages up to 2 MiB): `content` is base64; the parent folders are created
+//!   admin only, EACCES "Not authorized" for others; allowed messages up to 2 MiB): `content` is base64; the parent folders are created
 //!   like `os.makedirs`, the file written (or appended with `append`), `mode` applied; returns
 //!   `true`. A file in the way of a folder → ENOTDIR, a folder at `path` → EISDIR, bad base64 →
 //!   EINVAL "Incorrect padding".
@@ -348,6 +348,14 @@ const EISDIR: i64 = 21;
 
 /// `filesystem.file_receive [path, content, options?]`: a small file, base64 in the message.
 async fn file_receive(ctx: Ctx, p: Vec<Value>) -> Result<Value, MockError> {
+    // A private method has no roles: only a full admin may call it.
+    let full_admin = lock(&ctx.conn.session)
+        .user
+        .as_ref()
+        .is_none_or(|u| u.full_admin);
+    if !full_admin {
+        return Err(MockError::call(errno::EACCES, "Not authorized"));
+    }
     args::at_most(&p, 3)?;
     let path = args::string(&p, 0, "path")?;
     let content = args::string(&p, 1, "content")?;
