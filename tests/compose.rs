@@ -1271,3 +1271,57 @@ async fn only_a_full_admin_may_upload_files_or_create_datasets() {
     assert!(server.file_content("/mnt/tank/f").is_none());
     client.close().await;
 }
+
+#[tokio::test]
+async fn rollback_puts_back_the_files_of_the_older_document() {
+    let state = tempfile::tempdir().unwrap();
+    let journal = Journal::at(state.path());
+    let server = mock(|_| {}).await;
+    let client = connect(&server).await;
+    let o = DeployOptions {
+        journal: Some((journal.clone(), server.url())),
+        ..fast()
+    };
+    let (_tmp, dir) = copy_fixture("uploads");
+    let v1 = compose::resolve(&secrets_options(&dir)).unwrap();
+    deploy(&client, &v1, &o).await;
+    std::fs::write(dir.join("secrets/db_password.txt"), "rotated-Passw0rd").unwrap();
+    let v2 = compose::resolve(&secrets_options(&dir)).unwrap();
+    assert_eq!(deploy(&client, &v2, &o).await.action, Action::Updated);
+    let path = "/mnt/tank/apps/uploads/secrets/db_password.txt";
+    assert_eq!(server.file_content(path).unwrap(), b"rotated-Passw0rd");
+
+    let done = deploy::rollback(
+        &client,
+        &journal,
+        &server.url(),
+        "uploads",
+        &fast(),
+        &mut |_| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(done.outcome.action, Action::Updated);
+    assert_eq!(done.outcome.uploaded, [path]);
+    assert_eq!(
+        server.file_content(path).unwrap(),
+        format!("{DB_PASSWORD}\n").as_bytes()
+    );
+    let running = client
+        .call("app.config", vec![json!("uploads")])
+        .await
+        .unwrap();
+    assert_eq!(running, done.entry.document);
+    assert_eq!(done.entry.files.len(), 3);
+    // The rolled-back state is what the local files say again: `up` would change nothing.
+    std::fs::write(
+        dir.join("secrets/db_password.txt"),
+        format!("{DB_PASSWORD}\n"),
+    )
+    .unwrap();
+    let v1_again = compose::resolve(&secrets_options(&dir)).unwrap();
+    let plan = deploy::plan(&client, &v1_again, false).await.unwrap();
+    assert!(plan.unchanged(), "{}", plan.diff.render());
+    assert_no_file_secrets(&server, &[DB_PASSWORD, "rotated-Passw0rd"]);
+    client.close().await;
+}

@@ -591,6 +591,7 @@ pub async fn apply(
         &project.name,
         &plan.document,
         &plan.remote,
+        &project.uploads,
         options,
         progress,
     )
@@ -612,8 +613,9 @@ pub struct Rollback {
     pub outcome: Outcome,
 }
 
-/// Redeploy the newest journal document of `app` on `server` that differs from what runs
-/// (rolling back twice swaps back). `options.journal` records it as `rolled_back`.
+/// Redeploy the newest journal document of `app` on `server` that differs from what runs, with
+/// the files it was deployed with (rolling back twice swaps back); it is journaled as
+/// `rolled_back`.
 pub async fn rollback(
     client: &Client,
     journal: &Journal,
@@ -640,7 +642,19 @@ pub async fn rollback(
         update_action: "rolled_back".into(),
         ..options.clone()
     };
-    let outcome = up(client, app, &entry.document, &remote, &options, progress).await?;
+    let files = entry.uploads(journal, server, app)?;
+    let uploaded = upload_files(client, &files, remote.config.as_ref()).await?;
+    let mut outcome = up(
+        client,
+        app,
+        &entry.document,
+        &remote,
+        &files,
+        &options,
+        progress,
+    )
+    .await?;
+    outcome.uploaded = uploaded;
     Ok(Rollback {
         entry,
         diff: d,
@@ -650,12 +664,13 @@ pub async fn rollback(
 
 /// Deploy `document` as app `app`: create it, update it, or leave it alone when the NAS
 /// already runs exactly this document; then wait (see the module docs). [`apply`] prepares
-/// folders and files first; a rollback calls this directly.
+/// folders and uploads `files` first; they are journaled with the document.
 pub async fn up(
     client: &Client,
     app: &str,
     document: &Value,
     remote: &Remote,
+    files: &[Upload],
     options: &DeployOptions,
     progress: &mut (dyn FnMut(&JobProgress) + Send),
 ) -> Result<Outcome, DeployError> {
@@ -723,7 +738,7 @@ pub async fn up(
         } else {
             options.update_action.as_str()
         };
-        journal.record(server, app, action, document)?;
+        journal.record(server, app, action, document, files)?;
     }
     // An update of a stopped app only saves the config (docs/apps.md §1.3); `up` means running.
     if unchanged || state_of(&entry) == Some("STOPPED") {

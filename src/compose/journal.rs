@@ -3,16 +3,22 @@
 //!
 //! Layout: `$XDG_STATE_HOME/midscript/journal/<server>/<app>/<seq>.json` (on Linux;
 //! `~/.local/state/…` by default), one entry per create/update, the newest [`KEEP`] kept.
-//! Documents hold secrets (inlined `.env` values), so directories are created 0700 and files
-//! 0600, written atomically.
+//! Each entry also keeps the files uploaded with its document (secrets, configs, single-file
+//! mounts), so a rollback puts them back as they were. Documents and files hold secrets
+//! (inlined `.env` values, secret files), so directories are created 0700 and files 0600,
+//! written atomically.
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+
 use super::canonical::semantic_eq;
 use super::error::ComposeError;
+use super::uploads::Upload;
 
 /// Entries kept per server and app.
 pub const KEEP: usize = 20;
@@ -28,6 +34,58 @@ pub struct Entry {
     pub action: String,
     /// The `custom_compose_config` sent.
     pub document: Value,
+    /// The files on the NAS that document points at.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<File>,
+}
+
+/// A file deployed with a document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct File {
+    /// What it is for (`secrets.<name>`, `configs.<name>`, a service).
+    pub owner: String,
+    /// Its path on the NAS.
+    pub path: String,
+    /// Its permission bits.
+    pub mode: u32,
+    /// A secret.
+    pub secret: bool,
+    /// The content, base64.
+    pub content: String,
+}
+
+impl Entry {
+    /// The files of this entry, to upload again; an entry that cannot be decoded is an error
+    /// (the journal was edited or damaged).
+    pub fn uploads(
+        &self,
+        journal: &Journal,
+        server: &str,
+        app: &str,
+    ) -> Result<Vec<Upload>, ComposeError> {
+        self.files
+            .iter()
+            .map(|f| {
+                let content = B64.decode(&f.content).map_err(|e| {
+                    jerr(
+                        &journal
+                            .app_dir(server, app)
+                            .join(format!("{:06}.json", self.seq)),
+                        format!("the file {} does not decode: {e}", f.path),
+                    )
+                })?;
+                Ok(Upload {
+                    owner: f.owner.clone(),
+                    source: format!("deploy journal entry {}", self.seq),
+                    remote: f.path.clone(),
+                    secret: f.secret,
+                    size: content.len(),
+                    mode: f.mode,
+                    content,
+                })
+            })
+            .collect()
+    }
 }
 
 /// A journal rooted at a directory.
@@ -109,13 +167,14 @@ impl Journal {
         Ok(out)
     }
 
-    /// Append a deployed document; prunes to [`KEEP`] entries.
+    /// Append a deployed document and its files; prunes to [`KEEP`] entries.
     pub fn record(
         &self,
         server: &str,
         app: &str,
         action: &str,
         document: &Value,
+        files: &[Upload],
     ) -> Result<Entry, ComposeError> {
         let dir = self.app_dir(server, app);
         create_private_dir(&dir)?;
@@ -129,6 +188,16 @@ impl Journal {
             time: crate::protocol::ejson::iso8601_utc(now_ms),
             action: action.to_owned(),
             document: document.clone(),
+            files: files
+                .iter()
+                .map(|u| File {
+                    owner: u.owner.clone(),
+                    path: u.remote.clone(),
+                    mode: u.mode,
+                    secret: u.secret,
+                    content: B64.encode(&u.content),
+                })
+                .collect(),
         };
         let path = dir.join(format!("{seq:06}.json"));
         let text = serde_json::to_string_pretty(&entry).map_err(|e| jerr(&path, e))?;
@@ -206,7 +275,8 @@ mod tests {
         let j = Journal::at(tmp.path());
         assert!(j.entries("s", "a").unwrap().is_empty());
         for i in 0..(KEEP + 3) {
-            j.record("s", "a", "updated", &json!({"n": i})).unwrap();
+            j.record("s", "a", "updated", &json!({"n": i}), &[])
+                .unwrap();
         }
         let all = j.entries("s", "a").unwrap();
         assert_eq!(all.len(), KEEP);
