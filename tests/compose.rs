@@ -1325,3 +1325,64 @@ async fn rollback_puts_back_the_files_of_the_older_document() {
     assert_no_file_secrets(&server, &[DB_PASSWORD, "rotated-Passw0rd"]);
     client.close().await;
 }
+
+/// Every imitated release takes the uploads and the datasets the same way (24.10 over the
+/// legacy `/websocket` dialect), and a second deploy uploads nothing.
+#[tokio::test]
+async fn uploads_and_datasets_work_on_every_release() {
+    for version in midscript::mock::ServerVersion::ALL {
+        let server = mock(|c| c.version = version).await;
+        let url = if version == midscript::mock::ServerVersion::V24_10 {
+            server.legacy_url()
+        } else {
+            server.url()
+        };
+        let u = &server.config().users[0];
+        let mut o = ConnectOptions::new(url);
+        o.credentials = Some(Credentials::Password {
+            username: u.username.clone(),
+            password: Secret::new(u.password.clone()),
+            otp: None,
+            otp_prompt: None,
+        });
+        let client = Client::connect(o).await.expect("login");
+        let (_tmp, dir) = copy_fixture("uploads");
+        let p = compose::resolve(&secrets_options(&dir)).unwrap();
+        let dirs = DeployOptions {
+            create_dirs: true,
+            ..fast()
+        };
+        let first = deploy(&client, &p, &dirs).await;
+        assert_eq!(first.action, Action::Created, "{version}");
+        assert_eq!(first.uploaded.len(), 3, "{version}");
+        assert_eq!(
+            server.datasets(),
+            [
+                "tank",
+                "tank/apps",
+                "tank/apps/uploads",
+                "tank/apps/uploads/.midscript",
+                "tank/apps/uploads/.midscript/secrets",
+                "tank/apps/uploads/config",
+                "tank/apps/uploads/data",
+                "tank/apps/uploads/secrets"
+            ],
+            "{version}"
+        );
+        assert_eq!(
+            server
+                .file_content("/mnt/tank/apps/uploads/.midscript/secrets/api_key")
+                .unwrap(),
+            API_KEY.as_bytes(),
+            "{version}"
+        );
+        let again = deploy(&client, &p, &dirs).await;
+        assert_eq!(again.action, Action::Unchanged, "{version}");
+        assert!(
+            again.uploaded.is_empty() && again.dirs_created.is_empty(),
+            "{version}"
+        );
+        assert_no_file_secrets(&server, &[DB_PASSWORD, API_KEY]);
+        client.close().await;
+    }
+}
