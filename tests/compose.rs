@@ -814,7 +814,7 @@ async fn secrets_and_configs_are_uploaded_once_and_a_changed_secret_is_a_masked_
         doc["secrets"],
         json!({
             "db_password": {"file": format!("{app}/secrets/db_password.txt")},
-            "api_key": {"file": format!("{app}/.midscript/secrets/api_key")},
+            "api_key": {"file": format!("{app}/.secrets/api_key")},
         })
     );
     assert_eq!(
@@ -845,16 +845,13 @@ async fn secrets_and_configs_are_uploaded_once_and_a_changed_secret_is_a_masked_
     assert_eq!(
         first.uploaded,
         [
-            format!("{app}/.midscript/secrets/api_key"),
+            format!("{app}/.secrets/api_key"),
             format!("{app}/secrets/db_password.txt"),
             format!("{app}/config/app.toml"),
         ]
     );
     let content = |p: &str| String::from_utf8(server.file_content(p).unwrap()).unwrap();
-    assert_eq!(
-        content(&format!("{app}/.midscript/secrets/api_key")),
-        API_KEY
-    );
+    assert_eq!(content(&format!("{app}/.secrets/api_key")), API_KEY);
     assert_eq!(
         content(&format!("{app}/secrets/db_password.txt")),
         format!("{DB_PASSWORD}\n")
@@ -864,7 +861,7 @@ async fn secrets_and_configs_are_uploaded_once_and_a_changed_secret_is_a_masked_
         "[server]\nport = 8080\n"
     );
     assert_eq!(
-        server.file_mode(&format!("{app}/.midscript/secrets/api_key")),
+        server.file_mode(&format!("{app}/.secrets/api_key")),
         Some(0o444)
     );
     let stored = client
@@ -1361,8 +1358,7 @@ async fn uploads_and_datasets_work_on_every_release() {
                 "tank",
                 "tank/apps",
                 "tank/apps/uploads",
-                "tank/apps/uploads/.midscript",
-                "tank/apps/uploads/.midscript/secrets",
+                "tank/apps/uploads/.secrets",
                 "tank/apps/uploads/config",
                 "tank/apps/uploads/data",
                 "tank/apps/uploads/secrets"
@@ -1371,7 +1367,7 @@ async fn uploads_and_datasets_work_on_every_release() {
         );
         assert_eq!(
             server
-                .file_content("/mnt/tank/apps/uploads/.midscript/secrets/api_key")
+                .file_content("/mnt/tank/apps/uploads/.secrets/api_key")
                 .unwrap(),
             API_KEY.as_bytes(),
             "{version}"
