@@ -295,6 +295,24 @@ mod tests {
     }
 
     #[test]
+    fn uploaded_file_contents_are_redacted() {
+        let mut p = vec![
+            json!("/mnt/tank/apps/a/.secrets/token"),
+            json!("c2VjcmV0"),
+            json!({"mode": 0o444}),
+        ];
+        redact_params("filesystem.file_receive", &mut p);
+        assert_eq!(
+            p,
+            [
+                json!("/mnt/tank/apps/a/.secrets/token"),
+                json!(REDACTED),
+                json!({"mode": 0o444})
+            ]
+        );
+    }
+
+    #[test]
     fn login_secrets_are_redacted() {
         let mut f = json!({"jsonrpc":"2.0","id":1,"method":"auth.login_ex","params":[
             {"mechanism":"API_KEY_PLAIN","username":"root","api_key":"1-abc"}]});
