@@ -15,19 +15,18 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as B64;
-
+use super::Project;
 use super::canonical::{create_params, semantic_eq};
 use super::diff::{Diff, Secrets, diff};
 use super::error::ComposeError;
 use super::journal::{Entry, Journal};
 use super::paths::{BindMount, MountKind};
-use super::uploads::{self, Upload};
-use super::{Project, uploads::fingerprints};
+use super::uploads::{self, Upload, fingerprints};
 use crate::client::{Client, Error, JobProgress, Subscription};
 use crate::protocol::{EventKind, errno};
 
@@ -982,6 +981,46 @@ mod tests {
         assert_eq!(
             log_event("web", "abc", None),
             r#"app.container_log_follow:{"app_name":"web","container_id":"abc","tail_lines":null}"#
+        );
+    }
+
+    #[test]
+    fn dataset_names() {
+        for ok in ["data", "my-app_1", "v1.2", "a:b"] {
+            assert!(dataset_component(ok), "{ok}");
+        }
+        for bad in ["", ".", "..", "a b ", "a*b", "ü", "a/b"] {
+            assert!(!dataset_component(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn folders_needed_once_each() {
+        let mount = |remote: &str, kind| BindMount {
+            owner: "s".into(),
+            written: "./x".into(),
+            local: "/p/x".into(),
+            remote: remote.into(),
+            kind,
+        };
+        let file = |remote: &str| Upload {
+            owner: "s".into(),
+            source: "./f".into(),
+            remote: remote.into(),
+            secret: false,
+            size: 0,
+            mode: 0o644,
+            content: Vec::new(),
+        };
+        assert_eq!(
+            needed_dirs(
+                &[
+                    mount("/r/a/data", MountKind::Directory),
+                    mount("/r/a/conf/x.conf", MountKind::File)
+                ],
+                &[file("/r/a/conf/x.conf"), file("/r/a/data/seed.sql")]
+            ),
+            ["/r/a/data", "/r/a/conf"]
         );
     }
 
