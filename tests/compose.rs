@@ -1242,14 +1242,15 @@ async fn only_a_full_admin_may_upload_files_or_create_datasets() {
         })
     })
     .await;
-    let mut o = ConnectOptions::new(server.url());
-    o.credentials = Some(Credentials::Password {
+    let viewer = midscript::client::Credentials::Password {
         username: "viewer".into(),
-        password: Secret::new(String::from("viewer-pw")),
+        password: midscript::client::Secret::new(String::from("viewer-pw")),
         otp: None,
         otp_prompt: None,
-    });
-    let client = Client::connect(o).await.expect("login");
+    };
+    let client = in_process::connect(&server, Some(viewer))
+        .await
+        .expect("login");
     for (method, params) in [
         (
             "filesystem.file_receive",
@@ -1334,15 +1335,9 @@ async fn uploads_and_datasets_work_on_every_release() {
         } else {
             server.url()
         };
-        let u = &server.config().users[0];
-        let mut o = ConnectOptions::new(url);
-        o.credentials = Some(Credentials::Password {
-            username: u.username.clone(),
-            password: Secret::new(u.password.clone()),
-            otp: None,
-            otp_prompt: None,
-        });
-        let client = Client::connect(o).await.expect("login");
+        let client = in_process::connect_to(url, &server, Some(in_process::password(&server)))
+            .await
+            .expect("login");
         let (_tmp, dir) = copy_fixture("uploads");
         let p = compose::resolve(&secrets_options(&dir)).unwrap();
         let dirs = DeployOptions {
