@@ -736,6 +736,7 @@ async fn an_app_in_the_error_state_on_27_is_refused_with_its_reason() {
         &p.name,
         &p.document,
         &remote,
+        &p.uploads,
         &fast(),
         &mut |_| {},
     )
@@ -753,7 +754,6 @@ async fn an_app_in_the_error_state_on_27_is_refused_with_its_reason() {
     assert!(sent.is_empty(), "sent:\n{sent}");
     client.close().await;
 }
-
 
 /// A copy of a fixture in a temporary folder (so a test can change its files), and the
 /// project folder inside it (named like the fixture, so the app name stays the same).
@@ -829,9 +829,9 @@ async fn secrets_and_configs_are_uploaded_once_and_a_changed_secret_is_a_masked_
     assert_eq!(
         owners,
         [
-            ("secrets.api_key", true),
             ("secrets.db_password", true),
-            ("configs.app_config", false)
+            ("configs.app_config", false),
+            ("secrets.api_key", true)
         ]
     );
     // What scripts and `compose config` see: the secrets' fingerprints masked.
@@ -845,9 +845,9 @@ async fn secrets_and_configs_are_uploaded_once_and_a_changed_secret_is_a_masked_
     assert_eq!(
         first.uploaded,
         [
-            format!("{app}/.secrets/api_key"),
             format!("{app}/secrets/db_password.txt"),
             format!("{app}/config/app.toml"),
+            format!("{app}/.secrets/api_key"),
         ]
     );
     let content = |p: &str| String::from_utf8(server.file_content(p).unwrap()).unwrap();

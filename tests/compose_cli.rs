@@ -26,10 +26,11 @@ fn compose(mock: Option<&StandaloneMock>, state: &Path, dir: &Path, args: &[&str
     let mut c = Command::new(BIN);
     c.arg("compose").args(args);
     if let Some(m) = mock {
-        c.args(["--url", &m.value("URL"), "-U", "admin", "-P", "pw"]);
+        c.args(["--url", &m.value("URL"), "-U", "admin"]);
     }
     c.current_dir(dir)
         .env_clear()
+        .env("MIDSCRIPT_PASSWORD", "pw")
         .env("XDG_STATE_HOME", state)
         .env("HOME", state)
         .env("NO_COLOR", "1")
@@ -315,9 +316,10 @@ fn logs_follow_into_a_closed_pipe_ends_quietly() {
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let mut child = Command::new(BIN)
         .args(["compose", "logs", "-f", "--tail", "2"])
-        .args(["--url", &mock.value("URL"), "-U", "admin", "-P", "pw"])
+        .args(["--url", &mock.value("URL"), "-U", "admin"])
         .current_dir(&dir)
         .env_clear()
+        .env("MIDSCRIPT_PASSWORD", "pw")
         .env("XDG_STATE_HOME", state.path())
         .env("HOME", state.path())
         .stdin(Stdio::null())
@@ -350,6 +352,7 @@ fn midscript(state: &Path, args: &[&str]) -> Output {
         .args(args)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .env_clear()
+        .env("MIDSCRIPT_PASSWORD", "pw")
         .env("XDG_STATE_HOME", state)
         .env("HOME", state)
         .env("NO_COLOR", "1")
@@ -378,7 +381,7 @@ print(compose::up(dir, opts).action);
     )
     .unwrap();
     let url = mock.value("URL");
-    let conn = ["--url", &url, "-U", "admin", "-P", "pw"];
+    let conn = ["--url", &url, "-U", "admin"];
     let mut args = vec!["run", "--progress", "none"];
     args.extend_from_slice(&conn);
     args.push(script.to_str().unwrap());

@@ -945,7 +945,6 @@ print(`in error: ${apps::names_in_state("ERROR")} null version: ${apps::get("web
     );
 }
 
-
 /// A deployment made from a script is journaled like `midscript compose up`, and
 /// `compose::rollback` redeploys the previous document; mistakes are error maps.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1002,6 +1002,7 @@ mod tests {
             local: "/p/x".into(),
             remote: remote.into(),
             kind,
+            content: None,
         };
         let file = |remote: &str| Upload {
             owner: "s".into(),

@@ -181,7 +181,9 @@ async fn present(client: &Client, request: &Request, p: &ComposeParams) -> Respo
         Err(e) => return Response::client_failure(&format!("reading {}", project.name), &e),
     };
     let remote = &plan.remote;
-    let diff = request.diff.then(|| json!({"prepared": plan.diff.render()}));
+    let diff = request
+        .diff
+        .then(|| json!({"prepared": plan.diff.render()}));
     let mut extra = object(json!({
         "warnings": project.warnings,
         "changes": serde_json::to_value(&plan.diff).unwrap_or(Value::Null),
