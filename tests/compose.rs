@@ -1070,12 +1070,25 @@ fn files_that_cannot_be_uploaded_are_refused_with_their_place() {
         .unwrap_err()
         .to_string();
     assert!(e.contains(place) && e.contains("API_KEY is not set"), "{e}");
-    // A secret file that does not exist.
+    // A secret file that does not exist here resolves (as `docker compose config` does), with
+    // a warning, and nothing is uploaded for it.
     std::fs::write(dir.join(".env"), "API_KEY=x\n").unwrap();
     std::fs::remove_file(dir.join("secrets/db_password.txt")).unwrap();
+    let p = compose::resolve(&secrets_options(&dir)).unwrap();
+    assert!(
+        p.warnings.iter().any(|w| w.contains("(secrets.db_password) does not exist here, so it is not uploaded: the app needs it at /mnt/tank/apps/uploads/secrets/db_password.txt on the NAS")),
+        "{:#?}",
+        p.warnings
+    );
+    assert!(p.uploads.iter().all(|u| u.owner != "secrets.db_password"));
+    // A folder where the secret file should be is refused.
+    std::fs::create_dir(dir.join("secrets/db_password.txt")).unwrap();
     let e = compose::resolve(&secrets_options(&dir)).unwrap_err();
-    assert!(matches!(e, ComposeError::Read { .. }), "{e}");
-    assert!(e.to_string().contains("db_password.txt"), "{e}");
+    assert!(
+        e.to_string().contains("db_password.txt") && e.to_string().contains("is not a file"),
+        "{e}"
+    );
+    std::fs::remove_dir(dir.join("secrets/db_password.txt")).unwrap();
     // A file too big for one message.
     std::fs::write(
         dir.join("secrets/db_password.txt"),

@@ -341,7 +341,7 @@ pub fn resolve(options: &Options) -> Result<Project, ComposeError> {
     if !problems.is_empty() {
         return Err(ComposeError::Refused { problems });
     }
-    let uploads = uploads::file_uploads(&mounts)?;
+    let uploads = uploads::file_uploads(&mounts, &mut warnings)?;
     canonical::escape_dollars(&mut doc);
     let fingerprints = uploads
         .iter()

@@ -144,8 +144,13 @@ pub fn set_fingerprints(doc: &mut Value, files: &BTreeMap<String, String>) {
 }
 
 /// The uploads of the single-file mounts, `file:` secrets and configs (each local file read)
-/// and of the values of `environment:` secrets and configs ([`MountKind::Value`]).
-pub fn file_uploads(mounts: &[BindMount]) -> Result<Vec<Upload>, ComposeError> {
+/// and of the values of `environment:` secrets and configs ([`MountKind::Value`]). A secret or
+/// config file that does not exist here is not an error (`docker compose config` does not
+/// need it either): it gets a warning in `warnings`, and nothing is uploaded for it.
+pub fn file_uploads(
+    mounts: &[BindMount],
+    warnings: &mut Vec<String>,
+) -> Result<Vec<Upload>, ComposeError> {
     let mut out = Vec::new();
     for m in mounts {
         let (source, content, mode) = match m.kind {
@@ -159,7 +164,16 @@ pub fn file_uploads(mounts: &[BindMount]) -> Result<Vec<Upload>, ComposeError> {
                     path: m.local.clone(),
                     source: e,
                 };
-                let meta = std::fs::metadata(&m.local).map_err(read)?;
+                let meta = match std::fs::metadata(&m.local) {
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        warnings.push(format!(
+                            "{} ({}) does not exist here, so it is not uploaded: the app needs it at {} on the NAS",
+                            m.written, m.owner, m.remote
+                        ));
+                        continue;
+                    }
+                    meta => meta.map_err(read)?,
+                };
                 if !meta.is_file() {
                     return Err(ComposeError::Options(format!(
                         "{} ({}, for {}) is not a file",
