@@ -8,10 +8,12 @@
 //! [`AuthError::Rejected`]. A two-factor account needs its OTP up front there: without one,
 //! 24.10 just answers `false`, exactly as for a wrong password.
 
+use std::sync::Arc;
+
 use serde_json::{Value, json};
 
-use super::Client;
 use super::error::{AuthError, Error, Result};
+use super::rpc::Connection;
 use super::scram::{Binding, ClientFinal, ClientFirst};
 use super::transport::{Dialect, Endpoint};
 use crate::protocol::channel_binding::tls_server_end_point;
@@ -101,6 +103,21 @@ pub struct LoginInfo {
     pub user_info: Option<Value>,
 }
 
+/// What logging in on one connection needs to know about how that connection was opened. Each
+/// connection of a reconnecting client has its own, so a login after a reconnect binds to the
+/// certificate of the new TLS session.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct LoginContext {
+    /// The server certificate of this connection's TLS session (DER), for SCRAM channel
+    /// binding; `None` over `ws://`.
+    pub(crate) tls_certificate: Option<Arc<[u8]>>,
+    /// Bind SCRAM logins to that certificate ([`super::ConnectOptions::channel_binding`]).
+    pub(crate) channel_binding: bool,
+    /// The server's certificate is not checked and the user did not insist: an API key is
+    /// never sent in plain ([`super::ConnectOptions::send_key_unverified`]).
+    pub(crate) refuse_plain_key: bool,
+}
+
 /// Refuse to send an API key where the server would revoke it (`protocol.md` §1.5): over
 /// plain `ws://` to a host other than this machine. Checked before connecting.
 pub fn check_key_safety(endpoint: &Endpoint, credentials: Option<&Credentials>) -> Result<()> {
@@ -159,16 +176,21 @@ fn bool_outcome(v: &Value, mechanism: Mechanism) -> Result<LoginInfo> {
     }
 }
 
-impl Client {
+impl Connection {
+    /// One call of the login exchange.
+    async fn ask(&self, method: &str, params: Vec<Value>) -> Result<Value> {
+        self.call(method, params, None).await
+    }
+
     /// Log in with `credentials`.
-    pub async fn login(&self, credentials: &Credentials) -> Result<LoginInfo> {
-        let endpoint = Endpoint::parse(&self.conn.url)?;
+    pub(crate) async fn login(&self, credentials: &Credentials) -> Result<LoginInfo> {
+        let endpoint = Endpoint::parse(&self.url)?;
         check_key_safety(&endpoint, Some(credentials))?;
-        let info = match (self.conn.dialect, credentials) {
+        let info = match (self.dialect, credentials) {
             (Dialect::Legacy, creds) => self.login_legacy(creds).await?,
             (Dialect::JsonRpc, creds) => self.login_jsonrpc(creds).await?,
         };
-        self.conn.set_authenticated(true);
+        self.set_authenticated(true);
         Ok(info)
     }
 
@@ -199,7 +221,7 @@ impl Client {
                 Mechanism::Token,
             ),
         };
-        bool_outcome(&self.call(method, params).await?, mechanism)
+        bool_outcome(&self.ask(method, params).await?, mechanism)
     }
 
     async fn login_jsonrpc(&self, credentials: &Credentials) -> Result<LoginInfo> {
@@ -223,17 +245,17 @@ impl Client {
             } => {
                 self.check_plain_key()?;
                 let ok = self
-                    .call("auth.login_with_api_key", vec![json!(key.expose())])
+                    .ask("auth.login_with_api_key", vec![json!(key.expose())])
                     .await?;
                 bool_outcome(&ok, Mechanism::ApiKeyPlain)?
             }
             Credentials::Token(token) => {
                 let data = json!({"mechanism": "TOKEN_PLAIN", "token": token.expose()});
-                match self.call("auth.login_ex", vec![data]).await {
+                match self.ask("auth.login_ex", vec![data]).await {
                     Ok(v) => outcome(&v, Mechanism::Token)?,
                     Err(e) if is_method_missing(&e) => {
                         let ok = self
-                            .call("auth.login_with_token", vec![json!(token.expose())])
+                            .ask("auth.login_with_token", vec![json!(token.expose())])
                             .await?;
                         bool_outcome(&ok, Mechanism::Token)?
                     }
@@ -252,12 +274,12 @@ impl Client {
         prompt: Option<&OtpPrompt>,
     ) -> Result<LoginInfo> {
         let data = json!({"mechanism": "PASSWORD_PLAIN", "username": username, "password": password.expose()});
-        let reply = match self.call("auth.login_ex", vec![data]).await {
+        let reply = match self.ask("auth.login_ex", vec![data]).await {
             Ok(v) => v,
             Err(e) if is_method_missing(&e) => {
                 let otp = otp.map(|o| json!(o.expose())).unwrap_or(Value::Null);
                 let ok = self
-                    .call(
+                    .ask(
                         "auth.login",
                         vec![json!(username), json!(password.expose()), otp],
                     )
@@ -274,7 +296,7 @@ impl Client {
             None => prompt.and_then(|p| p()).ok_or(AuthError::OtpRequired)?,
         };
         let reply = self
-            .call(
+            .ask(
                 "auth.login_ex_continue",
                 vec![json!({"mechanism": "OTP_TOKEN", "otp_token": code})],
             )
@@ -297,11 +319,11 @@ impl Client {
         self.check_plain_key()?;
         let data =
             json!({"mechanism": "API_KEY_PLAIN", "username": username, "api_key": key.expose()});
-        match self.call("auth.login_ex", vec![data]).await {
+        match self.ask("auth.login_ex", vec![data]).await {
             Ok(v) => outcome(&v, Mechanism::ApiKeyPlain),
             Err(e) if is_method_missing(&e) => {
                 let ok = self
-                    .call("auth.login_with_api_key", vec![json!(key.expose())])
+                    .ask("auth.login_with_api_key", vec![json!(key.expose())])
                     .await?;
                 bool_outcome(&ok, Mechanism::ApiKeyPlain)
             }
@@ -312,7 +334,7 @@ impl Client {
     /// Refuse to send an API key in plain to a server nobody verified
     /// ([`super::ConnectOptions::send_key_unverified`]).
     fn check_plain_key(&self) -> Result<()> {
-        if self.refuse_plain_key {
+        if self.login_context.refuse_plain_key {
             return Err(AuthError::PlainKeyUnverified.into());
         }
         Ok(())
@@ -321,7 +343,7 @@ impl Client {
     /// Does the server offer SCRAM? `auth.mechanism_choices` fails while unauthenticated on
     /// 25.04.2–25.10.2 (`protocol.md` §8.3); that, like its absence, means no.
     async fn offers_scram(&self) -> bool {
-        match self.call("auth.mechanism_choices", vec![]).await {
+        match self.ask("auth.mechanism_choices", vec![]).await {
             Ok(Value::Array(choices)) => choices.iter().any(|c| c.as_str() == Some("SCRAM")),
             _ => false,
         }
@@ -332,7 +354,10 @@ impl Client {
     /// opened with channel binding off; over `ws://` it never is (the server refuses binding
     /// there).
     async fn login_scram(&self, username: &str, key_id: i64, material: &str) -> Result<LoginInfo> {
-        let binding = match (&self.tls_certificate, self.channel_binding) {
+        let binding = match (
+            &self.login_context.tls_certificate,
+            self.login_context.channel_binding,
+        ) {
             (Some(cert), true) => Binding::TlsServerEndPoint(
                 tls_server_end_point(cert)
                     .map_err(|e| AuthError::Scram(format!("channel binding: {e}")))?,
@@ -348,7 +373,7 @@ impl Client {
             }
         };
         let data = json!({"mechanism": "SCRAM", "scram_type": "CLIENT_FIRST_MESSAGE", "rfc_str": first.message});
-        let reply = self.call("auth.login_ex", vec![data]).await?;
+        let reply = self.ask("auth.login_ex", vec![data]).await?;
         match response_type(&reply) {
             "SCRAM_RESPONSE" => {}
             "AUTH_ERR" => return Err(refused()),
@@ -360,7 +385,7 @@ impl Client {
             .ok_or_else(|| AuthError::Scram("no rfc_str in the server's first message".into()))?;
         let last = ClientFinal::new(&first, server_first, material)?;
         let data = json!({"mechanism": "SCRAM", "scram_type": "CLIENT_FINAL_MESSAGE", "rfc_str": last.message});
-        let reply = self.call("auth.login_ex", vec![data]).await?;
+        let reply = self.ask("auth.login_ex", vec![data]).await?;
         match response_type(&reply) {
             "SCRAM_RESPONSE" => {
                 let server_final = reply
@@ -368,7 +393,7 @@ impl Client {
                     .and_then(Value::as_str)
                     .unwrap_or_default();
                 if !last.verify_server_final(server_final) {
-                    let _ = self.call("auth.logout", vec![]).await;
+                    let _ = self.ask("auth.logout", vec![]).await;
                     return Err(AuthError::ScramServerSignature.into());
                 }
                 Ok(LoginInfo {

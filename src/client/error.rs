@@ -308,6 +308,25 @@ pub enum Error {
         /// What it means.
         explanation: String,
     },
+    /// The connection was lost after `method` was sent and before its reply came. It was
+    /// not sent again (only reads are), so whether the server carried it out is unknown.
+    #[error(
+        "{method}: the connection was lost before the reply came ({cause}); it was not sent again, so whether the server carried it out is unknown"
+    )]
+    OutcomeUnknown {
+        /// The method.
+        method: String,
+        /// What happened to the connection.
+        cause: String,
+    },
+    /// The connection was lost and reconnecting gave up.
+    #[error("the connection to {url} was lost and could not be re-established: {detail}")]
+    ReconnectFailed {
+        /// Where.
+        url: String,
+        /// Why the last attempt failed, and how long it tried.
+        detail: String,
+    },
     /// A message that the server would refuse by closing the connection (`protocol.md` §3.3).
     #[error(
         "{method}: the request is {size} characters; the server accepts at most {limit} per message {when} and would close the connection"
@@ -395,6 +414,8 @@ impl Error {
                 | Error::Handshake { .. }
                 | Error::WebSocket(_)
                 | Error::Closed { .. }
+                | Error::OutcomeUnknown { .. }
+                | Error::ReconnectFailed { .. }
         )
     }
 

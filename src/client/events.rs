@@ -132,6 +132,29 @@ impl Router {
         }
     }
 
+    /// Every subscribed name, the job tracker's included (to subscribe again after a reconnect).
+    pub(crate) fn all_names(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.entries.keys().cloned().collect();
+        v.sort();
+        v
+    }
+
+    /// `name` could not be subscribed again after a reconnect: its subscribers get `error`.
+    pub(crate) fn end(&mut self, name: &str, error: Error) {
+        let Some(entry) = self.entries.remove(name) else {
+            return;
+        };
+        let text = error.to_string();
+        for l in &entry.listeners {
+            let _ = l.tx.try_send(Err(Error::Protocol(format!(
+                "subscription {name} could not be renewed after a reconnect: {text}"
+            ))));
+        }
+        if entry.internal {
+            self.jobs.subscription_lost();
+        }
+    }
+
     /// Forget `name` entirely (its `core.subscribe` failed).
     pub(crate) fn remove(&mut self, name: &str) {
         self.entries.remove(name);
@@ -244,14 +267,12 @@ impl Subscription {
         self.done = true;
         let server_id = self
             .client
-            .conn
-            .lock_router()
+            .link
+            .router()
             .remove_listener(&self.name, self.id);
         self.id = 0;
-        if let Some(sid) = server_id
-            && self.client.conn.is_open()
-        {
-            self.client.conn.unsubscribe(&sid).await?;
+        if let Some(sid) = server_id {
+            self.client.link.unsubscribe(&sid).await?;
         }
         Ok(())
     }
@@ -264,13 +285,13 @@ impl Drop for Subscription {
         }
         let server_id = self
             .client
-            .conn
-            .lock_router()
+            .link
+            .router()
             .remove_listener(&self.name, self.id);
         if let (Some(sid), Ok(handle)) = (server_id, tokio::runtime::Handle::try_current()) {
             let client = self.client.clone();
             handle.spawn(async move {
-                let _ = client.conn.unsubscribe(&sid).await;
+                let _ = client.link.unsubscribe(&sid).await;
             });
         }
     }
@@ -284,7 +305,7 @@ impl Client {
     /// including the `notify_unsubscribed` that reports bad source arguments *before* the
     /// subscribe reply (`protocol.md` §5.3).
     pub async fn subscribe(&self, name: &str) -> Result<Subscription> {
-        let (id, rx, dropped, is_new) = self.conn.lock_router().add_listener(name);
+        let (id, rx, dropped, is_new) = self.link.router().add_listener(name);
         let mut sub = Subscription {
             client: self.clone(),
             name: name.to_owned(),
@@ -293,21 +314,15 @@ impl Client {
             dropped,
             done: false,
         };
-        if is_new {
-            match self.conn.subscribe(name).await {
-                Ok(server_id) => self.conn.lock_router().set_server_id(name, server_id),
-                Err(e) => {
-                    self.conn.lock_router().remove(name);
-                    sub.id = 0;
-                    return Err(e);
-                }
-            }
+        if is_new && let Err(e) = self.link.subscribe(name).await {
+            sub.id = 0;
+            return Err(e);
         }
         Ok(sub)
     }
 
     /// The names this connection is subscribed to.
     pub fn subscriptions(&self) -> Vec<String> {
-        self.conn.lock_router().names()
+        self.link.router().names()
     }
 }

@@ -92,6 +92,13 @@ impl JobTable {
         w.subscribe()
     }
 
+    /// The ids someone waits on.
+    pub(crate) fn watched(&self) -> Vec<i64> {
+        let mut v: Vec<i64> = self.watchers.keys().copied().collect();
+        v.sort_unstable();
+        v
+    }
+
     fn unwatch(&mut self, id: i64) {
         self.watchers.remove(&id);
     }
@@ -159,7 +166,7 @@ impl JobHandle {
     /// so there is no timeout: cancel by dropping the future (and [`JobHandle::abort`] to stop
     /// the job on the server).
     pub async fn wait(&self, mut progress: impl FnMut(&JobProgress) + Send) -> Result<Value> {
-        let mut rx = self.client.conn.lock_router().jobs.watch(self.id);
+        let mut rx = self.client.link.router().jobs.watch(self.id);
         let guard = Unwatch {
             client: &self.client,
             id: self.id,
@@ -177,13 +184,13 @@ impl JobHandle {
             }
             if terminal(&job) {
                 drop(guard);
-                self.client.conn.lock_router().jobs.release(self.id);
+                self.client.link.router().jobs.release(self.id);
                 return self.outcome(&job);
             }
             tokio::select! {
                 changed = rx.changed() => {
                     if changed.is_err() {
-                        return Err(self.client.conn_error());
+                        return Err(self.client.link.ended_error());
                     }
                     quiet = FIRST_POLL;
                 }
@@ -192,7 +199,7 @@ impl JobHandle {
                     match self.poll().await? {
                         Some(job) => {
                             misses = 0;
-                            self.client.conn.lock_router().jobs.record(job);
+                            self.client.link.router().jobs.record(job);
                         }
                         None => {
                             misses += 1;
@@ -265,28 +272,19 @@ struct Unwatch<'a> {
 
 impl Drop for Unwatch<'_> {
     fn drop(&mut self) {
-        self.client.conn.lock_router().jobs.unwatch(self.id);
+        self.client.link.router().jobs.unwatch(self.id);
     }
 }
 
 impl Client {
     /// Make sure this connection receives `core.get_jobs` events (once per connection).
     async fn ensure_job_events(&self) -> Result<()> {
-        let _gate = self.conn.jobs_gate.lock().await;
-        let is_new = self.conn.lock_router().add_internal("core.get_jobs");
+        let _gate = self.link.jobs_gate.lock().await;
+        let is_new = self.link.router().add_internal("core.get_jobs");
         if !is_new {
             return Ok(());
         }
-        match self.conn.subscribe("core.get_jobs").await {
-            Ok(id) => {
-                self.conn.lock_router().set_server_id("core.get_jobs", id);
-                Ok(())
-            }
-            Err(e) => {
-                self.conn.lock_router().remove("core.get_jobs");
-                Err(e)
-            }
-        }
+        self.link.subscribe("core.get_jobs").await
     }
 
     /// Start a job method and return its handle without waiting.
@@ -300,7 +298,7 @@ impl Client {
                 "{method} returned {reply} instead of a job id: it is not a job method"
             ))
         })?;
-        self.conn.lock_router().jobs.keep(id);
+        self.link.router().jobs.keep(id);
         Ok(JobHandle {
             client: self.clone(),
             id,
@@ -343,7 +341,7 @@ impl Client {
         progress: impl FnMut(&JobProgress) + Send,
     ) -> Result<Value> {
         let _turn = match app_of_job(method, &params) {
-            Some(app) => Some(self.app_jobs.lock(&app).await),
+            Some(app) => Some(self.link.app_jobs.lock(&app).await),
             None => None,
         };
         let handle = self.start_job(method, params).await?;
@@ -354,7 +352,7 @@ impl Client {
 
 /// Per-app locks shared by a client's clones.
 #[derive(Clone, Default)]
-pub(super) struct AppJobLocks(Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>);
+pub(crate) struct AppJobLocks(Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>);
 
 impl AppJobLocks {
     async fn lock(&self, app: &str) -> tokio::sync::OwnedMutexGuard<()> {

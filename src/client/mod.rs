@@ -24,6 +24,7 @@ mod auth;
 mod error;
 mod events;
 mod jobs;
+mod link;
 mod rpc;
 mod scram;
 mod transport;
@@ -37,11 +38,12 @@ pub use auth::{Credentials, LoginInfo, Mechanism, OtpPrompt, Secret, check_key_s
 pub use error::{AuthError, Error, Result, ServerError};
 pub use events::{Event, Subscription};
 pub use jobs::{JobHandle, JobProgress};
+pub use link::{ReconnectEvent, ReconnectObserver, ReconnectPolicy};
 pub use rpc::{Direction, RpcOptions, Tracer};
 pub use transport::{Dialect, Endpoint, Fingerprint, Trust};
 
+use link::Link;
 use rpc::Connection;
-use transport::TransportOptions;
 
 /// Everything needed to open a connection and log in.
 #[derive(Clone)]
@@ -76,6 +78,11 @@ pub struct ConnectOptions {
     /// servers from before binding existed (26.0.0-BETA.1/2). Logins over `ws://` are never
     /// bound.
     pub channel_binding: bool,
+    /// Reconnect when the connection drops (log in again, subscribe again, carry on waiting
+    /// for jobs); `None` (the default) ends everything with the connection.
+    pub reconnect: Option<ReconnectPolicy>,
+    /// Told when the connection drops and when it is back.
+    pub on_reconnect: Option<ReconnectObserver>,
 }
 
 impl ConnectOptions {
@@ -92,6 +99,8 @@ impl ConnectOptions {
             rpc: RpcOptions::default(),
             tracer: None,
             channel_binding: true,
+            reconnect: None,
+            on_reconnect: None,
         }
     }
 
@@ -114,37 +123,31 @@ impl std::fmt::Debug for ConnectOptions {
             .field("trust", &self.trust)
             .field("credentials", &self.credentials)
             .field("channel_binding", &self.channel_binding)
+            .field("reconnect", &self.reconnect)
             .finish_non_exhaustive()
     }
 }
 
-/// A connection to the middleware. Cheap to clone; all clones share one socket and one login.
+/// A connection to the middleware. Cheap to clone; all clones share one socket and one login
+/// (and, with [`ConnectOptions::reconnect`], whatever connection replaces it).
 #[derive(Clone)]
 pub struct Client {
-    conn: Arc<Connection>,
-    /// The server's certificate is not checked and the user did not insist: an API key is
-    /// never sent in plain ([`ConnectOptions::send_key_unverified`]).
-    refuse_plain_key: bool,
+    link: Arc<Link>,
     fingerprint: Option<Fingerprint>,
-    /// The server certificate of this TLS session (DER), for SCRAM channel binding.
-    tls_certificate: Option<Arc<[u8]>>,
-    channel_binding: bool,
     login: Option<Arc<LoginInfo>>,
-    /// One lock per app: [`Client::job`] runs one app job at a time per app.
-    app_jobs: jobs::AppJobLocks,
 }
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
-            .field("url", &self.conn.url)
+            .field("url", &self.link.url)
             .finish_non_exhaustive()
     }
 }
 
 impl Client {
     /// Connect and, when credentials are given, log in. An API key bound for a plain `ws://`
-    /// non-loopback URL is refused before any connection is made (`protocol.md` §1.5), on both
+    /// non-loopback URL is refused before any connection is made (`docs/middleware.md` §1.5), on both
     /// dialects.
     ///
     /// On the legacy dialect the client first sends `connect` and waits for `connected`
@@ -181,54 +184,33 @@ impl Client {
     }
 
     async fn connect_to(options: &ConnectOptions) -> Result<Client> {
-        let endpoint = Endpoint::parse(&options.url)?;
-        check_key_safety(&endpoint, options.credentials.as_ref())?;
-        let dialect = options.dialect.unwrap_or_else(|| endpoint.dialect());
-        let transport = TransportOptions {
-            trust: options.trust.clone(),
-            connect_timeout: options.connect_timeout,
-            ..Default::default()
-        };
-        let opened = transport::open(&endpoint, &transport).await?;
-        let conn = Connection::start(
-            options.url.clone(),
-            dialect,
-            opened.socket,
-            options.rpc.clone(),
-            options.tracer.clone(),
-        );
-        let mut client = Client {
-            refuse_plain_key: options.trust == Trust::Insecure && !options.send_key_unverified,
-            conn,
+        let opened = Link::open(options).await?;
+        Ok(Client {
+            link: opened.link,
             fingerprint: opened.fingerprint,
-            tls_certificate: opened.certificate.map(Arc::from),
-            channel_binding: options.channel_binding,
-            login: None,
-            app_jobs: jobs::AppJobLocks::default(),
-        };
-        if dialect == Dialect::Legacy
-            && let Err(e) = client.conn.handshake(options.connect_timeout).await
-        {
-            client.close().await;
-            return Err(e);
-        }
-        if let Some(creds) = &options.credentials {
-            let info = client.login(creds).await;
-            match info {
-                Ok(info) => client.login = Some(Arc::new(info)),
-                Err(e) => {
-                    client.close().await;
-                    return Err(e);
-                }
-            }
-        }
-        Ok(client)
+            login: opened.login.map(Arc::new),
+        })
+    }
+
+    /// The connection in use now.
+    pub(crate) fn conn(&self) -> Arc<Connection> {
+        self.link.current()
+    }
+
+    /// Log in with `credentials` (kept, to log in again after a reconnect).
+    pub async fn login(&self, credentials: &Credentials) -> Result<LoginInfo> {
+        self.link.login(credentials).await
+    }
+
+    /// How many times this client has logged in: 1 after a login, one more per reconnect.
+    pub fn logins(&self) -> u64 {
+        self.link.logins()
     }
 
     /// Call a method and return its result. Job methods return their job id here; use
     /// [`Client::job`] to wait for the outcome.
     pub async fn call(&self, method: &str, params: Vec<Value>) -> Result<Value> {
-        self.conn.call(method, params, None).await
+        self.link.call(method, params, None).await
     }
 
     /// [`Client::call`] with its own timeout.
@@ -238,18 +220,18 @@ impl Client {
         params: Vec<Value>,
         timeout: Duration,
     ) -> Result<Value> {
-        self.conn.call(method, params, Some(timeout)).await
+        self.link.call(method, params, Some(timeout)).await
     }
 
     /// The URL this client is connected to.
     pub fn url(&self) -> &str {
-        &self.conn.url
+        &self.link.url
     }
 
     /// The wire dialect of this connection: [`Dialect::Legacy`] on a `/websocket` URL
     /// (TrueNAS 24.10, or after [`ConnectOptions::legacy_fallback`]), else JSON-RPC.
     pub fn dialect(&self) -> Dialect {
-        self.conn.dialect
+        self.link.dialect
     }
 
     /// The SHA-256 fingerprint of the server's certificate (`wss://` only).
@@ -264,20 +246,16 @@ impl Client {
 
     /// Is the session logged in?
     pub fn is_authenticated(&self) -> bool {
-        self.conn.is_authenticated()
+        self.conn().is_authenticated()
     }
 
     /// Is the connection still open?
     pub fn is_open(&self) -> bool {
-        self.conn.is_open()
+        self.conn().is_open()
     }
 
-    /// Close the connection (a normal 1000 close).
+    /// Close the connection (a normal 1000 close); no reconnect follows.
     pub async fn close(&self) {
-        self.conn.close().await;
-    }
-
-    fn conn_error(&self) -> Error {
-        Error::closed(None, "", &self.conn.url)
+        self.link.close().await;
     }
 }

@@ -33,6 +33,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
+use super::auth::LoginContext;
 use super::error::{Error, Result, ServerError};
 use super::events::Router;
 use super::transport::{Dialect, Socket};
@@ -93,6 +94,26 @@ impl Outgoing<'_> {
     }
 }
 
+/// How a request failed, as far as a reconnect cares.
+#[derive(Debug)]
+pub(crate) enum CallError {
+    /// The request never left this process: sending it again is safe.
+    NotSent(Error),
+    /// The connection ended after the request was sent: the server may or may not have run it.
+    Lost(Error),
+    /// Any other failure (the server's error, a timeout, a refused size).
+    Failed(Error),
+}
+
+impl CallError {
+    /// The error inside.
+    pub(crate) fn into_error(self) -> Error {
+        match self {
+            CallError::NotSent(e) | CallError::Lost(e) | CallError::Failed(e) => e,
+        }
+    }
+}
+
 /// Why the connection ended, kept so later calls fail with the same clear error.
 #[derive(Debug, Clone)]
 struct Ended {
@@ -121,6 +142,20 @@ impl Default for RpcOptions {
     }
 }
 
+/// What a [`Connection`] starts with, besides its socket and router.
+pub(crate) struct Setup {
+    /// The URL connected to.
+    pub(crate) url: String,
+    /// The dialect spoken.
+    pub(crate) dialect: Dialect,
+    /// Per-call timeout, in-flight cap and keepalive.
+    pub(crate) options: RpcOptions,
+    /// Receives every frame, redacted.
+    pub(crate) tracer: Option<Tracer>,
+    /// What a login on this connection needs to know about how it was opened.
+    pub(crate) login: LoginContext,
+}
+
 /// One live connection. Shared by every handle of a [`super::Client`].
 pub(crate) struct Connection {
     pub(crate) url: String,
@@ -133,11 +168,19 @@ pub(crate) struct Connection {
     ended: Mutex<Option<Ended>>,
     /// Woken when the connection ends.
     ended_signal: tokio::sync::Notify,
-    pub(crate) router: Mutex<Router>,
-    /// Serialises the one-time `core.get_jobs` subscription.
-    pub(crate) jobs_gate: tokio::sync::Mutex<()>,
+    /// Shared with the connections that replace this one after a reconnect, so subscribers
+    /// and job waiters carry over.
+    pub(crate) router: Arc<Mutex<Router>>,
+    /// When the connection ends: tell the router's subscribers (`true`), or leave them for a
+    /// reconnect to take over (`false`).
+    close_subscribers_on_end: bool,
+    /// Becomes `true` when the connection ends (watched by the reconnect supervisor).
+    ended_flag: tokio::sync::watch::Sender<bool>,
     tracer: Option<Tracer>,
     pub(crate) options: RpcOptions,
+    /// What a login on this connection needs: its TLS certificate, channel binding on or off,
+    /// whether an API key may be sent in plain.
+    pub(crate) login_context: LoginContext,
     /// Waits for `connected` / `failed` (legacy dialect).
     handshake: Mutex<Option<oneshot::Sender<Handshake>>>,
 }
@@ -145,12 +188,18 @@ pub(crate) struct Connection {
 impl Connection {
     /// Start the reader and writer tasks on the current tokio runtime.
     pub(crate) fn start(
-        url: String,
-        dialect: Dialect,
+        setup: Setup,
         socket: Socket,
-        options: RpcOptions,
-        tracer: Option<Tracer>,
+        router: Arc<Mutex<Router>>,
+        close_subscribers_on_end: bool,
     ) -> Arc<Connection> {
+        let Setup {
+            url,
+            dialect,
+            options,
+            tracer,
+            login,
+        } = setup;
         let (sink, stream) = socket.split();
         let (out, out_rx) = mpsc::channel(256);
         let conn = Arc::new(Connection {
@@ -163,10 +212,12 @@ impl Connection {
             authenticated: AtomicBool::new(false),
             ended: Mutex::new(None),
             ended_signal: tokio::sync::Notify::new(),
-            router: Mutex::new(Router::default()),
-            jobs_gate: tokio::sync::Mutex::new(()),
+            router,
+            close_subscribers_on_end,
+            ended_flag: tokio::sync::watch::channel(false).0,
             tracer,
             options,
+            login_context: login,
             handshake: Mutex::new(None),
         });
         let last_rx = Arc::new(Mutex::new(Instant::now()));
@@ -202,6 +253,11 @@ impl Connection {
         self.ended.lock().map(|e| e.is_none()).unwrap_or(false)
     }
 
+    /// Watch for the end of the connection (`true` once it ended).
+    pub(crate) fn ended_watch(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.ended_flag.subscribe()
+    }
+
     /// Call `method` and wait for its reply.
     pub(crate) async fn call(
         &self,
@@ -210,6 +266,17 @@ impl Connection {
         timeout: Option<Duration>,
     ) -> Result<Value> {
         self.request(method, Outgoing::Call(params), timeout).await
+    }
+
+    /// [`Connection::call`], telling a call that never left from one lost on the way.
+    pub(crate) async fn call_tracked(
+        &self,
+        method: &str,
+        params: Vec<Value>,
+        timeout: Option<Duration>,
+    ) -> std::result::Result<Value, CallError> {
+        self.request_tracked(method, Outgoing::Call(params), timeout)
+            .await
     }
 
     /// Subscribe to `name` (`protocol.md` §5.1, §1.4) and return the server's id for it:
@@ -273,7 +340,8 @@ impl Connection {
         }
     }
 
-    fn closed_error(&self) -> Error {
+    /// Why the connection ended (or a plain "lost" while it has not).
+    pub(crate) fn closed_error(&self) -> Error {
         self.ended_error()
             .unwrap_or_else(|| Error::closed(None, "", &self.url))
     }
@@ -323,20 +391,30 @@ impl Connection {
         out: Outgoing<'_>,
         timeout: Option<Duration>,
     ) -> Result<Value> {
+        self.request_tracked(method, out, timeout)
+            .await
+            .map_err(CallError::into_error)
+    }
+
+    /// [`Connection::request`], saying whether the request may have reached the server.
+    async fn request_tracked(
+        &self,
+        method: &str,
+        out: Outgoing<'_>,
+        timeout: Option<Duration>,
+    ) -> std::result::Result<Value, CallError> {
         if let Some(e) = self.ended_error() {
-            return Err(e);
+            return Err(CallError::NotSent(e));
         }
         let timeout = timeout.unwrap_or(self.options.call_timeout);
-        let _slot = self
-            .slots
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| Error::Cancelled)?;
+        let Ok(_slot) = self.slots.clone().acquire_owned().await else {
+            // The slots close when the connection ends.
+            return Err(CallError::NotSent(self.closed_error()));
+        };
         let id = self.next_id.fetch_add(1, Ordering::SeqCst);
         let traced = self.tracer.as_ref().map(|_| out.redacted(method));
         let text = self.encode(id, method, out);
-        self.check_size(method, &text)?;
+        self.check_size(method, &text).map_err(CallError::Failed)?;
         let (tx, rx) = oneshot::channel();
         self.lock_pending().insert(
             id,
@@ -349,19 +427,20 @@ impl Connection {
             t(Direction::Sent, &self.encode(id, method, out));
         }
         if self.out.send(Message::text(text)).await.is_err() {
+            // The writer is gone: the frame never reached the socket.
             self.lock_pending().remove(&id);
-            return Err(self.closed_error());
+            return Err(CallError::NotSent(self.closed_error()));
         }
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(Ok(value))) => Ok(value),
-            Ok(Ok(Err(e))) => Err(Error::Server(e)),
-            Ok(Err(_)) => Err(self.closed_error()),
+            Ok(Ok(Err(e))) => Err(CallError::Failed(Error::Server(e))),
+            Ok(Err(_)) => Err(CallError::Lost(self.closed_error())),
             Err(_) => {
                 self.lock_pending().remove(&id);
-                Err(Error::Timeout {
+                Err(CallError::Failed(Error::Timeout {
                     method: method.to_owned(),
                     after: timeout,
-                })
+                }))
             }
         }
     }
@@ -536,10 +615,13 @@ impl Connection {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take();
-        let err = || Error::closed(code, &reason, &self.url);
-        self.lock_router().close_all(err);
+        if self.close_subscribers_on_end {
+            let err = || Error::closed(code, &reason, &self.url);
+            self.lock_router().close_all(err);
+        }
         self.slots.close();
         self.ended_signal.notify_waiters();
+        self.ended_flag.send_replace(true);
     }
 
     /// Close the connection politely: send a normal close and wait (briefly) for the server to
