@@ -187,6 +187,8 @@ pub enum ProgressStyle {
 pub struct ProgressPrinter {
     style: ProgressStyle,
     drawn: bool,
+    /// Jobs whose start was announced.
+    announced: std::collections::HashSet<i64>,
 }
 
 impl ProgressPrinter {
@@ -200,11 +202,35 @@ impl ProgressPrinter {
         ProgressPrinter {
             style,
             drawn: false,
+            announced: Default::default(),
         }
+    }
+
+    /// Say that job `job_id` started, whatever the style (`--progress none` included), so a
+    /// job whose waiting ends early can be found again (`midscript job --attach ID`).
+    pub fn started(&mut self, job_id: i64, method: &str) {
+        self.finish();
+        self.announced.insert(job_id);
+        warn(&format!("midscript: job {job_id} started ({method})"));
+    }
+
+    /// Say that this waits for job `job_id`, started elsewhere.
+    pub fn attached(&mut self, job_id: i64, method: &str) {
+        self.finish();
+        self.announced.insert(job_id);
+        let _ = writeln!(
+            std::io::stderr(),
+            "midscript: waiting for job {job_id} ({method})"
+        );
     }
 
     /// Show one progress change.
     pub fn update(&mut self, p: &JobProgress) {
+        if !self.announced.contains(&p.job_id) {
+            self.finish();
+            self.announced.insert(p.job_id);
+            warn(&format!("midscript: job {} started", p.job_id));
+        }
         let percent = p.percent.unwrap_or(0.0).clamp(0.0, 100.0);
         let description = p.description.as_deref().unwrap_or("");
         let mut err = std::io::stderr().lock();

@@ -12,6 +12,7 @@
 //! - `faults`: faults and bad input (issue 12): crashes, hangs, lost results, leaks
 //! - `script`: the script runner, the stdlib and the examples in `scripts/`
 //! - `repl`: the REPL through a pseudo-terminal
+//! - `reconnect`: reconnect and resume against the mock's injected faults
 //! - `scram`: SCRAM API-key logins with and without channel binding, client, CLI and mock
 
 mod support;
@@ -27,6 +28,7 @@ mod legacy;
 mod machine;
 mod official_client;
 mod oneoff;
+mod reconnect;
 mod repl;
 mod scram;
 mod script;

@@ -75,6 +75,16 @@ impl Console for TestConsole {
         }
         self.fire(&line);
     }
+    fn job_started(&self, method: &str, job_id: i64) {
+        if self
+            .jobs_seen
+            .lock()
+            .map(|mut s| s.insert(job_id))
+            .unwrap_or(false)
+        {
+            self.push(format!("progress: {method} (job {job_id}) started"));
+        }
+    }
     fn job_finished(&self, job_id: i64) {
         self.push(format!("progress: job {job_id} done"));
     }

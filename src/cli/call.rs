@@ -58,6 +58,7 @@ pub async fn call(
     let result = if job {
         let mut printer = ProgressPrinter::new(progress);
         let handle = client.start_job(method, params).await?;
+        printer.started(handle.id, method);
         let outcome = tokio::select! {
             r = handle.wait(|p| printer.update(p)) => r,
             _ = tokio::signal::ctrl_c() => {
@@ -75,6 +76,50 @@ pub async fn call(
     output::emit_line(&output::render(&result, format, raw));
     Ok(Exit::Ok)
     }).await
+}
+
+/// `midscript job --attach ID`: wait for a job started earlier and print its result, as
+/// `call -j` would have. Ctrl-C stops waiting; the job runs on.
+pub async fn attach(
+    conn: &ConnArgs,
+    id: i64,
+    progress: ProgressStyle,
+    format: Format,
+    raw: bool,
+) -> Result<Exit, CliError> {
+    let session = conn.connect().await?;
+    session
+        .scoped(async |session| {
+            let client = &session.client;
+            let filters = serde_json::json!([["id", "=", id]]);
+            let found = client.call("core.get_jobs", vec![filters]).await?;
+            let Some(method) = found
+                .as_array()
+                .and_then(|jobs| jobs.first())
+                .and_then(|job| job.get("method"))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+            else {
+                return Err(CliError::Refused(format!(
+                    "job --attach {id}: the server has no job {id} (it keeps about the last 1000 jobs, and none across a reboot)"
+                )));
+            };
+            let handle = client.attach_job(id, &method).await?;
+            let mut printer = ProgressPrinter::new(progress);
+            printer.attached(id, &method);
+            let outcome = tokio::select! {
+                r = handle.wait(|p| printer.update(p)) => r,
+                _ = tokio::signal::ctrl_c() => {
+                    printer.finish();
+                    output::warn(&format!("midscript: interrupted; job {id} ({method}) runs on"));
+                    return Err(Error::Cancelled.into());
+                }
+            };
+            printer.finish();
+            output::emit_line(&output::render(&outcome?, format, raw));
+            Ok(Exit::Ok)
+        })
+        .await
 }
 
 /// `midscript ping`: prints `pong`, exit 0; anything else is an error.

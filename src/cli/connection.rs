@@ -8,7 +8,8 @@ use super::prompt::{Prompter, Terminal};
 use super::settings::Settings;
 use super::{CliError, env, profile, trace, trust};
 use crate::client::{
-    Client, ConnectOptions, Credentials, Dialect, Endpoint, Fingerprint, OtpPrompt, Secret, Trust,
+    Client, ConnectOptions, Credentials, Dialect, Endpoint, Fingerprint, OtpPrompt, ReconnectEvent,
+    ReconnectPolicy, Secret, Trust,
 };
 use crate::dirs::{Dirs, warn_if_exposed};
 use crate::mock::{MockConfig, MockServer};
@@ -166,6 +167,10 @@ impl ConnArgs {
         }
         if let Some(path) = &s.trace {
             options.tracer = Some(trace::to_file(path)?);
+        }
+        if !s.no_reconnect {
+            options.reconnect = Some(ReconnectPolicy::default());
+            options.on_reconnect = Some(Arc::new(report_reconnect));
         }
         let ask = match credentials {
             // The client logs in once the handshake has settled trust (and refuses, before
@@ -329,6 +334,24 @@ impl Settings {
             return Ok(ConnectOptions::for_host(h).url);
         }
         Err(CliError::Usage("no server given: pass --host HOST, --url URL (or set MIDSCRIPT_URL), or --mock to try the built-in mock".into()))
+    }
+}
+
+/// Say on stderr that the connection dropped and came back (giving up is reported as the
+/// command's error).
+fn report_reconnect(event: &ReconnectEvent<'_>) {
+    match event {
+        ReconnectEvent::Lost { cause } => {
+            output::warn(&format!(
+                "midscript: connection lost ({cause}); reconnecting"
+            ));
+        }
+        ReconnectEvent::Reconnected { attempts, logins } => {
+            output::warn(&format!(
+                "midscript: reconnected after {attempts} attempt(s); logins so far: {logins}"
+            ));
+        }
+        ReconnectEvent::GaveUp { .. } => {}
     }
 }
 

@@ -10,7 +10,7 @@ use std::net::{IpAddr, SocketAddr};
 use clap::Args;
 
 use super::{CliError, Exit};
-use crate::mock::{MockApiKey, MockConfig, MockServer, MockUser, ServerVersion};
+use crate::mock::{MockApiKey, MockConfig, MockFaults, MockServer, MockUser, ServerVersion};
 
 /// Options of `midscript mock`.
 #[derive(Debug, Args)]
@@ -44,6 +44,38 @@ pub struct MockArgs {
     /// Apps whose deployment crashes (repeatable).
     #[arg(long = "crash-app", value_name = "APP")]
     crash_apps: Vec<String>,
+    /// Milliseconds between job progress steps (default: 400, 5 with --deterministic).
+    #[arg(long, value_name = "MS")]
+    job_step_ms: Option<u64>,
+    #[command(flatten)]
+    faults: FaultArgs,
+}
+
+/// Faults to inject, to test clients that reconnect. Each fires once; client messages are
+/// counted over all connections, from 1, and the message that triggers a fault is not handled.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Faults")]
+struct FaultArgs {
+    /// Drop the connection that started the first job (no close frame) at its first progress
+    /// step; the job runs on.
+    #[arg(long)]
+    fault_drop_mid_job: bool,
+    /// Restart the server at the first job's first progress step.
+    #[arg(long)]
+    fault_restart_mid_job: bool,
+    /// Close the connection of the N-th client message with 1011.
+    #[arg(long, value_name = "N")]
+    fault_close_1011_at: Option<u64>,
+    /// Stop answering the connection of the N-th client message (no replies, events, pongs).
+    #[arg(long, value_name = "N")]
+    fault_freeze_at: Option<u64>,
+    /// Restart at the N-th client message: every connection dropped, the port closed for the
+    /// downtime, then the same port again with all state (accounts, apps, jobs) kept.
+    #[arg(long, value_name = "N")]
+    fault_restart_at: Option<u64>,
+    /// Seconds a restart keeps the port closed.
+    #[arg(long, value_name = "SECONDS", default_value_t = 0.5)]
+    fault_restart_downtime: f64,
 }
 
 fn config_from(args: &MockArgs) -> Result<MockConfig, String> {
@@ -53,6 +85,25 @@ fn config_from(args: &MockArgs) -> Result<MockConfig, String> {
         MockConfig::default()
     };
     config.tls = !args.plain;
+    if let Some(ms) = args.job_step_ms {
+        config.job_step = std::time::Duration::from_millis(ms);
+    }
+    let f = &args.faults;
+    if !(f.fault_restart_downtime.is_finite() && (0.0..=3600.0).contains(&f.fault_restart_downtime))
+    {
+        return Err(format!(
+            "--fault-restart-downtime must be 0 to 3600 seconds, not {}",
+            f.fault_restart_downtime
+        ));
+    }
+    config.faults = MockFaults {
+        drop_mid_job: f.fault_drop_mid_job,
+        restart_mid_job: f.fault_restart_mid_job,
+        close_1011_at: f.fault_close_1011_at,
+        freeze_at: f.fault_freeze_at,
+        restart_at: f.fault_restart_at,
+        restart_downtime: std::time::Duration::from_secs_f64(f.fault_restart_downtime),
+    };
     config.version = args.server_version;
     config.crash_apps.extend(args.crash_apps.iter().cloned());
     if let Some(n) = args.scram_iterations {

@@ -199,12 +199,18 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = ProgressStyle::Auto)]
         progress: ProgressStyle,
     },
-    /// Run a job method and wait for it (same as `call --job`).
+    /// Run a job method and wait for it (same as `call --job`), or wait for a running job
+    /// (`--attach ID`).
     Job {
         #[command(flatten)]
         conn: ConnArgs,
+        /// Wait for the job with this id, started earlier (its id is printed when it starts),
+        /// instead of starting one; Ctrl-C stops waiting and leaves the job running.
+        #[arg(long, value_name = "ID", conflicts_with_all = ["method", "args"])]
+        attach: Option<i64>,
         /// The method, e.g. app.start.
-        method: String,
+        #[arg(required_unless_present = "attach")]
+        method: Option<String>,
         /// Positional arguments; a single `-` reads them as one JSON array from stdin.
         args: Vec<String>,
         /// How to show job progress.
@@ -348,13 +354,20 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
         }
         Command::Job {
             conn,
+            attach: Some(id),
+            progress,
+            ..
+        } => call::attach(&conn.or(outer), id, progress, cli.output, cli.raw).await?,
+        Command::Job {
+            conn,
             method,
             args,
             progress,
+            ..
         } => {
             call::call(
                 &conn.or(outer),
-                &method,
+                method.as_deref().unwrap_or_default(),
                 &args,
                 true,
                 progress,

@@ -96,6 +96,12 @@ pub struct Settings {
     #[arg(long, value_name = "FILE")]
     #[serde(skip)]
     pub trace: Option<PathBuf>,
+
+    /// End at once when the connection drops, instead of reconnecting (up to 60 s, logging in
+    /// again, subscribing again and carrying on waiting for jobs).
+    #[arg(long)]
+    #[serde(skip)]
+    pub no_reconnect: bool,
 }
 
 impl Settings {
@@ -136,6 +142,7 @@ impl Settings {
             no_channel_binding,
             profile,
             trace,
+            no_reconnect,
         } = self;
         Settings {
             url: url.or(under.url),
@@ -154,6 +161,7 @@ impl Settings {
             no_channel_binding: no_channel_binding || under.no_channel_binding,
             profile: profile.or(under.profile),
             trace: trace.or(under.trace),
+            no_reconnect: no_reconnect || under.no_reconnect,
         }
     }
 
@@ -196,6 +204,7 @@ impl std::fmt::Debug for Settings {
             .field("no_channel_binding", &self.no_channel_binding)
             .field("profile", &self.profile)
             .field("trace", &self.trace)
+            .field("no_reconnect", &self.no_reconnect)
             .finish()
     }
 }

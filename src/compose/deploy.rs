@@ -293,9 +293,20 @@ async fn run_job(
     jobs: &mut Vec<i64>,
     progress: &mut (dyn FnMut(&JobProgress) + Send),
 ) -> Result<Value, Error> {
-    client
-        .job_with_id(method, params, |id| jobs.push(id), |p| progress(p))
-        .await
+    // Reported both when the job starts and as it runs: one lock, so both callbacks can.
+    let progress = std::sync::Mutex::new(progress);
+    let report = |p: &JobProgress| (progress.lock().unwrap_or_else(|e| e.into_inner()))(p);
+    let started = |id| {
+        jobs.push(id);
+        // At once, so the id is known (and shown) even when waiting ends before any event.
+        report(&JobProgress {
+            job_id: id,
+            state: "WAITING".into(),
+            percent: None,
+            description: Some(format!("{method} started")),
+        });
+    };
+    client.job_with_id(method, params, started, report).await
 }
 
 /// `filesystem.stat`, `None` when the path does not exist.

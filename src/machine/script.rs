@@ -56,6 +56,10 @@ impl Console for Collect {
 
     fn job_progress(&self, _method: &str, _progress: &JobProgress) {}
 
+    // The lines come back only when the script has ended, too late to attach to a job: the
+    // caller learns job ids from what the script returns, as with progress.
+    fn job_started(&self, _method: &str, _job_id: i64) {}
+
     fn job_finished(&self, _job_id: i64) {}
 }
 

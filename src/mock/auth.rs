@@ -3,6 +3,7 @@
 //! `auth.me`, `auth.logout` and `auth.mechanism_choices`.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use serde_json::{Map, Value, json};
@@ -282,6 +283,7 @@ async fn conclude(ctx: &Ctx, attempt: Attempt, opts: &Map<String, Value>) -> Val
                 s.user = Some(who.clone());
                 s.pending = Pending::None;
             }
+            ctx.shared.faults.logins.fetch_add(1, Ordering::SeqCst);
             success_response(ctx, &who, opts)
         }
         Attempt::OtpRequired(username) => {
@@ -587,6 +589,7 @@ async fn scram_final(ctx: &Ctx, rfc: &str) -> Result<Value, MockError> {
         return Ok(conclude(ctx, attempt, &Map::new()).await);
     };
     lock(&ctx.conn.session).user = Some(who.clone());
+    ctx.shared.faults.logins.fetch_add(1, Ordering::SeqCst);
     Ok(json!({
         "response_type": "SCRAM_RESPONSE",
         "scram_type": "SERVER_FINAL_RESPONSE",

@@ -195,6 +195,8 @@ impl JobHandle {
 pub(crate) struct JobCtx {
     pub shared: Arc<Shared>,
     pub id: i64,
+    /// The connection that started the job (for the mid-job faults).
+    starter: std::sync::Weak<super::state::Conn>,
 }
 
 impl JobCtx {
@@ -220,6 +222,27 @@ impl JobCtx {
             .unwrap_or(false);
         if changed {
             emit(&self.shared, self.id, EventKind::Changed);
+        }
+        self.mid_job_fault();
+    }
+
+    /// [`super::MockFaults::drop_mid_job`] and [`super::MockFaults::restart_mid_job`], at the
+    /// first progress step of the first job.
+    fn mid_job_fault(&self) {
+        let f = &self.shared.config.faults;
+        if !(f.drop_mid_job || f.restart_mid_job)
+            || self
+                .shared
+                .faults
+                .mid_job_fired
+                .swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            return;
+        }
+        if f.restart_mid_job {
+            self.shared.faults.restart.notify_one();
+        } else if let Some(conn) = self.starter.upgrade() {
+            conn.drop_abruptly();
         }
     }
 
@@ -344,6 +367,7 @@ pub(crate) fn submit(
     let jctx = JobCtx {
         shared: shared.clone(),
         id,
+        starter: Arc::downgrade(&ctx.conn),
     };
     tokio::spawn(run(jctx, spec, lock_name, params, go, abort));
     JobHandle {

@@ -220,6 +220,28 @@ impl Default for RateLimitConfig {
     }
 }
 
+/// Faults the mock can inject, to test clients that reconnect. Each fires once. Client
+/// messages are counted over all connections, from 1.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct MockFaults {
+    /// Drop the connection that started the first job (the TCP connection ends, no close
+    /// frame) at the job's first progress step. The job runs on.
+    pub drop_mid_job: bool,
+    /// Restart the server at the first job's first progress step (see `restart_at`).
+    pub restart_mid_job: bool,
+    /// The N-th client message is not handled: its connection is closed with 1011 instead.
+    pub close_1011_at: Option<u64>,
+    /// The N-th client message is not handled, and from then on its connection gets nothing
+    /// at all: no replies, no events, no pongs (a frozen server).
+    pub freeze_at: Option<u64>,
+    /// The N-th client message is not handled: the server restarts. Every connection is
+    /// dropped, nothing listens for `restart_downtime`, then the same port serves again
+    /// with all state kept (accounts, apps, jobs, which run on).
+    pub restart_at: Option<u64>,
+    /// How long a restart keeps the port closed.
+    pub restart_downtime: Duration,
+}
+
 /// Everything that shapes the mock's behaviour.
 #[derive(Debug, Clone)]
 pub struct MockConfig {
@@ -259,6 +281,8 @@ pub struct MockConfig {
     /// Keep a transcript of every frame (tests); off by default, so a long-running mock does
     /// not grow without bound.
     pub record_transcript: bool,
+    /// Faults to inject (none by default).
+    pub faults: MockFaults,
 }
 
 impl Default for MockConfig {
@@ -288,6 +312,7 @@ impl Default for MockConfig {
             crash_apps: Vec::new(),
             hostname: "truenas".into(),
             record_transcript: false,
+            faults: MockFaults::default(),
         }
     }
 }
@@ -338,6 +363,7 @@ impl MockConfig {
             crash_apps: Vec::new(),
             hostname: "truenas".into(),
             record_transcript: true,
+            faults: MockFaults::default(),
         }
     }
 }
@@ -474,6 +500,21 @@ impl MockServer {
     /// Every path of the mock's file tree with its type (`DIRECTORY` / `FILE`), sorted.
     pub fn files(&self) -> Vec<(String, &'static str)> {
         self.shared.fs.list()
+    }
+
+    /// Restart now, as [`MockFaults::restart_at`] does: every connection is dropped, the port
+    /// stays closed for [`MockFaults::restart_downtime`], then serves again with all state
+    /// kept.
+    pub fn restart(&self) {
+        self.shared.faults.restart.notify_one();
+    }
+
+    /// How many logins succeeded so far (every dialect and mechanism).
+    pub fn logins(&self) -> u64 {
+        self.shared
+            .faults
+            .logins
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Stop accepting, close every connection (1001) and wait for the accept loop to end.

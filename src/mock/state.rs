@@ -175,6 +175,51 @@ pub(crate) struct Shared {
     pub started: tokio::time::Instant,
     /// Start time in ms since the epoch.
     pub started_ms: i64,
+    /// Where the injected faults stand, and the login count.
+    pub faults: FaultState,
+}
+
+/// Where the injected faults ([`super::MockFaults`]) stand.
+#[derive(Debug, Default)]
+pub(crate) struct FaultState {
+    /// Client messages so far (all connections).
+    pub messages: AtomicU64,
+    /// The mid-job fault has fired.
+    pub mid_job_fired: std::sync::atomic::AtomicBool,
+    /// Wakes the accept loop to restart.
+    pub restart: tokio::sync::Notify,
+    /// Successful logins.
+    pub logins: AtomicU64,
+}
+
+/// What a client message does under the injected faults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MessageFault {
+    /// Handle it.
+    None,
+    /// Close its connection with 1011.
+    Close1011,
+    /// Freeze its connection.
+    Freeze,
+    /// Restart the server.
+    Restart,
+}
+
+impl Shared {
+    /// Count one client message and say which fault, if any, it triggers.
+    pub fn count_message(&self) -> MessageFault {
+        let n = self.faults.messages.fetch_add(1, Ordering::SeqCst) + 1;
+        let f = &self.config.faults;
+        if f.close_1011_at == Some(n) {
+            MessageFault::Close1011
+        } else if f.freeze_at == Some(n) {
+            MessageFault::Freeze
+        } else if f.restart_at == Some(n) {
+            MessageFault::Restart
+        } else {
+            MessageFault::None
+        }
+    }
 }
 
 impl Shared {
@@ -199,6 +244,7 @@ impl Shared {
             boot_id,
             started: tokio::time::Instant::now(),
             started_ms,
+            faults: FaultState::default(),
             ids,
             config,
             tls,
@@ -261,6 +307,8 @@ pub(crate) enum Outbound {
     Frame { wire: String, log: String },
     /// A close frame; the connection ends after it.
     Close { code: u16, reason: String },
+    /// End the TCP connection without a close frame (an injected fault).
+    Drop,
 }
 
 /// The wire dialect of a connection, chosen by its path (`protocol.md` §1.2).
@@ -305,6 +353,8 @@ pub(crate) struct Conn {
     pub running: Arc<Semaphore>,
     /// Cancelled when the connection closes.
     pub gone: CancellationToken,
+    /// Frozen by an injected fault: nothing is sent or read any more.
+    pub frozen: std::sync::atomic::AtomicBool,
 }
 
 impl Conn {
@@ -330,12 +380,21 @@ impl Conn {
             in_flight: AtomicUsize::new(0),
             running: Arc::new(Semaphore::new(10)),
             gone: CancellationToken::new(),
+            frozen: Default::default(),
         }
     }
 
     /// Queue a frame; `log` is its redacted form for the transcript.
     pub fn send(&self, wire: String, log: String) {
+        if self.frozen.load(Ordering::SeqCst) {
+            return;
+        }
         let _ = self.out.send(Outbound::Frame { wire, log });
+    }
+
+    /// End the TCP connection without a close frame (an injected fault).
+    pub fn drop_abruptly(&self) {
+        let _ = self.out.send(Outbound::Drop);
     }
 
     /// Queue a notification (secret-named keys redacted in the transcript).

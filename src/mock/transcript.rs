@@ -91,7 +91,8 @@ impl fmt::Display for TranscriptLine {
                 let who = if *by_server { "server" } else { "client" };
                 match code {
                     Some(code) => write!(f, "c{c} close by {who} {code} {reason:?}"),
-                    None => write!(f, "c{c} close by {who}"),
+                    None if reason.is_empty() => write!(f, "c{c} close by {who}"),
+                    None => write!(f, "c{c} close by {who}: {reason}"),
                 }
             }
             TranscriptEvent::Binary { len } => write!(f, "c{c} binary {len} bytes"),

@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use super::dispatch::{self, Ctx};
 use super::error::MockError;
 use super::rpc::{self, Inbound};
-use super::state::{Conn, Framing, Outbound, Shared, lock};
+use super::state::{Conn, Framing, MessageFault, Outbound, Shared, lock};
 use super::transcript::{TranscriptEvent, client_frame_text};
 use super::{ServerVersion, ddp};
 use crate::protocol::Response;
@@ -94,10 +94,17 @@ impl TlsMaterial {
 
 /// Accept connections until `stop`.
 pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: CancellationToken) {
+    let mut listener = listener;
     let mut tasks = JoinSet::new();
     loop {
         tokio::select! {
             _ = stop.cancelled() => break,
+            _ = shared.faults.restart.notified() => {
+                match restart(listener, &shared, &stop).await {
+                    Some(l) => listener = l,
+                    None => break,
+                }
+            }
             accepted = listener.accept() => {
                 let Ok((tcp, peer)) = accepted else { continue };
                 let _ = tcp.set_nodelay(true);
@@ -116,6 +123,32 @@ pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: Canc
     {
         tasks.abort_all();
     }
+}
+
+/// A restart (an injected fault): drop every connection, close the port for the downtime,
+/// then listen on the same address again. `None` when stopped meanwhile or the address cannot
+/// be bound again.
+async fn restart(
+    listener: TcpListener,
+    shared: &Shared,
+    stop: &CancellationToken,
+) -> Option<TcpListener> {
+    let addr = listener.local_addr().ok()?;
+    drop(listener);
+    for conn in shared.connections() {
+        conn.drop_abruptly();
+    }
+    tokio::select! {
+        _ = tokio::time::sleep(shared.config.faults.restart_downtime) => {}
+        _ = stop.cancelled() => return None,
+    }
+    for _ in 0..50 {
+        match TcpListener::bind(addr).await {
+            Ok(l) => return Some(l),
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+    None
 }
 
 async fn connection(
@@ -303,6 +336,7 @@ async fn session<S>(
     let writer = {
         let (shared, conn) = (shared.clone(), conn.clone());
         tokio::spawn(async move {
+            let mut dropped = false;
             loop {
                 let out = tokio::select! {
                     biased;
@@ -335,19 +369,34 @@ async fn session<S>(
                         let _ = sink.send(Message::Close(Some(frame))).await;
                         break;
                     }
+                    Some(Outbound::Drop) => {
+                        shared.transcript.push(
+                            conn.id,
+                            TranscriptEvent::Close {
+                                by_server: true,
+                                code: None,
+                                reason: "dropped without a close frame (injected fault)".into(),
+                            },
+                        );
+                        dropped = true;
+                        break;
+                    }
                     None => break,
                 }
             }
             conn.gone.cancel();
-            let _ = tokio::time::timeout(Duration::from_secs(1), sink.close()).await;
+            if !dropped {
+                let _ = tokio::time::timeout(Duration::from_secs(1), sink.close()).await;
+            }
         })
     };
 
     // Set when the server queued a close frame that the writer still has to send.
     let mut server_closing = false;
     loop {
+        let frozen = conn.frozen.load(Ordering::SeqCst);
         let msg = tokio::select! {
-            m = stream.next() => m,
+            m = stream.next(), if !frozen => m,
             _ = conn.gone.cancelled() => break,
             _ = stop.cancelled() => {
                 conn.close(1001, "Server is shutting down");
@@ -419,6 +468,14 @@ fn on_text(shared: &Arc<Shared>, conn: &Arc<Conn>, text: &str) {
         conn.id,
         TranscriptEvent::ClientFrame(client_frame_text(text, parsed.as_ref().ok())),
     );
+    match shared.count_message() {
+        MessageFault::None => {}
+        MessageFault::Close1011 => {
+            return conn.close(1011, "injected fault: closing after this many messages");
+        }
+        MessageFault::Freeze => return conn.frozen.store(true, Ordering::SeqCst),
+        MessageFault::Restart => return shared.faults.restart.notify_one(),
+    }
     let chars = text.chars().count();
     let limit = if conn.logged_in() {
         AUTH_LIMIT

@@ -220,6 +220,10 @@ impl Console for ReplConsole {
         self.inner.job_progress(method, progress);
     }
 
+    fn job_started(&self, method: &str, job_id: i64) {
+        self.inner.job_started(method, job_id);
+    }
+
     fn job_finished(&self, job_id: i64) {
         if let Ok(mut j) = self.jobs.lock() {
             j.remove(&job_id);

@@ -310,6 +310,7 @@ impl Host {
             .wait_rhai(ctx, client.start_job(method, params))?
             .map_err(|e| client_error(&e, ctx.call_position()))?;
         self.jobs.borrow_mut().insert(handle.id, handle.clone());
+        self.console.job_started(method, handle.id);
         Ok(handle)
     }
 
@@ -360,7 +361,7 @@ pub(crate) fn terminated(pos: Position) -> Box<EvalAltResult> {
 
 /// The keys of every error map a binding throws, so scripts can read any of them (unset ones
 /// are `()`) even with strict property access.
-const ERROR_KEYS: [&str; 12] = [
+const ERROR_KEYS: [&str; 13] = [
     "kind",
     "summary",
     "code",
@@ -373,6 +374,7 @@ const ERROR_KEYS: [&str; 12] = [
     "method",
     "job_id",
     "validation",
+    "outcome",
 ];
 
 /// An error map of `kind` with every key of [`ERROR_KEYS`] (unset ones `()`).
@@ -472,6 +474,13 @@ pub(crate) fn error_map(e: &client::Error) -> Map {
                 "extra".into(),
                 error.extra.as_ref().map_or(Dynamic::UNIT, to_dynamic),
             );
+            m
+        }
+        client::Error::OutcomeUnknown { method, .. } => {
+            // The call may or may not have been carried out: the script checks and decides.
+            let mut m = blank_error("connection", e.to_string());
+            m.insert("method".into(), method.clone().into());
+            m.insert("outcome".into(), "unknown".into());
             m
         }
         e if e.is_connection() => blank_error("connection", e.to_string()),

@@ -32,7 +32,11 @@
 //! - `compose_resolve(dir, opts)`, `compose_diff(dir, opts)`, `compose_up(dir, opts)`: the
 //!   compose pipeline of `midscript compose` (wrapped by `import "compose" as compose;`);
 //! - errors as maps with the same keys everywhere: `kind`, `summary`, `code`, `message`,
-//!   `errno`, `errname`, `reason`, `extra`, `trace`, `method`, `job_id`, `validation`.
+//!   `errno`, `errname`, `reason`, `extra`, `trace`, `method`, `job_id`, `validation`,
+//!   `outcome` (`"unknown"` for a call that was in flight when the connection dropped: kind
+//!   `"connection"`; it was not sent again, so the script checks whether it happened);
+//! - a dropped connection is re-established (see `client::ReconnectPolicy`); `job()` and
+//!   `wait_job()` carry on waiting across it.
 //!
 //! Threading (`rust-design.md` §1.2): the engine lives on its own `std::thread`; tokio keeps
 //! owning the socket. Bindings block that thread with `Handle::block_on` around a future that
@@ -123,6 +127,9 @@ pub trait Console: Send + Sync {
     fn err(&self, line: &str);
     /// A running job reported progress.
     fn job_progress(&self, method: &str, progress: &JobProgress);
+    /// A job was started (the id goes to stderr, so a job whose waiting ends early can be found
+    /// again with `midscript job --attach ID`).
+    fn job_started(&self, method: &str, job_id: i64);
     /// A job the script waited for has ended (successfully or not): clear its progress display.
     fn job_finished(&self, job_id: i64);
 }
@@ -170,6 +177,12 @@ impl Console for StdConsole {
     fn job_progress(&self, _method: &str, p: &JobProgress) {
         if let Ok(mut printer) = self.printer.lock() {
             printer.update(p);
+        }
+    }
+
+    fn job_started(&self, method: &str, job_id: i64) {
+        if let Ok(mut printer) = self.printer.lock() {
+            printer.started(job_id, method);
         }
     }
 
