@@ -392,14 +392,11 @@ impl Link {
             tokio::time::sleep(wait).await;
             delay = (delay * 2).min(policy.max_delay);
             attempts += 1;
-            match self.attempt(generation + 1, policy, deadline).await {
-                Ok(conn) => {
-                    self.observe(&ReconnectEvent::Reconnected {
-                        attempts,
-                        logins: self.logins(),
-                    });
-                    return Ok(conn);
-                }
+            match self
+                .attempt(generation + 1, attempts, policy, deadline)
+                .await
+            {
+                Ok(conn) => return Ok(conn),
                 Err(e) if worth_retrying(&e) => last = Some(e),
                 Err(e) => return Err(e),
             }
@@ -410,6 +407,7 @@ impl Link {
     async fn attempt(
         &self,
         generation: u64,
+        attempts: u32,
         policy: &ReconnectPolicy,
         deadline: Instant,
     ) -> Result<Arc<Connection>> {
@@ -456,6 +454,11 @@ impl Link {
             }
         }
         *lock(&self.current) = conn.clone();
+        // Told before any waiting call goes on, so the report comes before their results.
+        self.observe(&ReconnectEvent::Reconnected {
+            attempts,
+            logins: self.logins(),
+        });
         self.state.send_replace(State::Up(generation));
         self.update_job_waiters(&conn).await;
         Ok(conn)
