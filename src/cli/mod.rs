@@ -21,6 +21,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub use call::parse_args as parse_call_args;
 pub use connection::{ConnArgs, Session};
 pub use run::script_shorthand;
 pub use settings::Settings;
