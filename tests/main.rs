@@ -14,6 +14,7 @@
 //! - `repl`: the REPL through a pseudo-terminal
 //! - `reconnect`: reconnect and resume against the mock's injected faults
 //! - `scram`: SCRAM API-key logins with and without channel binding, client, CLI and mock
+//! - `fuzz_regressions`: the fuzz targets' checks on committed crashing inputs and samples
 
 mod support;
 
@@ -24,6 +25,7 @@ mod compose;
 mod compose_cli;
 mod compose_oracle;
 mod faults;
+mod fuzz_regressions;
 mod legacy;
 mod machine;
 mod official_client;

@@ -2,15 +2,7 @@
 //! every received frame goes through) never panics.
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
-use midscript::protocol::{Incoming, redact};
+#[path = "../checks.rs"]
+mod checks;
 
-fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else {
-        return;
-    };
-    let _ = Incoming::parse(text);
-    if let Ok(mut v) = serde_json::from_str::<serde_json::Value>(text) {
-        redact::redact_keys(&mut v);
-    }
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| checks::decode_jsonrpc(data));
