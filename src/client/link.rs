@@ -453,6 +453,10 @@ impl Link {
                 Err(e) => lock(&self.router).end(&name, e),
             }
         }
+        if self.closing.load(Ordering::SeqCst) {
+            conn.close().await;
+            return Err(self.current().closed_error());
+        }
         *lock(&self.current) = conn.clone();
         // Told before any waiting call goes on, so the report comes before their results.
         self.observe(&ReconnectEvent::Reconnected {
