@@ -8,7 +8,10 @@ use std::path::{Path, PathBuf};
 #[path = "../fuzz/checks.rs"]
 mod checks;
 
-const TARGETS: [(&str, fn(&[u8])); 7] = [
+/// What a fuzz target checks: arbitrary bytes in, a panic on a bug.
+type Check = fn(&[u8]);
+
+const TARGETS: [(&str, Check); 7] = [
     ("decode_jsonrpc", checks::decode_jsonrpc),
     ("decode_legacy", checks::decode_legacy),
     ("ejson", checks::ejson),
