@@ -12,9 +12,9 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use midscript::client::{
-    Client, ConnectOptions, Error, ReconnectEvent, ReconnectPolicy, RpcOptions,
+    Client, ConnectOptions, Dialect, Error, ReconnectEvent, ReconnectPolicy, RpcOptions,
 };
-use midscript::mock::{MockConfig, MockFaults, MockServer};
+use midscript::mock::{MockConfig, MockFaults, MockServer, ServerVersion};
 use serde_json::json;
 
 use crate::support::in_process::{mock, password};
@@ -77,6 +77,29 @@ async fn a_job_waiter_carries_on_after_the_connection_drops_mid_job() {
     assert_eq!((client.logins(), server.logins()), (2, 2));
     let t = server.transcript().to_string();
     assert!(t.contains("dropped without a close frame"), "{t}");
+    client.close().await;
+}
+
+#[tokio::test]
+async fn the_legacy_dialect_reconnects_too() {
+    let server = mock(|c| {
+        faulty(MockFaults {
+            restart_mid_job: true,
+            ..Default::default()
+        })(c);
+        c.version = ServerVersion::V24_10;
+    })
+    .await;
+    let client = connect(&server, policy()).await;
+    assert_eq!(client.dialect(), Dialect::Legacy);
+    let app = json!({"app_name": "web", "custom_app": true,
+        "custom_compose_config": {"services": {"web": {"image": "nginx:1.27"}}}});
+    let result = client.job("app.create", vec![app], |_| {}).await.unwrap();
+    assert_eq!(result["name"], "web");
+    assert_eq!((client.logins(), server.logins()), (2, 2));
+    // Each connection did the legacy handshake first.
+    let t = server.transcript().to_string();
+    assert_eq!(t.matches(r#""msg":"connect""#).count(), 2, "{t}");
     client.close().await;
 }
 
