@@ -414,6 +414,36 @@ fn script_with(faults: &[&str]) {
 }
 
 #[test]
+fn a_script_sees_a_lost_write_as_outcome_unknown_and_carries_on() {
+    // Message 1 is the login, 2 the write (closed with 1011 instead of answered).
+    let mock = standalone(&["--fault-close-1011-at", "2"]);
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("trace");
+    let code = r#"
+        try {
+            call("user.update", 1, #{ full_name: "X" });
+        } catch (e) {
+            print(`${e.kind} ${e.outcome} ${e.method}`);
+        }
+        print(call("system.info").hostname);
+    "#;
+    let o = run(midscript(&mock, &trace, &["run", "-e", code]));
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert_eq!(
+        stdout(&o),
+        "connection unknown user.update\ntruenas\n",
+        "{err}"
+    );
+    let sent = std::fs::read_to_string(&trace).unwrap();
+    let updates = sent
+        .lines()
+        .filter(|l| l.starts_with("->") && l.contains("\"user.update\""))
+        .count();
+    assert_eq!(updates, 1, "never sent again:\n{sent}");
+}
+
+#[test]
 fn a_script_waiting_on_a_job_survives_a_dropped_connection() {
     script_with(&["--fault-drop-mid-job"]);
 }
