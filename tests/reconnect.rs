@@ -12,12 +12,13 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use midscript::client::{
-    Client, ConnectOptions, Dialect, Error, ReconnectEvent, ReconnectPolicy, RpcOptions,
+    Client, ConnectOptions, Dialect, Error, Mechanism, ReconnectEvent, ReconnectPolicy, RpcOptions,
+    Trust,
 };
 use midscript::mock::{MockConfig, MockFaults, MockServer, ServerVersion};
 use serde_json::json;
 
-use crate::support::in_process::{mock, password};
+use crate::support::in_process::{api_key, assert_no_secrets, mock, password};
 use crate::support::standalone::{BIN, StandaloneMock, stderr, stdout};
 
 /// Quick reconnects for tests.
@@ -281,6 +282,67 @@ async fn reconnecting_gives_up_when_the_server_is_gone() {
         err.to_string().contains("could not be re-established"),
         "{err}"
     );
+}
+
+/// Over wss every connection is a TLS session of its own: the SCRAM login after a reconnect is
+/// bound again (`tls-server-end-point`, with the certificate the new session presented, which
+/// the server checks), whether the certificate was pinned or not checked at all (then the one
+/// seen first is pinned for reconnects).
+#[tokio::test]
+async fn a_scram_login_after_a_reconnect_is_bound_to_the_new_connection() {
+    for pinned in [true, false] {
+        let server = mock(|c| {
+            faulty(MockFaults::default())(c);
+            c.version = ServerVersion::V26_0;
+            c.tls = true;
+        })
+        .await;
+        let reconnected = Arc::new(Notify::new());
+        let mut options = ConnectOptions::new(server.url());
+        options.credentials = Some(api_key(&server, true));
+        options.trust = match (pinned, server.fingerprint()) {
+            (true, Some(fp)) => Trust::Pinned(fp.parse().unwrap()),
+            _ => Trust::Insecure,
+        };
+        options.reconnect = Some(policy());
+        let n = reconnected.clone();
+        options.on_reconnect = Some(Arc::new(move |e: &ReconnectEvent<'_>| {
+            if matches!(e, ReconnectEvent::Reconnected { .. }) {
+                n.notify_one();
+            }
+        }));
+        let client = Client::connect(options).await.expect("connects");
+        assert_eq!(client.login_info().unwrap().mechanism, Mechanism::Scram);
+        server.restart();
+        tokio::time::timeout(Duration::from_secs(10), reconnected.notified())
+            .await
+            .expect("reconnected, and logged in again");
+        assert!(client.is_authenticated());
+        client.call("system.info", vec![]).await.unwrap();
+        assert_eq!(
+            (client.logins(), server.logins()),
+            (2, 2),
+            "pinned: {pinned}"
+        );
+        let t = server.transcript().to_string();
+        let firsts: Vec<&str> = t
+            .split("CLIENT_FIRST_MESSAGE")
+            .skip(1)
+            .map(|rest| {
+                let start = rest.find("\"rfc_str\":\"").unwrap() + 11;
+                &rest[start..start + rest[start..].find('"').unwrap()]
+            })
+            .collect();
+        assert_eq!(firsts.len(), 2, "{t}");
+        for first in firsts {
+            assert!(
+                first.starts_with("p=tls-server-end-point,,n=truenas_admin:1,r="),
+                "pinned: {pinned}: {first}"
+            );
+        }
+        assert_no_secrets(&server);
+        client.close().await;
+    }
 }
 
 // ---- the binary --------------------------------------------------------------------------
