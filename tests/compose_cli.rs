@@ -469,9 +469,10 @@ fn up_uploads_files_and_warns_about_missing_bind_folders() {
     );
     let o = up(&[]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
+    // The update's job id is shown as it starts (to `midscript job --attach` it if need be).
     assert_eq!(
         stderr(&o),
-        "midscript: uploaded /mnt/tank/apps/uploads/secrets/db_password.txt\n"
+        "midscript: job 2 started\nmidscript: uploaded /mnt/tank/apps/uploads/secrets/db_password.txt\n"
     );
     assert!(
         stdout(&o).ends_with("uploads: updated, RUNNING\n"),
