@@ -20,6 +20,7 @@ pub mod compose;
 pub mod dirs;
 pub mod machine;
 pub mod mock;
+pub mod monitor;
 pub mod output;
 pub mod protocol;
 pub mod repl;

@@ -697,7 +697,12 @@ async fn errors_inside_stdlib_modules_show_both_places() {
 
 #[test]
 fn the_binary_runs_the_system_report_against_its_mock() {
-    let out = crate::support::standalone::run(&["--mock", "run", "scripts/system-report.rhai"]);
+    let out = crate::support::standalone::run(&[
+        "--mock",
+        "--empty",
+        "run",
+        "scripts/system-report.rhai",
+    ]);
     assert_eq!(
         out.status.code(),
         Some(0),

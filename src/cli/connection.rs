@@ -127,7 +127,11 @@ impl ConnArgs {
         let mut credentials = s.login(&prompter)?;
         let mut mock = None;
         let (url, trust) = if s.mock {
-            let server = MockServer::start(MockConfig::default())
+            let config = MockConfig {
+                demo: !s.empty,
+                ..MockConfig::default()
+            };
+            let server = MockServer::start(config)
                 .await
                 .map_err(|e| CliError::Startup(format!("cannot start the built-in mock: {e}")))?;
             if credentials.is_none() {

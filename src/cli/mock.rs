@@ -44,6 +44,10 @@ pub struct MockArgs {
     /// Apps whose deployment crashes (repeatable).
     #[arg(long = "crash-app", value_name = "APP")]
     crash_apps: Vec<String>,
+    /// Start from the demo state: three apps (one crashed), the pool `tank`, two alerts and a
+    /// recurring cloud backup job, with changing figures on the event sources.
+    #[arg(long)]
+    demo: bool,
     /// Milliseconds between job progress steps (default: 400, 5 with --deterministic).
     #[arg(long, value_name = "MS")]
     job_step_ms: Option<u64>,
@@ -109,6 +113,7 @@ fn config_from(args: &MockArgs) -> Result<MockConfig, String> {
     if let Some(n) = args.scram_iterations {
         config.scram_iterations = n;
     }
+    config.demo = args.demo;
     if !args.users.is_empty() {
         config.users = args
             .users

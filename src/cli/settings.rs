@@ -32,6 +32,12 @@ pub struct Settings {
     #[serde(skip)]
     pub mock: bool,
 
+    /// With --mock: start the mock empty instead of from its demo state (apps, a pool,
+    /// alerts, a recurring job).
+    #[arg(long)]
+    #[serde(skip)]
+    pub empty: bool,
+
     /// Username (for a password login, or the owner of an API key, which enables SCRAM on 26+).
     #[arg(long, short = 'U', value_name = "NAME")]
     pub username: Option<String>,
@@ -129,6 +135,7 @@ impl Settings {
             url,
             host,
             mock,
+            empty,
             username,
             password,
             password_file,
@@ -148,6 +155,7 @@ impl Settings {
             url: url.or(under.url),
             host: host.or(under.host),
             mock: mock || under.mock,
+            empty: empty || under.empty,
             username: username.or(under.username),
             password: password.or(under.password),
             password_file: password_file.or(under.password_file),
@@ -191,6 +199,7 @@ impl std::fmt::Debug for Settings {
             .field("url", &self.url)
             .field("host", &self.host)
             .field("mock", &self.mock)
+            .field("empty", &self.empty)
             .field("username", &self.username)
             .field("password", &hidden(&self.password))
             .field("password_file", &self.password_file)

@@ -146,6 +146,27 @@ impl AppStore {
         }
     }
 
+    /// Install an app as if it had been deployed earlier (demo state): its containers are
+    /// already running, or crashed with `crash`. No events: nobody is connected yet.
+    pub fn seed(&self, name: &str, config: Value, crash: bool, now_ms: i64) {
+        let mut i = lock(&self.inner);
+        let seed = i.seed;
+        let (notes, portals) = extensions(&config);
+        let mut app = App {
+            name: name.to_owned(),
+            config,
+            state: AppState::Stopped,
+            containers: Vec::new(),
+            generation: 0,
+            notes,
+            portals,
+            metadata_error: None,
+        };
+        app.deploy(seed, crash, now_ms);
+        app.settle();
+        i.apps.insert(name.to_owned(), app);
+    }
+
     /// The log lines `app.container_log_follow` streams, after the real checks (`logs.py`).
     pub fn container_logs(
         &self,

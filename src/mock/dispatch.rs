@@ -226,6 +226,7 @@ pub(crate) fn table() -> &'static HashMap<&'static str, MethodDef> {
         all.extend(super::events::methods());
         all.extend(super::apps::methods());
         all.extend(super::filesystem::methods());
+        all.extend(super::pools::methods());
         all.into_iter().map(|d| (d.name, d)).collect()
     })
 }

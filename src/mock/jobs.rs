@@ -377,6 +377,64 @@ pub(crate) fn submit(
     }
 }
 
+/// Start a job that the server runs on its own, with no caller (a scheduled task): owned by
+/// nobody, so only full admins see its `core.get_jobs` events. `body` reports progress through
+/// its [`JobCtx`].
+pub(crate) fn spawn_system_job<F, Fut>(
+    shared: &Arc<Shared>,
+    method: &str,
+    params: Vec<Value>,
+    body: F,
+) where
+    F: FnOnce(JobCtx) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<Value, MockError>> + Send + 'static,
+{
+    let (done_tx, _done_rx) = watch::channel(false);
+    let id = {
+        let mut inner = lock(&shared.jobs.inner);
+        inner.next_id += 1;
+        let id = inner.next_id;
+        inner.jobs.insert(
+            id,
+            JobRec {
+                id,
+                message_ids: Vec::new(),
+                method: method.to_owned(),
+                arguments: redacted_arguments(method, &params),
+                transient: false,
+                abortable: false,
+                percent: 0,
+                description: String::new(),
+                result: Value::Null,
+                failure: None,
+                state: JobState::Running,
+                time_started: shared.ids.now_ms(),
+                time_finished: None,
+                credentials: Value::Null,
+                owner: None,
+                abort: CancellationToken::new(),
+                done: done_tx,
+            },
+        );
+        id
+    };
+    emit(shared, id, EventKind::Added);
+    // Started by the server itself: no connection to drop for a mid-job fault.
+    let jctx = JobCtx {
+        shared: shared.clone(),
+        id,
+        starter: std::sync::Weak::new(),
+    };
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        let outcome = match body(jctx).await {
+            Ok(v) => Outcome::Success(v),
+            Err(e) => Outcome::Failed(e),
+        };
+        finish(&shared, id, outcome);
+    });
+}
+
 async fn run(
     jctx: JobCtx,
     spec: JobSpec,

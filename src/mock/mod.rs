@@ -14,8 +14,10 @@
 //! - `rpc.rs`: the JSON-RPC envelope, and `ddp.rs`: the legacy `/websocket` framing; both
 //!   hand calls to the same dispatcher;
 //! - `dispatch.rs`: the method table, authentication, rate limit, concurrency, job launching;
-//! - `auth.rs`, `scram.rs`, `jobs.rs`, `events.rs`, `apps.rs`, `filesystem.rs`, `system.rs`, `query.rs`,
-//!   `transcript.rs`, `state.rs`, `error.rs`.
+//! - `auth.rs`, `scram.rs`, `jobs.rs`, `events.rs`, `apps.rs`, `pools.rs`, `filesystem.rs`,
+//!   `system.rs`, `query.rs`, `transcript.rs`, `state.rs`, `error.rs`;
+//! - `demo.rs`: the demo state ([`MockConfig::demo`]) and its life (a recurring job, alerts,
+//!   a filling pool).
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
@@ -29,11 +31,13 @@
 mod apps;
 mod auth;
 mod ddp;
+mod demo;
 mod dispatch;
 mod error;
 mod events;
 mod filesystem;
 mod jobs;
+mod pools;
 mod query;
 mod rpc;
 mod scram;
@@ -283,6 +287,10 @@ pub struct MockConfig {
     pub record_transcript: bool,
     /// Faults to inject (none by default).
     pub faults: MockFaults,
+    /// Start from the demo state: three apps (one crashed), the pool `tank`, two alerts, and a
+    /// recurring cloud backup job (`midscript mock --demo`, `midscript --mock`). Off in both
+    /// presets, so tests start empty unless they ask.
+    pub demo: bool,
 }
 
 impl Default for MockConfig {
@@ -313,6 +321,7 @@ impl Default for MockConfig {
             hostname: "truenas".into(),
             record_transcript: false,
             faults: MockFaults::default(),
+            demo: false,
         }
     }
 }
@@ -364,6 +373,7 @@ impl MockConfig {
             hostname: "truenas".into(),
             record_transcript: true,
             faults: MockFaults::default(),
+            demo: false,
         }
     }
 }
@@ -390,10 +400,17 @@ impl MockServer {
         } else {
             None
         };
+        let demo = config.demo;
         let shared = Arc::new(state::Shared::new(config, tls));
+        if demo {
+            demo::seed(&shared);
+        }
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let stop = CancellationToken::new();
+        if demo {
+            tokio::spawn(demo::run(shared.clone(), stop.clone()));
+        }
         let accept = tokio::spawn(transport::serve(listener, shared.clone(), stop.clone()));
         Ok(MockServer {
             shared,
@@ -475,6 +492,32 @@ impl MockServer {
             apps::announce(&self.shared, app);
         }
         done
+    }
+
+    /// Set the status of pool `name` (`ONLINE`, `DEGRADED`, …) and announce it on
+    /// `pool.query`; false when there is no such pool.
+    pub fn set_pool_status(&self, name: &str, status: &str) -> bool {
+        match self.shared.pools.set_status(name, status) {
+            Some(entry) => {
+                pools::announce(&self.shared, entry);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Raise an alert (`level` as the server names them: INFO, NOTICE, WARNING, ERROR,
+    /// CRITICAL, ALERT, EMERGENCY) and announce it on `alert.list`; returns its uuid.
+    pub fn raise_alert(&self, klass: &str, level: &str, text: &str) -> String {
+        let a = demo::alert(&self.shared, klass, level, text);
+        let uuid = a["uuid"].as_str().unwrap_or_default().to_owned();
+        demo::raise(&self.shared, a);
+        uuid
+    }
+
+    /// Remove alert `uuid` and announce it; false when there is no such alert.
+    pub fn clear_alert(&self, uuid: &str) -> bool {
+        demo::clear(&self.shared, uuid)
     }
 
     /// Put a file (and its parent directories) into the mock's file tree.
