@@ -33,6 +33,9 @@ pub struct Session {
     /// The client.
     pub client: Client,
     mock: Option<MockServer>,
+    /// How to open this connection again (same URL, credentials, and the certificate now
+    /// trusted), for front ends that reconnect.
+    reconnect: ConnectOptions,
 }
 
 impl Session {
@@ -45,6 +48,12 @@ impl Session {
         let r = work(&self).await;
         self.finish().await;
         r
+    }
+
+    /// Options that open another connection like this one: same URL and login, and the
+    /// server's certificate pinned as it was accepted now.
+    pub fn reconnect_options(&self) -> ConnectOptions {
+        self.reconnect.clone()
     }
 
     /// Close the connection and stop the mock.
@@ -186,6 +195,7 @@ impl ConnArgs {
             ask => ask,
         };
         let fallback = options.legacy_fallback;
+        let mut reconnect = options.clone();
         let client = trust::open(options, dirs.known_hosts().as_deref(), prompter.as_ref()).await?;
         if self.verbose && fallback && client.dialect() == Dialect::Legacy {
             output::warn(&format!(
@@ -198,7 +208,11 @@ impl ConnArgs {
         // recorded in `Client::login_info`).
         if let Some(login) = ask {
             let result = match login.credentials(prompter.as_ref(), client.url()) {
-                Ok(c) => client.login(&c).await.map_err(CliError::from),
+                Ok(c) => {
+                    let r = client.login(&c).await.map_err(CliError::from);
+                    reconnect.credentials = Some(c);
+                    r
+                }
                 Err(e) => Err(e),
             };
             if let Err(e) = result {
@@ -206,7 +220,16 @@ impl ConnArgs {
                 return Err(e);
             }
         }
-        Ok(Session { client, mock })
+        reconnect.url = client.url().to_owned();
+        reconnect.legacy_fallback = false;
+        if let Some(fp) = client.fingerprint() {
+            reconnect.trust = Trust::Pinned(fp);
+        }
+        Ok(Session {
+            client,
+            mock,
+            reconnect,
+        })
     }
 }
 

@@ -7,6 +7,7 @@ mod env;
 mod machine;
 pub(crate) mod methods;
 mod mock;
+mod monitor;
 pub mod profile;
 pub mod prompt;
 mod repl;
@@ -282,6 +283,12 @@ pub enum Command {
     /// Run a Rhai script on one connection: `midscript run FILE [ARGS]…`, also `midscript
     /// FILE.rhai …`, `#!/usr/bin/env midscript`, and `midscript -e CODE`.
     Run(run::RunArgs),
+    /// A live dashboard: metrics, pools, apps, alerts and jobs, fed by events (`q` quits).
+    /// Not on a terminal (or with --once) it prints one JSON snapshot.
+    Top(monitor::TopArgs),
+    /// A monitoring-plugin check (Nagios, Icinga, Checkmk, Zabbix, Sensu): one line
+    /// `TRUENAS <STATE> - summary | perfdata`, exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
+    Check(monitor::CheckArgs),
 }
 
 /// Run a parsed command line.
@@ -335,6 +342,8 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
             }
             machine::run().await
         }
+        Command::Top(args) => return monitor::top(args, outer, cli.output).await,
+        Command::Check(args) => return monitor::check(args, outer, cli.output).await,
         Command::Call {
             conn,
             method,

@@ -7,6 +7,7 @@
 pub mod check;
 pub mod feed;
 mod model;
+pub mod top;
 pub mod view;
 
 pub use model::{
