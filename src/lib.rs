@@ -25,3 +25,4 @@ pub mod output;
 pub mod protocol;
 pub mod repl;
 pub mod script;
+pub mod ws;

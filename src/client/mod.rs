@@ -44,6 +44,7 @@ pub use transport::{Dialect, Endpoint, Fingerprint, Trust};
 
 use link::Link;
 use rpc::Connection;
+pub(crate) use transport::{TransportOptions, open as open_socket};
 
 /// Everything needed to open a connection and log in.
 #[derive(Clone)]

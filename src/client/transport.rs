@@ -335,6 +335,8 @@ pub struct TransportOptions {
     pub connect_timeout: Duration,
     /// The largest message accepted from the server. `core.get_methods` is several MB.
     pub max_message_size: usize,
+    /// Extra headers for the HTTP upgrade (the `ws` script module's `headers`).
+    pub headers: Vec<(String, String)>,
 }
 
 impl Default for TransportOptions {
@@ -343,6 +345,7 @@ impl Default for TransportOptions {
             trust: Trust::System,
             connect_timeout: Duration::from_secs(10),
             max_message_size: 64 << 20,
+            headers: Vec::new(),
         }
     }
 }
@@ -401,14 +404,26 @@ pub async fn open(endpoint: &Endpoint, options: &TransportOptions) -> Result<Ope
     } else {
         Connector::Plain
     };
-    let request = endpoint
-        .url
-        .as_str()
-        .into_client_request()
-        .map_err(|e| Error::InvalidUrl {
+    let mut request =
+        endpoint
+            .url
+            .as_str()
+            .into_client_request()
+            .map_err(|e| Error::InvalidUrl {
+                url: endpoint.url.clone(),
+                reason: e.to_string(),
+            })?;
+    for (name, value) in &options.headers {
+        let bad = |what: &str| Error::InvalidUrl {
             url: endpoint.url.clone(),
-            reason: e.to_string(),
-        })?;
+            reason: format!("header {name:?}: {what}"),
+        };
+        let name = tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| bad("not a valid header name"))?;
+        let value = tokio_tungstenite::tungstenite::http::HeaderValue::from_str(value)
+            .map_err(|_| bad("the value is not valid in a header"))?;
+        request.headers_mut().insert(name, value);
+    }
     let config = WebSocketConfig::default()
         .max_message_size(Some(options.max_message_size))
         .max_frame_size(Some(options.max_message_size))

@@ -11,7 +11,7 @@ use rhai::{
 use super::bindings::{self, Host};
 use super::report::{self, FailureKind};
 use super::values::{from_dynamic, to_dynamic};
-use super::{Finished, Outcome, RunOptions, Script, compose, helpers, stdlib};
+use super::{Finished, Outcome, RunOptions, Script, compose, helpers, stdlib, ws};
 use crate::client::Client;
 
 /// Register `call(..)` on an engine: `call("method", args..)` calls a middleware method through
@@ -163,6 +163,7 @@ pub(crate) fn build(
     bindings::register(&mut engine, &host);
     helpers::register(&mut engine, &host);
     compose::register(&mut engine, &host);
+    ws::register(&mut engine, &host);
     engine.set_module_resolver(stdlib::Resolver::new(
         dir,
         options.lib_dir.clone(),

@@ -55,6 +55,7 @@ mod helpers;
 mod report;
 mod stdlib;
 mod values;
+mod ws;
 
 #[cfg(test)]
 mod tests;
