@@ -67,43 +67,39 @@ pub struct CheckArgs {
 
 /// `midscript top`.
 pub async fn top(args: TopArgs, outer: &ConnArgs, format: Format) -> Result<ExitCode, CliError> {
-    let conn = args.conn.or(outer);
-    let session = conn.connect().await?;
+    let session = args.conn.or(outer).connect().await?;
     let once = args.once || !std::io::stdout().is_terminal();
-    let result = if once {
-        match top::snapshot(&session.client).await {
-            Ok(v) => {
+    session
+        .scoped(async |session| {
+            if once {
+                let v = top::snapshot(&session.client).await?;
                 let format = if format == Format::Auto {
                     Format::Json
                 } else {
                     format
                 };
                 output::emit_line(output::render(&v, format, false).trim_end());
-                Ok(())
+                return Ok(Exit::Ok.into());
             }
-            Err(e) => Err(CliError::Client(e)),
-        }
-    } else {
-        let server = session.client.url().to_owned();
-        let options = session.reconnect_options();
-        let reconnect = move || {
-            let options = options.clone();
-            async move {
-                crate::client::Client::connect(options)
-                    .await
-                    .map_err(|e| output::describe_error(&e, false))
-            }
-        };
-        top::run_terminal(session.client.clone(), reconnect, &server)
-            .await
-            .map_err(|e| CliError::Output(format!("the terminal: {e}")))
-    };
-    session.finish().await;
-    result.map(|()| Exit::Ok.into())
+            let server = session.client.url().to_owned();
+            let options = session.reconnect_options();
+            let reconnect = move || {
+                let options = options.clone();
+                async move {
+                    crate::client::Client::connect(options)
+                        .await
+                        .map_err(|e| output::describe_error(&e, false))
+                }
+            };
+            top::run_terminal(session.client.clone(), reconnect, &server)
+                .await
+                .map_err(|e| CliError::Startup(format!("the terminal: {e}")))?;
+            Ok(Exit::Ok.into())
+        })
+        .await
 }
 
 /// `midscript check`: one plugin line (or JSON with `-o json`) and exit 0, 1, 2 or 3.
-/// Every failure is the plugin's UNKNOWN (exit 3), so this never returns an error.
 pub async fn check(
     args: CheckArgs,
     outer: &ConnArgs,

@@ -65,10 +65,27 @@ pub async fn run(args: RunArgs, outer: &ConnArgs, verbose: bool) -> Result<ExitC
         return Ok(exit_status(&Outcome::Failed(FailureKind::Parse)));
     }
 
-    // One connection and one login for the whole run.
-    let conn = args.conn.or(outer);
-    let mock = conn.settings.mock;
-    let session = conn.connect().await?;
+    // One connection and one login for the whole run. With no server named anywhere (flags,
+    // environment, profile), it opens on the script's first call, so a script that only
+    // talks to other services (`ws::connect`) runs with nothing configured.
+    let resolved = args.conn.or(outer).resolve()?;
+    let mock = resolved.settings.mock;
+    let (session, connector) = if resolved.names_a_server() {
+        let s = resolved.connect_resolved().await?;
+        let c = script::Connector::Ready(s.client.clone());
+        (Some(s), c)
+    } else {
+        let lazy: script::Connect = Arc::new(move || {
+            let conn = resolved.clone();
+            Box::pin(async move {
+                conn.connect_resolved()
+                    .await
+                    .map(|s| s.client)
+                    .map_err(|e| e.describe(false))
+            })
+        });
+        (None, script::Connector::Lazy(lazy))
+    };
 
     // Ctrl-C: the first one cancels what the script waits for (a job it waits on is aborted);
     // a second one quits at once.
@@ -102,9 +119,11 @@ pub async fn run(args: RunArgs, outer: &ConnArgs, verbose: bool) -> Result<ExitC
     if mock {
         options.server_key = Some("mock".into());
     }
-    let outcome = script::run(session.client.clone(), script, options).await;
+    let outcome = script::run_with(connector, script, options).await;
     on_ctrl_c.abort();
-    session.finish().await;
+    if let Some(session) = session {
+        session.finish().await;
+    }
     Ok(exit_status(&outcome))
 }
 

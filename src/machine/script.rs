@@ -88,7 +88,8 @@ pub async fn run(client: &Client, request: &Request, p: &ScriptParams) -> Respon
     options.args = p.args.clone();
     options.vars = p.vars.clone();
     options.check_mode = request.check_mode;
-    let finished = script::run_to_end(client.clone(), script, options).await;
+    let finished =
+        script::run_to_end(script::Connector::Ready(client.clone()), script, options).await;
     let stdout = console.out.lock().map(|o| o.clone()).unwrap_or_default();
     let stderr = console.err.lock().map(|e| e.clone()).unwrap_or_default();
     let status = finished.outcome.exit_code();

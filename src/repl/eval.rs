@@ -57,7 +57,13 @@ impl Evaluator {
     /// An evaluator on `client`; `options.cancel` is replaced by a fresh token per engine.
     pub(crate) fn new(rt: Handle, client: Client, options: RunOptions, extras: Extras) -> Self {
         let sources = script::new_sources();
-        let (engine, host) = script::build(&rt, client, PathBuf::from("."), &options, &sources);
+        let (engine, host) = script::build(
+            &rt,
+            script::Connector::Ready(client),
+            PathBuf::from("."),
+            &options,
+            &sources,
+        );
         let mut scope = Scope::new();
         scope.push_constant("args", rhai::Array::new());
         let mut me = Evaluator {
@@ -81,11 +87,14 @@ impl Evaluator {
     /// belong to the old engine and end.
     pub(crate) fn rebuild(&mut self, client: Option<Client>) {
         self.host.shutdown();
-        let client = client.unwrap_or_else(|| self.host.client.clone());
+        let connector = match client {
+            Some(c) => script::Connector::Ready(c),
+            None => self.host.connector(),
+        };
         self.options.cancel = CancellationToken::new();
         let (engine, host) = script::build(
             &self.rt,
-            client,
+            connector,
             PathBuf::from("."),
             &self.options,
             &self.sources,
@@ -104,8 +113,8 @@ impl Evaluator {
     }
 
     /// The connection the bindings use.
-    pub(crate) fn client(&self) -> &Client {
-        &self.host.client
+    pub(crate) fn client(&self) -> Option<Client> {
+        self.host.current_client()
     }
 
     /// The token Ctrl-C cancels to stop the running line.

@@ -141,7 +141,7 @@ fn extras(sink: SharedSink, watches: Watches, color: bool) -> Extras {
             move |ctx: NativeCallContext,
                   name: ImmutableString|
                   -> Result<Watch, Box<EvalAltResult>> {
-                let client = h.client.clone();
+                let client = h.client(ctx.call_position())?;
                 let sub = h
                     .wait(None, client.subscribe(&name))
                     .map_err(|stop| stop.into_rhai(ctx.call_position()))?
@@ -275,7 +275,11 @@ impl Repl {
                     .filter(|w| !w.stop.is_cancelled())
                     .map(|w| w.name.to_string())
                     .collect();
-                let active = self.evaluator.client().subscriptions();
+                let active = self
+                    .evaluator
+                    .client()
+                    .map(|c| c.subscriptions())
+                    .unwrap_or_default();
                 print(Ok(commands::events_text(&active, &printed)));
             }
             DotCommand::Time(on) => {

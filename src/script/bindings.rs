@@ -72,7 +72,10 @@ enum Step<T> {
 
 /// What the bindings share: the connection, the runtime, the console and the subscriptions.
 pub(crate) struct Host {
-    pub(crate) client: Client,
+    /// The TrueNAS connection, once open.
+    client: RefCell<Option<Client>>,
+    /// How to open it on the first use, for a run that started without one.
+    connect: Option<super::Connect>,
     pub(crate) rt: Handle,
     pub(crate) cancel: CancellationToken,
     pub(crate) console: Arc<dyn Console>,
@@ -86,20 +89,26 @@ pub(crate) struct Host {
     pub(crate) exit_status: Cell<Option<i32>>,
     /// Set by `changed()`: the script says it changed something on the server.
     pub(crate) changed: Cell<bool>,
-    /// The deploy journal and the server's name in it (compose deployments, rollback).
-    pub(crate) journal: RefCell<Option<(crate::compose::journal::Journal, String)>>,
+    /// The deploy journal and the server's name in it (compose deployments, rollback); no
+    /// name: the connection's URL.
+    pub(crate) journal: RefCell<Option<(crate::compose::journal::Journal, Option<String>)>>,
 }
 
 impl Host {
     pub(crate) fn new(
-        client: Client,
+        connector: super::Connector,
         rt: Handle,
         cancel: CancellationToken,
         console: Arc<dyn Console>,
         dir: PathBuf,
     ) -> Host {
+        let (client, connect) = match connector {
+            super::Connector::Ready(c) => (Some(c), None),
+            super::Connector::Lazy(f) => (None, Some(f)),
+        };
         Host {
-            client,
+            client: RefCell::new(client),
+            connect,
             rt,
             cancel,
             console,
@@ -111,6 +120,43 @@ impl Host {
             exit_status: Cell::new(None),
             changed: Cell::new(false),
             journal: RefCell::new(None),
+        }
+    }
+
+    /// The TrueNAS connection, opened now if this is its first use (a script that never calls
+    /// the API needs no server). A failure to open it is a `connection` error at `pos`.
+    pub(crate) fn client(&self, pos: Position) -> Result<Client, Box<EvalAltResult>> {
+        if let Some(c) = self.client.borrow().as_ref() {
+            return Ok(c.clone());
+        }
+        let Some(connect) = self.connect.clone() else {
+            return Err(script_error(
+                "connection",
+                "no TrueNAS connection".into(),
+                pos,
+            ));
+        };
+        let client = self
+            .wait(None, connect())
+            .map_err(|stop| stop.into_rhai(pos))?
+            .map_err(|e| script_error("connection", e, pos))?;
+        *self.client.borrow_mut() = Some(client.clone());
+        Ok(client)
+    }
+
+    /// The TrueNAS connection if it is open.
+    pub(crate) fn current_client(&self) -> Option<Client> {
+        self.client.borrow().clone()
+    }
+
+    /// The connection as a new engine should get it: open, or still to be opened.
+    pub(crate) fn connector(&self) -> super::Connector {
+        match (self.current_client(), &self.connect) {
+            (Some(c), _) => super::Connector::Ready(c),
+            (None, Some(f)) => super::Connector::Lazy(f.clone()),
+            (None, None) => super::Connector::Lazy(std::sync::Arc::new(|| {
+                Box::pin(async { Err("no TrueNAS connection".to_owned()) })
+            })),
         }
     }
 
@@ -292,7 +338,7 @@ impl Host {
     }
 
     fn rpc(&self, ctx: &NativeCallContext, method: &str, params: Vec<Value>) -> RhaiResult {
-        let client = self.client.clone();
+        let client = self.client(ctx.call_position())?;
         match self.wait_rhai(ctx, client.call(method, params))? {
             Ok(v) => Ok(to_dynamic(&v)),
             Err(e) => Err(client_error(&e, ctx.call_position())),
@@ -305,7 +351,7 @@ impl Host {
         method: &str,
         params: Vec<Value>,
     ) -> Result<JobHandle, Box<EvalAltResult>> {
-        let client = self.client.clone();
+        let client = self.client(ctx.call_position())?;
         let handle = self
             .wait_rhai(ctx, client.start_job(method, params))?
             .map_err(|e| client_error(&e, ctx.call_position()))?;
@@ -709,7 +755,7 @@ pub(crate) fn register(engine: &mut Engine, host: &Rc<Host>) {
                             ctx.call_position(),
                         ));
                     };
-                    let client = h.client.clone();
+                    let client = h.client(ctx.call_position())?;
                     h.wait_rhai(&ctx, client.attach_job(id, &method))?
                         .map_err(|e| client_error(&e, ctx.call_position()))?
                 }
@@ -727,7 +773,7 @@ pub(crate) fn register(engine: &mut Engine, host: &Rc<Host>) {
               name: ImmutableString,
               callback: FnPtr|
               -> Result<SubHandle, Box<EvalAltResult>> {
-            let client = h.client.clone();
+            let client = h.client(ctx.call_position())?;
             let sub = h
                 .wait_rhai(&ctx, client.subscribe(&name))?
                 .map_err(|e| client_error(&e, ctx.call_position()))?;
@@ -764,7 +810,7 @@ pub(crate) fn register(engine: &mut Engine, host: &Rc<Host>) {
         move |ctx: NativeCallContext,
               name: ImmutableString|
               -> Result<EventStream, Box<EvalAltResult>> {
-            let client = h.client.clone();
+            let client = h.client(ctx.call_position())?;
             let sub = h
                 .wait_rhai(&ctx, client.subscribe(&name))?
                 .map_err(|e| client_error(&e, ctx.call_position()))?;
@@ -907,7 +953,7 @@ fn wait_for_name(
     pred: Option<FnPtr>,
     ms: INT,
 ) -> RhaiResult {
-    let client = h.client.clone();
+    let client = h.client(ctx.call_position())?;
     let mut sub = h
         .wait_rhai(ctx, client.subscribe(name))?
         .map_err(|e| client_error(&e, ctx.call_position()))?;

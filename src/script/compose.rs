@@ -29,6 +29,7 @@ use super::bindings::{Host, Stop, blank_error, client_error, script_error, termi
 use super::values::{from_dynamic, to_dynamic};
 use crate::client::JobProgress;
 use crate::compose::deploy::{self, DeployError, DeployOptions, LIFECYCLE_LOG, Outcome};
+use crate::compose::journal::Journal;
 use crate::compose::{self, ComposeError, Options, Project};
 use crate::protocol::errno;
 use crate::script::RunOptions;
@@ -176,11 +177,15 @@ fn outcome_map(o: &Outcome, warnings: &[String], diff: &compose::Diff) -> Value 
 
 /// Give the host the run's deploy journal (and the server's name in it).
 pub(crate) fn set_journal(host: &Host, options: &RunOptions) {
-    let server = options
-        .server_key
-        .clone()
-        .unwrap_or_else(|| host.client.url().to_owned());
+    let server = options.server_key.clone();
     *host.journal.borrow_mut() = options.journal.clone().map(|j| (j, server));
+}
+
+/// The run's deploy journal and the server's name in it (the connection's URL unless the run
+/// named it).
+fn journal_of(h: &Host, client: &crate::client::Client) -> Option<(Journal, String)> {
+    let (journal, server) = h.journal.borrow().clone()?;
+    Some((journal, server.unwrap_or_else(|| client.url().to_owned())))
 }
 
 /// Run a deployment future on the host like `job(..)`: job progress on the console, Ctrl-C
@@ -254,7 +259,7 @@ pub(crate) fn register(engine: &mut Engine, host: &Rc<Host>) {
         move |ctx: NativeCallContext, dir: &str, opts: Map| -> RhaiResult {
             let pos = ctx.call_position();
             let (_, p) = resolve(&h, "compose_diff", dir, &opts, pos)?;
-            let client = h.client.clone();
+            let client = h.client(pos)?;
             let d = h
                 .wait(Some(&ctx), deploy::plan(&client, &p, false))
                 .map_err(|s| s.into_rhai(pos))?
@@ -278,8 +283,8 @@ pub(crate) fn register(engine: &mut Engine, host: &Rc<Host>) {
             let pos = ctx.call_position();
             let (parsed, p) = resolve(&h, "compose_up", dir, &opts, pos)?;
             let mut options = parsed.deploy_options();
-            options.journal = h.journal.borrow().clone();
-            let client = h.client.clone();
+            let client = h.client(pos)?;
+            options.journal = journal_of(&h, &client);
             let (outcome, d) = run_deploy(&h, &ctx, &p.name, "up", pos, async |progress| {
                 let plan = deploy::plan(&client, &p, false).await?;
                 let outcome = deploy::apply(&client, &p, &plan, &options, progress).await?;
@@ -311,7 +316,8 @@ pub(crate) fn register(engine: &mut Engine, host: &Rc<Host>) {
                 ));
             }
             compose::check_app_name(app).map_err(|e| compose_error(&e, pos))?;
-            let Some((journal, server)) = h.journal.borrow().clone() else {
+            let client = h.client(pos)?;
+            let Some((journal, server)) = journal_of(&h, &client) else {
                 return Err(script_error(
                     "compose",
                     "compose_rollback: this run has no deploy journal".to_owned(),
@@ -319,7 +325,6 @@ pub(crate) fn register(engine: &mut Engine, host: &Rc<Host>) {
                 ));
             };
             let options = parsed.deploy_options();
-            let client = h.client.clone();
             let done = run_deploy(&h, &ctx, app, "rollback", pos, async |progress| {
                 deploy::rollback(&client, &journal, &server, app, &options, progress).await
             })?;

@@ -12,7 +12,6 @@ use super::bindings::{self, Host};
 use super::report::{self, FailureKind};
 use super::values::{from_dynamic, to_dynamic};
 use super::{Finished, Outcome, RunOptions, Script, compose, helpers, stdlib, ws};
-use crate::client::Client;
 
 /// Register `call(..)` on an engine: `call("method", args..)` calls a middleware method through
 /// the native `rpc_raw(method, [args])`, and `call(fn_ptr, args..)` still calls the function
@@ -146,13 +145,13 @@ fn new_engine(options: &RunOptions) -> Engine {
 /// The REPL builds its engine here too, so both speak the same Rhai.
 pub(crate) fn build(
     rt: &tokio::runtime::Handle,
-    client: Client,
+    connector: super::Connector,
     dir: std::path::PathBuf,
     options: &RunOptions,
     sources: &report::Sources,
 ) -> (Engine, Rc<Host>) {
     let host = Rc::new(Host::new(
-        client,
+        connector,
         rt.clone(),
         options.cancel.clone(),
         options.console.clone(),
@@ -211,7 +210,7 @@ pub(crate) fn check(script: &Script) -> Result<(), String> {
 /// Run `script` to its end on the calling thread.
 pub(crate) fn execute(
     rt: tokio::runtime::Handle,
-    client: Client,
+    connector: super::Connector,
     script: Script,
     options: RunOptions,
 ) -> Finished {
@@ -223,7 +222,7 @@ pub(crate) fn execute(
         .borrow_mut()
         .insert(script.name.clone(), script.text.clone());
 
-    let (engine, host) = build(&rt, client, script.dir.clone(), &options, &sources);
+    let (engine, host) = build(&rt, connector, script.dir.clone(), &options, &sources);
 
     let mut scope = Scope::new();
     let args: Array = options

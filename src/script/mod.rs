@@ -283,6 +283,24 @@ impl Outcome {
     }
 }
 
+/// Opens the TrueNAS connection of a run that starts without one; the error is the message
+/// the script's `connection` error carries.
+pub type Connect = Arc<
+    dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Client, String>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// A run's TrueNAS connection: open from the start, or opened on the first call that needs
+/// it (so a script that only uses `ws` needs no server).
+#[derive(Clone)]
+pub enum Connector {
+    /// Open.
+    Ready(Client),
+    /// Opened by this on first use.
+    Lazy(Connect),
+}
+
 /// What a finished run leaves: how it ended, the value of its last expression, and whether it
 /// called `changed()`.
 #[derive(Debug, Clone, PartialEq)]
@@ -299,18 +317,23 @@ pub struct Finished {
 /// Run a script on its own thread against `client`, and wait for it to end. Must be called
 /// from within a tokio runtime (multi-thread), which keeps driving the socket meanwhile.
 pub async fn run(client: Client, script: Script, options: RunOptions) -> Outcome {
-    run_to_end(client, script, options).await.outcome
+    run_with(Connector::Ready(client), script, options).await
 }
 
-/// [`run`], keeping what the script returned and whether it reported a change.
-pub async fn run_to_end(client: Client, script: Script, options: RunOptions) -> Finished {
+/// [`run`] with the connection opened on first use, or already open.
+pub async fn run_with(connector: Connector, script: Script, options: RunOptions) -> Outcome {
+    run_to_end(connector, script, options).await.outcome
+}
+
+/// [`run_with`], keeping what the script returned and whether it reported a change.
+pub async fn run_to_end(connector: Connector, script: Script, options: RunOptions) -> Finished {
     let rt = tokio::runtime::Handle::current();
     let (tx, rx) = tokio::sync::oneshot::channel();
     let console = options.console.clone();
     let spawned = std::thread::Builder::new()
         .name("midscript-script".into())
         .spawn(move || {
-            let outcome = engine::execute(rt, client, script, options);
+            let outcome = engine::execute(rt, connector, script, options);
             let _ = tx.send(outcome);
         });
     let failed = || Finished {
@@ -345,5 +368,5 @@ pub fn run_blocking(
     script: Script,
     options: RunOptions,
 ) -> Outcome {
-    engine::execute(rt, client, script, options).outcome
+    engine::execute(rt, Connector::Ready(client), script, options).outcome
 }
