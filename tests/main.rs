@@ -15,6 +15,8 @@
 //! - `reconnect`: reconnect and resume against the mock's injected faults
 //! - `scram`: SCRAM API-key logins with and without channel binding, client, CLI and mock
 //! - `fuzz_regressions`: the fuzz targets' checks on committed crashing inputs and samples
+//! - `monitor`: `top` (through a pseudo-terminal) and `check` against the mock
+//! - `ws`: the `ws` script module and `scripts/sysmedic-watch.rhai` against a SysMedic-protocol server
 
 mod support;
 
@@ -29,9 +31,11 @@ mod fuzz_regressions;
 mod legacy;
 mod machine;
 mod official_client;
+mod monitor;
 mod oneoff;
 mod reconnect;
 mod repl;
 mod scram;
 mod script;
 mod traffic;
+mod ws;

@@ -1,8 +1,9 @@
 //! The demo state ([`MockConfig::demo`](super::MockConfig::demo)): what `midscript mock --demo`
 //! and `midscript --mock` start with, so that there is something to look at: three custom apps
 //! (`jellyfin` and `nextcloud` running, `vaultwarden` crashed), the pool `tank` at 62 % use, two
-//! alerts (a WARNING and an INFO), and a scheduled cloud backup job that runs again and again,
-//! raising an INFO alert each time it finishes, while the pool slowly fills.
+//! alerts (a WARNING and an INFO), and a scheduled cloud backup job that runs every 8
+//! "seconds" (5 of them running), raising an INFO alert each time it finishes, while the pool
+//! slowly fills.
 //!
 //! Time runs in "seconds" of one `job_step` in deterministic mode, as for event sources.
 
@@ -124,7 +125,7 @@ fn second(shared: &Shared) -> Duration {
     }
 }
 
-/// The demo's life: a cloud backup every 15 "seconds" (10 of them running), an alert when each
+/// The demo's life: a cloud backup every 8 "seconds" (5 of them running), an alert when each
 /// one ends (replacing the previous one), and the pool growing by 64 MiB a "second". Ends
 /// with `stop`.
 pub(crate) async fn run(shared: Arc<Shared>, stop: CancellationToken) {
@@ -134,14 +135,14 @@ pub(crate) async fn run(shared: Arc<Shared>, stop: CancellationToken) {
     let mut allocated = TANK_ALLOCATED;
     loop {
         round += 1;
-        let (tx, rx) = tokio::sync::oneshot::channel();
+        let (tx, mut rx) = tokio::sync::oneshot::channel();
         let job_shared = shared.clone();
         super::jobs::spawn_system_job(
             &shared,
             "cloud_backup.sync",
             vec![json!(1)],
             move |j| async move {
-                for pct in (10..=100).step_by(10) {
+                for pct in (20..=100).step_by(20) {
                     tokio::time::sleep(second(&job_shared)).await;
                     j.progress(pct, &format!("Sending files to offsite: {pct}%"));
                 }
@@ -149,7 +150,7 @@ pub(crate) async fn run(shared: Arc<Shared>, stop: CancellationToken) {
                 Ok(Value::Null)
             },
         );
-        for _ in 0..15 {
+        for _ in 0..8 {
             tokio::select! {
                 _ = tokio::time::sleep(sec) => {}
                 _ = stop.cancelled() => return,
@@ -158,19 +159,19 @@ pub(crate) async fn run(shared: Arc<Shared>, stop: CancellationToken) {
             if let Some(entry) = shared.pools.set_allocated("tank", allocated) {
                 pools::announce(&shared, entry);
             }
-        }
-        if rx.await.is_ok() {
-            if let Some(old) = last_alert.take() {
-                clear(&shared, &old);
+            if rx.try_recv().is_ok() {
+                if let Some(old) = last_alert.take() {
+                    clear(&shared, &old);
+                }
+                let a = alert(
+                    &shared,
+                    "CloudBackupTaskSucceeded",
+                    "INFO",
+                    &format!("Cloud backup task \"offsite\" succeeded (run {round})."),
+                );
+                last_alert = a.get("uuid").and_then(Value::as_str).map(str::to_owned);
+                raise(&shared, a);
             }
-            let a = alert(
-                &shared,
-                "CloudBackupTaskSucceeded",
-                "INFO",
-                &format!("Cloud backup task \"offsite\" succeeded (run {round})."),
-            );
-            last_alert = a.get("uuid").and_then(Value::as_str).map(str::to_owned);
-            raise(&shared, a);
         }
     }
 }

@@ -88,6 +88,8 @@ fn spawn_keys(stop: Arc<AtomicBool>) -> mpsc::UnboundedReceiver<Event> {
 enum Key {
     Quit,
     Redraw,
+    /// Ctrl-L or `r`: draw the whole screen again (after something else wrote on it).
+    Repaint,
     Ignore,
 }
 
@@ -96,6 +98,8 @@ fn on_key(view: &mut ViewState, ev: &Event) -> Key {
         Event::Key(k) if k.kind != KeyEventKind::Release => match k.code {
             KeyCode::Char('q') | KeyCode::Esc => Key::Quit,
             KeyCode::Char('c') if k.modifiers.contains(KeyModifiers::CONTROL) => Key::Quit,
+            KeyCode::Char('l') if k.modifiers.contains(KeyModifiers::CONTROL) => Key::Repaint,
+            KeyCode::Char('r') => Key::Repaint,
             KeyCode::Tab | KeyCode::Right => {
                 view.next();
                 Key::Redraw
@@ -157,11 +161,15 @@ where
                 None => break Ok(()),
             },
             key = keys.recv() => match key {
-                Some(ev) => {
-                    if let Key::Quit = on_key(&mut view, &ev) {
-                        break Ok(());
+                Some(ev) => match on_key(&mut view, &ev) {
+                    Key::Quit => break Ok(()),
+                    Key::Repaint => {
+                        if let Err(e) = terminal.clear() {
+                            break Err(e);
+                        }
                     }
-                }
+                    Key::Redraw | Key::Ignore => {}
+                },
                 None => break Ok(()),
             },
         }

@@ -170,7 +170,7 @@ fn header(frame: &mut Frame, area: Rect, model: &Model, server: &str) {
         Span::raw(format!("{server}  ")),
         Span::styled(text, Style::default().fg(colour)),
         Span::styled(
-            "   q quit · Tab pane · ↑↓ scroll",
+            "   q quit · Tab pane · ↑↓ scroll · r redraw",
             Style::default().fg(Color::DarkGray),
         ),
     ]);

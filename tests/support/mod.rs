@@ -6,3 +6,4 @@
 
 pub mod in_process;
 pub mod standalone;
+pub mod sysmedic;
