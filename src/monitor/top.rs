@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use ratatui::backend::Backend as _;
 use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
 use serde_json::Value;
 use tokio::sync::mpsc;
@@ -164,9 +165,13 @@ where
                 Some(ev) => match on_key(&mut view, &ev) {
                     Key::Quit => break Ok(()),
                     Key::Repaint => {
-                        if let Err(e) = terminal.clear() {
+                        // Blank the screen and forget what is on it, so the next draw sends
+                        // every cell (`Terminal::clear` would also ask the terminal for the
+                        // cursor position, which not every terminal answers).
+                        if let Err(e) = terminal.backend_mut().clear() {
                             break Err(e);
                         }
+                        terminal.swap_buffers();
                     }
                     Key::Redraw | Key::Ignore => {}
                 },
