@@ -55,7 +55,18 @@ impl Watched {
                         return l;
                     }
                 }
-                Err(_) => panic!("no line with {text:?}; so far:\n{}", self.seen.join("\n")),
+                Err(_) => {
+                    let _ = self.child.kill();
+                    let mut err = String::new();
+                    if let Some(mut e) = self.child.stderr.take() {
+                        use std::io::Read;
+                        let _ = e.read_to_string(&mut err);
+                    }
+                    panic!(
+                        "no line with {text:?}; so far:\n{}\nstderr:\n{err}",
+                        self.seen.join("\n")
+                    )
+                }
             }
         }
     }
@@ -109,9 +120,10 @@ let pong = b.request(#{ type: "ping" }, 3000);
 print(`b: ${pong.type} id=${pong.request_id}`);
 let err = a.request(#{ type: "get_nothing" }, 3000);
 print(`error reply: ${err.type}: ${err.data.error}`);
-// b has no handler: the update sent before its reply waits for next().
-let m = b.next(3000);
-print(`b next: ${m.type}`);
+// b has no handler: the welcome and the update sent before its reply wait for next().
+let m1 = b.next(3000);
+let m2 = b.next(3000);
+print(`b next: ${m1.type}, ${m2.type}`);
 print(`a handled updates: ${updates.len() > 0}`);
 a.wait(300);
 print(`url shown: ${a.url}`);
@@ -144,7 +156,7 @@ b.close();
     w.line("b: pong id=midscript-1").await;
     w.line("error reply: error: Unknown request type: get_nothing")
         .await;
-    w.line("b next: system_update").await;
+    w.line("b next: welcome, system_update").await;
     w.line("a handled updates: true").await;
     let shown = w.line("url shown:").await;
     assert!(shown.ends_with("/ws?secret=********"), "{shown}");

@@ -148,10 +148,20 @@ impl WsHandle {
         ctx: &NativeCallContext,
         deadline: Option<Instant>,
     ) -> Fallible<Option<Value>> {
-        let pos = ctx.call_position();
         if let Some(v) = self.0.queued.borrow_mut().pop_front() {
             return Ok(Some(v));
         }
+        self.receive(ctx, deadline)
+    }
+
+    /// Wait for the next message from the connection (not the queue), running handlers;
+    /// `None` at the deadline. A closed connection is an error.
+    fn receive(
+        &self,
+        ctx: &NativeCallContext,
+        deadline: Option<Instant>,
+    ) -> Fallible<Option<Value>> {
+        let pos = ctx.call_position();
         loop {
             let conn = self.0.conn.clone();
             let wait = remaining(deadline);
@@ -198,6 +208,17 @@ impl WsHandle {
         loop {
             let conn = self.0.conn.clone();
             let left = remaining(Some(deadline)).unwrap_or_default();
+            if left.is_zero() {
+                self.0.conn.forget(&id);
+                return Err(script_error(
+                    "timeout",
+                    format!(
+                        "{}: no reply to request {id} within {timeout_ms} ms",
+                        self.0.conn.url()
+                    ),
+                    pos,
+                ));
+            }
             enum Got {
                 Reply(Value),
                 Lost,
@@ -362,11 +383,8 @@ pub(crate) fn register(engine: &mut Engine, host: &Rc<Host>) {
         |ctx: NativeCallContext, s: &mut WsHandle, ms: INT| -> Fallible<()> {
             let s = s.clone();
             let deadline = Instant::now() + Duration::from_millis(ms.max(0) as u64);
-            while let Some(v) = s.next_message(&ctx, Some(deadline))? {
+            while let Some(v) = s.receive(&ctx, Some(deadline))? {
                 s.0.queued.borrow_mut().push_back(v);
-                if Instant::now() >= deadline {
-                    break;
-                }
             }
             Ok(())
         },
