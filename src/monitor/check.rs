@@ -212,7 +212,7 @@ impl Verdict {
     /// that are not OK first (all of them when every part is OK).
     pub fn line(&self) -> String {
         let mut bad: Vec<&Part> = self.parts.iter().filter(|p| p.state != State::Ok).collect();
-        bad.sort_by(|a, b| b.state.cmp(&a.state));
+        bad.sort_by_key(|p| std::cmp::Reverse(p.state));
         let shown: Vec<&Part> = if bad.is_empty() {
             self.parts.iter().collect()
         } else {

@@ -535,12 +535,11 @@ impl Model {
             None => e.clone(),
         };
         if let Some(pool) = Pool::from_entry(&merged) {
-            if let Some(id) = id {
-                if let Some(old) = self.pool_ids.insert(id, pool.name.clone())
-                    && old != pool.name
-                {
-                    self.pools.remove(&old);
-                }
+            if let Some(id) = id
+                && let Some(old) = self.pool_ids.insert(id, pool.name.clone())
+                && old != pool.name
+            {
+                self.pools.remove(&old);
             }
             self.pools.insert(pool.name.clone(), pool);
         }

@@ -357,7 +357,7 @@ fn take_waiter(pending: &Pending, v: &Value) -> Option<oneshot::Sender<Value>> {
         let (field, id) = k.split_once('\u{0}').unwrap_or_default();
         match obj.get(field) {
             Some(Value::String(s)) => s == id,
-            Some(other) if !other.is_null() => other.to_string() == id,
+            Some(other) if !other.is_null() => *other.to_string() == *id,
             _ => false,
         }
     })?;
