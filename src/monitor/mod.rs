@@ -10,6 +10,9 @@ mod model;
 pub mod top;
 pub mod view;
 
+#[cfg(test)]
+mod tests;
+
 pub use model::{
     Alert, App, Core, DiskIo, HISTORY, Interface, Job, Link, Memory, Metrics, Model, Pane,
     PaneState, Pool, Update,
