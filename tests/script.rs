@@ -334,6 +334,14 @@ async fn run_example(file: &str) -> String {
                 second.snapshot()
             )
         }
+        // It talks to a SysMedic agent, not to TrueNAS: `tests/ws.rs` runs it against one. Here,
+        // without its URL, it says how to use it and sends nothing to the NAS.
+        "sysmedic-watch.rhai" => {
+            let h = Harness::start().await;
+            let run = h.run_with(script(), &[], None).await;
+            assert_eq!(run.outcome.exit_code(), 64);
+            run.snapshot()
+        }
         other => panic!("scripts/{other} has no test: add it to run_example in tests/script.rs"),
     }
 }
