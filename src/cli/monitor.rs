@@ -67,8 +67,12 @@ pub struct CheckArgs {
 
 /// `midscript top`.
 pub async fn top(args: TopArgs, outer: &ConnArgs, format: Format) -> Result<ExitCode, CliError> {
-    let session = args.conn.or(outer).connect().await?;
     let once = args.once || !std::io::stdout().is_terminal();
+    let mut conn = args.conn.or(outer);
+    // The dashboard reconnects by itself (and loads every pane again); the client's own
+    // reconnect would report on stderr, which is the dashboard's screen.
+    conn.settings.no_reconnect |= !once;
+    let session = conn.connect().await?;
     session
         .scoped(async |session| {
             if once {
