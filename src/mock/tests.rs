@@ -1241,13 +1241,13 @@ async fn catalog_backed_gates() {
     let mut c = Raw::connect(&s).await;
     // A real method the mock lacks: login first, then ENOSYS after the schema check.
     assert_eq!(
-        errno_of(&c.error("pool.dataset.query", json!([])).await),
+        errno_of(&c.error("pool.snapshottask.query", json!([])).await),
         207
     );
     c.login().await;
-    let e = c.error("pool.dataset.query", json!([])).await;
+    let e = c.error("pool.snapshottask.query", json!([])).await;
     assert_eq!(e["data"]["errname"], "ENOSYS");
-    let e = c.error("pool.dataset.query", json!(["not-a-list"])).await;
+    let e = c.error("pool.snapshottask.query", json!(["not-a-list"])).await;
     assert_eq!(e["code"], -32602);
     // Schema errors of implemented non-job methods come from the catalog.
     let e = c.error("app.container_ids", json!([1])).await;
