@@ -1247,7 +1247,9 @@ async fn catalog_backed_gates() {
     c.login().await;
     let e = c.error("pool.snapshottask.query", json!([])).await;
     assert_eq!(e["data"]["errname"], "ENOSYS");
-    let e = c.error("pool.snapshottask.query", json!(["not-a-list"])).await;
+    let e = c
+        .error("pool.snapshottask.query", json!(["not-a-list"]))
+        .await;
     assert_eq!(e["code"], -32602);
     // Schema errors of implemented non-job methods come from the catalog.
     let e = c.error("app.container_ids", json!([1])).await;
