@@ -181,7 +181,7 @@ fn strip_shebang(text: &str) -> std::borrow::Cow<'_, str> {
 
 /// The names of the static modules the bindings register (`json::parse`, …): strict
 /// variables make a parse fail on an unknown namespace, so a parse-only engine needs them too.
-pub(crate) const STATIC_MODULES: [&str; 3] = ["json", "yaml", "log"];
+pub(crate) const STATIC_MODULES: [&str; 4] = ["json", "yaml", "log", "ws"];
 
 /// Parse `script` without running it (and without a server): the report of its first syntax
 /// error, rendered as a failed run would show it. Run before connecting, so a typo costs no

@@ -112,3 +112,20 @@ fn the_method_form_fp_call_is_gone() {
     assert!(!err.is_empty());
     assert_eq!(e.eval::<i64>("let f = |x| x + 1; call(f, 1)").unwrap(), 2);
 }
+
+/// The parse-only check run before connecting knows every namespace the run registers
+/// (`ws::connect` was refused by it as an undefined module).
+#[test]
+fn the_check_before_connecting_accepts_every_static_module() {
+    for code in [
+        r#"let c = ws::connect("ws://127.0.0.1:1/");"#,
+        r#"json::parse("1");"#,
+        r#"yaml::parse("a: 1");"#,
+        r#"log::info("x");"#,
+    ] {
+        let script = super::Script::inline(code.to_owned());
+        assert_eq!(super::check(&script), Ok(()), "{code}");
+    }
+    let unknown = super::Script::inline("nope::f();".to_owned());
+    assert!(super::check(&unknown).is_err());
+}
