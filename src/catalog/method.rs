@@ -16,7 +16,7 @@ pub struct MethodInfo {
     pub description: Option<String>,
     /// The short description midcli shows (usually the docstring's first sentence).
     pub cli_description: Option<String>,
-    /// A job method: the call returns a job id (`protocol.md` §4).
+    /// A job method: the call returns a job id (`docs/middleware.md` §4).
     pub job: bool,
     /// A query method: accepts `(filters, options)`.
     pub filterable: bool,

@@ -1,7 +1,7 @@
 //! Reading TrueNAS's argument schemas: the few helpers that both the docs and the validator use,
 //! so that "what is this field's type / is it required / what are its properties" has one answer.
 //!
-//! The schemas are pydantic JSON schemas with TrueNAS's changes (see `protocol.md` §6.1):
+//! The schemas are pydantic JSON schemas with TrueNAS's changes (see `docs/middleware.md` §6.1):
 //! `$ref`s are inlined, every property carries `_name_` and `_required_`, objects carry
 //! `_attrs_order_`, and array `items` is wrapped in a list (`"items": [{…}]`, or `[]` for "any").
 //! Everything here is lenient: a missing or odd key reads as "no constraint".

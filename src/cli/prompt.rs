@@ -50,8 +50,10 @@ impl Prompter for Terminal {
         }
         #[cfg(not(unix))]
         {
-            eprint!("{prompt}");
-            let _ = std::io::stderr().flush();
+            // A closed stderr is no reason to panic: the question goes unseen, the answer is read.
+            let mut err = std::io::stderr();
+            let _ = err.write_all(prompt.as_bytes());
+            let _ = err.flush();
             let mut line = String::new();
             std::io::stdin().lock().read_line(&mut line).ok()?;
             Some(line.trim().to_owned())

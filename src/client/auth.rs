@@ -1,4 +1,4 @@
-//! Logging in (`protocol.md` §2): password (+ OTP), API key (SCRAM-SHA-512 where the server
+//! Logging in (`docs/middleware.md` §2): password (+ OTP), API key (SCRAM-SHA-512 where the server
 //! offers it, else plain), and token; with the rule that an API key never goes in plain text
 //! over an insecure transport, where the server would revoke it (§1.5).
 //!
@@ -118,7 +118,7 @@ pub(crate) struct LoginContext {
     pub(crate) refuse_plain_key: bool,
 }
 
-/// Refuse to send an API key where the server would revoke it (`protocol.md` §1.5): over
+/// Refuse to send an API key where the server would revoke it (`docs/middleware.md` §1.5): over
 /// plain `ws://` to a host other than this machine. Checked before connecting.
 pub fn check_key_safety(endpoint: &Endpoint, credentials: Option<&Credentials>) -> Result<()> {
     if matches!(credentials, Some(Credentials::ApiKey { .. })) && !endpoint.is_secure_transport() {
@@ -194,7 +194,7 @@ impl Connection {
         Ok(info)
     }
 
-    /// The boolean login methods of the legacy dialect (`protocol.md` §1.4).
+    /// The boolean login methods of the legacy dialect (`docs/middleware.md` §1.4).
     async fn login_legacy(&self, credentials: &Credentials) -> Result<LoginInfo> {
         let (method, params, mechanism) = match credentials {
             Credentials::Password {
@@ -341,7 +341,7 @@ impl Connection {
     }
 
     /// Does the server offer SCRAM? `auth.mechanism_choices` fails while unauthenticated on
-    /// 25.04.2–25.10.2 (`protocol.md` §8.3); that, like its absence, means no.
+    /// 25.04.2–25.10.2 (`docs/middleware.md` §8.3); that, like its absence, means no.
     async fn offers_scram(&self) -> bool {
         match self.ask("auth.mechanism_choices", vec![]).await {
             Ok(Value::Array(choices)) => choices.iter().any(|c| c.as_str() == Some("SCRAM")),

@@ -10,7 +10,7 @@ use crate::protocol::{ErrorData, ErrorObject, ValidationEntry, codes, errno};
 /// A failure reported by the server: a JSON-RPC error object, a legacy `/websocket` error
 /// object, or a job that ended FAILED.
 ///
-/// It carries everything the middleware sends (`protocol.md` §3.2): code, message, errno,
+/// It carries everything the middleware sends (`docs/middleware.md` §3.2): code, message, errno,
 /// errname, reason, extra and trace. Validation failures (-32602, or a job whose
 /// `exc_info.type` is `VALIDATION`) expose their `[attribute, message, errno]` triples through
 /// [`ServerError::validation`].
@@ -60,7 +60,7 @@ impl ServerError {
         }
     }
 
-    /// Build from a legacy `/websocket` error object (`protocol.md` §1.4). There is no
+    /// Build from a legacy `/websocket` error object (`docs/middleware.md` §1.4). There is no
     /// JSON-RPC code; `type: "VALIDATION"` marks validation failures (errno EAGAIN for a list
     /// of them, the error's own errno for a single one; the triples are in `extra`).
     pub fn from_legacy(method: &str, e: LegacyError) -> Self {
@@ -86,7 +86,7 @@ impl ServerError {
         }
     }
 
-    /// Build from a FAILED job object (`protocol.md` §4.3, §4.6).
+    /// Build from a FAILED job object (`docs/middleware.md` §4.3, §4.6).
     pub fn from_failed_job(method: &str, job: &Value) -> Self {
         let exc = job.get("exc_info").filter(|v| !v.is_null());
         let is_validation =
@@ -228,7 +228,7 @@ pub enum AuthError {
     /// The OTP was refused.
     #[error("login refused: wrong one-time password")]
     OtpRejected,
-    /// The client refused to send an API key where the server would revoke it (`protocol.md` §1.5).
+    /// The client refused to send an API key where the server would revoke it (`docs/middleware.md` §1.5).
     #[error(
         "refusing to send an API key over plain ws:// to {host}: TrueNAS revokes an API key used over an insecure connection. Use wss:// (or --host {host})"
     )]
@@ -327,7 +327,7 @@ pub enum Error {
         /// Why the last attempt failed, and how long it tried.
         detail: String,
     },
-    /// A message that the server would refuse by closing the connection (`protocol.md` §3.3).
+    /// A message that the server would refuse by closing the connection (`docs/middleware.md` §3.3).
     #[error(
         "{method}: the request is {size} characters; the server accepts at most {limit} per message {when} and would close the connection"
     )]
@@ -420,7 +420,7 @@ impl Error {
     }
 
     /// The error for a close frame (or a lost connection), with what it means
-    /// (`protocol.md` §3.4, §1.4, §8.7).
+    /// (`docs/middleware.md` §3.4, §1.4, §8.7).
     pub fn closed(code: Option<u16>, reason: &str, url: &str) -> Error {
         let explanation = match code {
             Some(1000) => format!(

@@ -1,4 +1,4 @@
-//! Event subscriptions (`protocol.md` §5): `core.subscribe` / `core.unsubscribe`, routing of
+//! Event subscriptions (`docs/middleware.md` §5): `core.subscribe` / `core.unsubscribe`, routing of
 //! `collection_update` by the exact collection string, and `notify_unsubscribed`. On the legacy
 //! dialect the same happens with `sub` / `unsub`, `added` / `changed` / `removed` and `nosub`
 //! (§1.4, §5.6); the connection translates, this module does not notice.
@@ -59,7 +59,7 @@ impl Router {
                 {
                     self.jobs.record(job.clone());
                 }
-                // A `*` subscription receives every event as well (`protocol.md` §5.1).
+                // A `*` subscription receives every event as well (`docs/middleware.md` §5.1).
                 let wildcard = self.entries.get("*").filter(|_| update.collection != "*");
                 for entry in self
                     .entries
@@ -303,7 +303,7 @@ impl Client {
     ///
     /// The listener is registered before `core.subscribe` is sent, so nothing is missed,
     /// including the `notify_unsubscribed` that reports bad source arguments *before* the
-    /// subscribe reply (`protocol.md` §5.3).
+    /// subscribe reply (`docs/middleware.md` §5.3).
     pub async fn subscribe(&self, name: &str) -> Result<Subscription> {
         let (id, rx, dropped, is_new) = self.link.router().add_listener(name);
         let mut sub = Subscription {

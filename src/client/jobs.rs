@@ -1,4 +1,4 @@
-//! Waiting for middleware jobs (`protocol.md` §4), in legacy job mode, which every version
+//! Waiting for middleware jobs (`docs/middleware.md` §4), in legacy job mode, which every version
 //! speaks: the call answers at once with a job id, and the outcome arrives as `core.get_jobs`
 //! events. The same on both dialects: on the legacy `/websocket` the subscription is a `sub`
 //! and the events are `added` / `changed` frames (§1.4).

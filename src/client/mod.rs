@@ -1,6 +1,6 @@
 //! A tokio client for the TrueNAS middleware WebSocket API.
 //!
-//! It speaks both wire dialects behind one API (`protocol.md` §1.2): JSON-RPC 2.0 on
+//! It speaks both wire dialects behind one API (`docs/middleware.md` §1.2): JSON-RPC 2.0 on
 //! `/api/current` (TrueNAS 25.04 and later), and the legacy DDP-like protocol on `/websocket`
 //! (§1.4), the only one TrueNAS 24.10 "Electric Eel" has. The URL picks the dialect: a path
 //! ending in `/websocket` is legacy, anything else JSON-RPC. With
@@ -56,7 +56,7 @@ pub struct ConnectOptions {
     /// in `/websocket`, JSON-RPC otherwise.
     pub dialect: Option<Dialect>,
     /// When the URL is `…/api/current` and the server answers its handshake with HTTP 404
-    /// (TrueNAS 24.10 has no JSON-RPC endpoint, `protocol.md` §0.1), connect once more to
+    /// (TrueNAS 24.10 has no JSON-RPC endpoint, `docs/middleware.md` §0.1), connect once more to
     /// `/websocket` on the same host with the legacy dialect. Off by default; see
     /// [`ConnectOptions::for_host`].
     pub legacy_fallback: bool,

@@ -1,6 +1,6 @@
 //! The connection core: one writer task, one reader task, replies matched to calls by id.
 //!
-//! Two wire dialects share everything but the framing (`protocol.md` §1.2): JSON-RPC 2.0 on
+//! Two wire dialects share everything but the framing (`docs/middleware.md` §1.2): JSON-RPC 2.0 on
 //! `/api/current`, and the legacy DDP-like protocol of `/websocket` (§1.4), the only one
 //! TrueNAS 24.10 speaks. Only encoding a request and decoding a frame differ; the pending
 //! map, the in-flight cap, size limits, keepalive, the event router and the job table are
@@ -8,17 +8,17 @@
 //!
 //! - Ids are integers from 1, so transcripts are deterministic (rendered as strings, `"1"`,
 //!   `"2"`, … on the legacy dialect, whose ids are strings).
-//! - Replies may come out of order, with notifications in between (`protocol.md` §1.3).
+//! - Replies may come out of order, with notifications in between (`docs/middleware.md` §1.3).
 //! - On the legacy dialect the client sends `connect` and waits for `connected` before
 //!   anything else; `core.subscribe` / `core.unsubscribe` become `sub` / `unsub` frames, a
 //!   `ready` answers the `sub` with the client's own id, and `nosub` ends a subscription
 //!   (§1.4, §5.6).
 //! - At most `max_in_flight` calls are outstanding; more wait here, so the server never has to
-//!   answer -32000 (`protocol.md` §3.6: 10 run, 10 more queue, the 21st is refused).
-//! - Messages the server would answer by closing the socket (`protocol.md` §3.3) are refused
+//!   answer -32000 (`docs/middleware.md` §3.6: 10 run, 10 more queue, the 21st is refused).
+//! - Messages the server would answer by closing the socket (`docs/middleware.md` §3.3) are refused
 //!   before they are sent.
 //! - A silent peer is detected with WebSocket pings, which the server answers without involving
-//!   the middleware (and which the rate limiter never sees, `protocol.md` §3.4). The DDP `ping`
+//!   the middleware (and which the rate limiter never sees, `docs/middleware.md` §3.4). The DDP `ping`
 //!   is never used: 25.04 and later ignore it (§1.4).
 
 use std::collections::HashMap;
@@ -52,7 +52,7 @@ pub enum Direction {
 /// Receives every frame (already redacted) for `--trace` transcripts.
 pub type Tracer = Arc<dyn Fn(Direction, &str) + Send + Sync>;
 
-/// Message size limits (`protocol.md` §3.3), counted in characters.
+/// Message size limits (`docs/middleware.md` §3.3), counted in characters.
 const MAX_ANONYMOUS_CHARS: usize = 8192;
 const MAX_AUTHENTICATED_CHARS: usize = 65536;
 const MAX_EXEMPT_CHARS: usize = 2 * 1024 * 1024;
@@ -279,7 +279,7 @@ impl Connection {
             .await
     }
 
-    /// Subscribe to `name` (`protocol.md` §5.1, §1.4) and return the server's id for it:
+    /// Subscribe to `name` (`docs/middleware.md` §5.1, §1.4) and return the server's id for it:
     /// `core.subscribe` on JSON-RPC; a `sub` frame on the legacy dialect, where the id is the
     /// client's own and `ready` confirms it.
     pub(crate) async fn subscribe(&self, name: &str) -> Result<String> {
@@ -316,7 +316,7 @@ impl Connection {
         }
     }
 
-    /// The legacy handshake (`protocol.md` §1.4, §7.2): send `connect`, wait for `connected`.
+    /// The legacy handshake (`docs/middleware.md` §1.4, §7.2): send `connect`, wait for `connected`.
     /// `failed` means the server does not speak this protocol version.
     pub(crate) async fn handshake(&self, timeout: Duration) -> Result<()> {
         let (tx, rx) = oneshot::channel();

@@ -263,7 +263,7 @@ impl Endpoint {
         }
     }
 
-    /// Would the server consider this transport secure (`protocol.md` §1.1): TLS, or loopback?
+    /// Would the server consider this transport secure (`docs/middleware.md` §1.1): TLS, or loopback?
     pub fn is_secure_transport(&self) -> bool {
         self.tls || self.is_loopback()
     }
@@ -273,7 +273,7 @@ impl Endpoint {
         self.path.trim_end_matches('/').ends_with("/websocket")
     }
 
-    /// The dialect this URL speaks (`protocol.md` §1.2): the legacy one for a path ending in
+    /// The dialect this URL speaks (`docs/middleware.md` §1.2): the legacy one for a path ending in
     /// `/websocket`, JSON-RPC 2.0 for anything else.
     pub fn dialect(&self) -> Dialect {
         if self.is_legacy() {
@@ -307,7 +307,7 @@ impl Endpoint {
     }
 }
 
-/// The two wire dialects of the middleware (`protocol.md` §1.2).
+/// The two wire dialects of the middleware (`docs/middleware.md` §1.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Dialect {
     /// JSON-RPC 2.0 on `/api/current` (and `/api/vX.Y.Z`), TrueNAS 25.04 and later.

@@ -1,4 +1,4 @@
-//! Custom apps (`apps-and-peers.md` §1.2–§1.5, §1.9): `app.*` lifecycle jobs with the real
+//! Custom apps (`docs/apps.md` §1.2–§1.5, §1.9): `app.*` lifecycle jobs with the real
 //! progress messages, the app entry derived from the compose services, `app.query` events, and
 //! `docker.status`.
 //!
@@ -495,7 +495,7 @@ impl App {
         Value::Object(m)
     }
 
-    /// The app entry (`apps-and-peers.md` §1.4). `state_override` is for the STOPPING event.
+    /// The app entry (`docs/apps.md` §1.4). `state_override` is for the STOPPING event.
     fn entry(
         &self,
         version: ServerVersion,
@@ -737,7 +737,7 @@ fn validate_payload(
     Ok(compose)
 }
 
-/// Pydantic checks of `app_create` (run inside the job, Corrections 1).
+/// Pydantic checks of `app_create` (run inside the job, `docs/middleware.md` §4.2).
 fn validate_create_args(p: &[Value]) -> Result<Map<String, Value>, MockError> {
     args::at_most(p, 1)?;
     let data = args::dict(p, 0, "app_create")?;
@@ -972,7 +972,7 @@ fn require_app(shared: &Shared, name: &str) -> Result<(), MockError> {
 }
 
 /// `app.create [app_create]` (job). Progress as `custom_app.py`; duplicate name → CallError
-/// EEXIST inside the job (Corrections 7).
+/// EEXIST inside the job (`docs/apps.md` §1.2).
 async fn create(j: JobCtx, p: Vec<Value>) -> Result<Value, MockError> {
     let data = validate_create_args(&p)?;
     let name = data

@@ -1,4 +1,4 @@
-//! Authentication (`protocol.md` §1.5, §2): the `auth.login_ex` state machine (PASSWORD_PLAIN,
+//! Authentication (`docs/middleware.md` §1.5, §2): the `auth.login_ex` state machine (PASSWORD_PLAIN,
 //! API_KEY_PLAIN, TOKEN_PLAIN, OTP_TOKEN, SCRAM on 26), the old boolean login methods, tokens,
 //! `auth.me`, `auth.logout` and `auth.mechanism_choices`.
 
@@ -51,7 +51,7 @@ pub(crate) enum Cred {
 }
 
 impl LoggedIn {
-    /// `credentials` of a job object (`protocol.md` §4.3).
+    /// `credentials` of a job object (`docs/middleware.md` §4.3).
     pub fn credentials(&self) -> Value {
         match self.cred {
             Cred::Password => {

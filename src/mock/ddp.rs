@@ -1,4 +1,4 @@
-//! The legacy DDP-like framing of `/websocket` (`protocol.md` §1.4, §3.4, §5.6): the only API
+//! The legacy DDP-like framing of `/websocket` (`docs/middleware.md` §1.4, §3.4, §5.6): the only API
 //! of the 24.10 profile, served by every profile.
 //!
 //! Method calls go through the same [`start_call`](super::transport::start_call) and
@@ -101,7 +101,7 @@ pub(crate) fn on_message(
 }
 
 /// `sub`: `ready` once subscribed; bad source arguments send `nosub` before it (as on
-/// JSON-RPC, Corrections 9).
+/// JSON-RPC, `docs/middleware.md` §5.3).
 fn subscribe(shared: &Arc<Shared>, conn: &Arc<Conn>, id: Value, name: Option<&str>) {
     let Some(name) = name else {
         let e = plain_error(errno::EINVAL, "Message is malformed: 'name' is absent.");

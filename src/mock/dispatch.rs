@@ -1,5 +1,5 @@
 //! Method dispatch, independent of the wire framing: the method table, the authentication and
-//! rate-limit gates (`protocol.md` §2.1, §2.4, §2.5), schema checks, and job launching (§4.2).
+//! rate-limit gates (`docs/middleware.md` §2.1, §2.4, §2.5), schema checks, and job launching (§4.2).
 //!
 //! Both framings, JSON-RPC (`rpc.rs`) and the legacy DDP of `/websocket` (`ddp.rs`), call
 //! [`dispatch`] with a method name and positional params and turn the outcome into a reply.
@@ -84,9 +84,9 @@ pub(crate) enum Access {
     Anonymous,
     /// A login is needed.
     Login,
-    /// `core.ping`: login on 25.04, anonymous from 25.10 (Corrections 4).
+    /// `core.ping`: login on 25.04, anonymous from 25.10 (`docs/middleware.md` §2.1).
     AnonymousFrom25_10,
-    /// `core.get_methods`: anonymous up to 25.04, login from 25.10 (Corrections 12, §0.1).
+    /// `core.get_methods`: anonymous up to 25.04, login from 25.10 (`docs/middleware.md` §6.1, §0.1).
     AnonymousUntil25_04,
 }
 
@@ -106,7 +106,7 @@ impl Access {
 #[derive(Clone, Copy)]
 pub(crate) struct JobSpec {
     pub body: JobBody,
-    /// Transient jobs emit no `core.get_jobs` events (`protocol.md` §4.4).
+    /// Transient jobs emit no `core.get_jobs` events (`docs/middleware.md` §4.4).
     pub transient: bool,
     pub lock: Option<LockFn>,
     /// The first release on which `core.job_abort` may abort it; `None`: never abortable.
@@ -337,13 +337,13 @@ fn authorize(ctx: &Ctx) -> Result<(), MockError> {
 }
 
 /// Argument-schema check of a non-job method (-32602 with pydantic-like entries from the
-/// catalog). Job methods are checked inside the job instead (Corrections 1).
+/// catalog). Job methods are checked inside the job instead (`docs/middleware.md` §4.2).
 fn schema_check(ctx: &Ctx, _def: &MethodDef, params: &[Value]) -> Result<(), MockError> {
     catalog_validation(&ctx.method, params)
 }
 
 /// Does the rate limiter count this call to a no-auth method? Anonymous calls only, except on
-/// 24.10, which counted logged-in ones too (§2.5, Corrections 5).
+/// 24.10, which counted logged-in ones too (`docs/middleware.md` §2.5).
 fn counted(ctx: &Ctx) -> bool {
     !ctx.conn.logged_in() || ctx.version() == ServerVersion::V24_10
 }

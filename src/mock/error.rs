@@ -1,4 +1,4 @@
-//! Failures of mock methods and how the server renders them (`protocol.md` §3.2).
+//! Failures of mock methods and how the server renders them (`docs/middleware.md` §3.2).
 //!
 //! One [`MockError`] value becomes a JSON-RPC error object, a legacy `/websocket` error
 //! object, a job's `error`/`exception`/`exc_info`, or a `notify_unsubscribed` / `nosub` error,
@@ -147,7 +147,7 @@ impl MockError {
             "repr": self.repr(),
         });
         if version < ServerVersion::V26_0 {
-            // 25.04 through 26.0.0-BETA.2 also send `frames` (Corrections 11).
+            // 25.04 through 26.0.0-BETA.2 also send `frames` (`docs/middleware.md` §0.1).
             trace["frames"] = json!([{
                 "filename": "/usr/lib/python3/dist-packages/middlewared/main.py",
                 "lineno": 954,
@@ -173,7 +173,7 @@ impl MockError {
         }
     }
 
-    /// The JSON-RPC error object (`protocol.md` §3.2).
+    /// The JSON-RPC error object (`docs/middleware.md` §3.2).
     pub fn to_error_object(&self, method: &str, version: ServerVersion) -> ErrorObject {
         match self {
             MockError::MethodNotFound => ErrorObject {
@@ -194,7 +194,7 @@ impl MockError {
         }
     }
 
-    /// The legacy `/websocket` error object (`protocol.md` §1.4): no JSON-RPC code;
+    /// The legacy `/websocket` error object (`docs/middleware.md` §1.4): no JSON-RPC code;
     /// `type: "VALIDATION"` for validation errors, whose errno is EAGAIN for a list
     /// (ValidationErrors) and the error's own for a single ValidationError (InstanceNotFound);
     /// `trace` without `frames`.
@@ -247,7 +247,7 @@ impl MockError {
         }
     }
 
-    /// `exc_info` of a failed job (`protocol.md` §4.3).
+    /// `exc_info` of a failed job (`docs/middleware.md` §4.3).
     pub fn exc_info(&self) -> Value {
         match self {
             MockError::Validation(v) => json!({

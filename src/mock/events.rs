@@ -1,4 +1,4 @@
-//! Subscriptions (`protocol.md` §5): `core.subscribe` / `core.unsubscribe` (and the legacy
+//! Subscriptions (`docs/middleware.md` §5): `core.subscribe` / `core.unsubscribe` (and the legacy
 //! `sub` / `unsub`, §1.4, through [`start`] and [`stop`]), plain events routed by the exact
 //! `collection` string, and event sources with `name:{json}` arguments that end with
 //! `notify_unsubscribed` (legacy: `nosub`).
@@ -157,7 +157,7 @@ async fn subscribe(ctx: Ctx, p: Vec<Value>) -> Result<Value, MockError> {
 
 /// Subscribe the connection of `ctx` to `name` under `id` (a server uuid on JSON-RPC, the
 /// client's id on legacy `sub`). Bad event-source arguments end it at once with
-/// `notify_unsubscribed` / `nosub`, before the reply (Corrections 9); a source starts once the
+/// `notify_unsubscribed` / `nosub`, before the reply (`docs/middleware.md` §5.3); a source starts once the
 /// reply is queued ([`Ctx::release`]).
 pub(crate) fn start(ctx: &Ctx, name: String, id: String) {
     let (short, raw) = match name.split_once(':') {

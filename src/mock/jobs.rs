@@ -1,5 +1,5 @@
 //! Jobs: ids from 1, WAITING → RUNNING → SUCCESS | FAILED | ABORTED, the full job object, and
-//! `core.get_jobs` events (`protocol.md` §4, `apps-and-peers.md` §1.5).
+//! `core.get_jobs` events (`docs/middleware.md` §4, `docs/apps.md` §1.5).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -69,7 +69,7 @@ pub(crate) struct JobRec {
 }
 
 impl JobRec {
-    /// The job object (`protocol.md` §4.3), `message_ids` from 25.10 on.
+    /// The job object (`docs/middleware.md` §4.3), `message_ids` from 25.10 on.
     pub fn encode(&self, version: ServerVersion) -> Value {
         let mut m = Map::new();
         m.insert("id".into(), self.id.into());
@@ -255,7 +255,7 @@ impl JobCtx {
     }
 }
 
-/// Secret fields of job arguments, shown as `"********"` (`apps-and-peers.md` §1.2).
+/// Secret fields of job arguments, shown as `"********"` (`docs/apps.md` §1.2).
 const SECRET_ARGS: &[&str] = &[
     "custom_compose_config",
     "custom_compose_config_string",
@@ -471,7 +471,7 @@ async fn run(
         .jobs
         .with(id, |j| j.method.clone())
         .unwrap_or_default();
-    // Corrections 1: on /api/current the argument schema is checked inside the job.
+    // `docs/middleware.md` §4.2: on /api/current the argument schema is checked inside the job.
     if let Err(e) = super::dispatch::catalog_validation(&method, &params) {
         finish(&shared, id, Outcome::Failed(e));
         return;
@@ -618,7 +618,7 @@ async fn job_wait(jctx: JobCtx, p: Vec<Value>) -> Result<Value, MockError> {
 }
 
 /// `pool.scrub.scrub [name, action="START"]`: a TRANSIENT job on the real server (no
-/// `core.get_jobs` events, `apps-and-peers.md` §1.5), here over the one mock pool `tank`.
+/// `core.get_jobs` events, `docs/apps.md` §1.5), here over the one mock pool `tank`.
 async fn scrub(jctx: JobCtx, p: Vec<Value>) -> Result<Value, MockError> {
     let name = args::string(&p, 0, "name")?;
     let action = match p.get(1) {

@@ -2,11 +2,11 @@
 //!
 //! It speaks the JSON-RPC 2.0 WebSocket dialect of `/api/current` and the legacy DDP-like
 //! dialect of `/websocket` (§1.4; the only one of the 24.10 profile) the way the real
-//! middleware does (`protocol.md` §1.3, §2–§6, the checklist in §10 and the Corrections at its end): no
+//! middleware does (`docs/middleware.md` §1.3, §2–§6): no
 //! greeting, concurrent calls with out-of-order replies, the real error codes and `data`, close
 //! codes, the `auth.login_ex` state machine (incl. SCRAM on 26), the rate limit, jobs with their
 //! `core.get_jobs` events, subscriptions and event sources, and stateful custom apps
-//! (`apps-and-peers.md` Part 1).
+//! (`docs/apps.md` §1).
 //!
 //! The mock shares only [`crate::protocol`] with the client. Layout:
 //! - `transport.rs`: listener, TLS, HTTP routing, WebSocket framing, size
@@ -60,7 +60,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use transcript::{Transcript, TranscriptEvent, TranscriptLine};
 
-/// The server release the mock pretends to be (`protocol.md` §0.1 version matrix).
+/// The server release the mock pretends to be (`docs/middleware.md` §0.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ServerVersion {
     /// TrueNAS 24.10 "Electric Eel" (24.10.2.4): only the legacy DDP-like `/websocket`
@@ -105,7 +105,7 @@ impl ServerVersion {
         }
     }
 
-    /// The API versions `GET /api/versions` lists (`protocol.md` §1.1; `v24.10` is hidden).
+    /// The API versions `GET /api/versions` lists (`docs/middleware.md` §1.1; `v24.10` is hidden).
     /// None on 24.10, which has no `/api` routes at all.
     pub fn api_versions(self) -> Vec<&'static str> {
         if self == ServerVersion::V24_10 {
@@ -126,7 +126,7 @@ impl ServerVersion {
         v
     }
 
-    /// Does this release serve JSON-RPC on `/api/…`? (Not 24.10, `protocol.md` §0.1.)
+    /// Does this release serve JSON-RPC on `/api/…`? (Not 24.10, `docs/middleware.md` §0.1.)
     pub fn has_jsonrpc(self) -> bool {
         self >= ServerVersion::V25_04
     }
@@ -200,7 +200,7 @@ pub struct MockApiKey {
     pub expired: bool,
 }
 
-/// The rate limit for anonymous calls to no-auth methods (`protocol.md` §2.5, Corrections 5).
+/// The rate limit for anonymous calls to no-auth methods (`docs/middleware.md` §2.5).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RateLimitConfig {
     /// Calls allowed per `(method, ip)` per window (real: 20).
@@ -259,7 +259,7 @@ pub struct MockConfig {
     pub version: ServerVersion,
     /// Treat plain `ws://` as a secure transport. Default `false`: plain ws is INSECURE, as for
     /// a remote peer (the real server trusts loopback, but the mock stands in for a remote NAS),
-    /// so `API_KEY_PLAIN` over ws revokes the key (`protocol.md` §1.5).
+    /// so `API_KEY_PLAIN` over ws revokes the key (`docs/middleware.md` §1.5).
     pub plain_is_secure: bool,
     /// Rate limit settings.
     pub rate_limit: RateLimitConfig,

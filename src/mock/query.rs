@@ -1,4 +1,4 @@
-//! The query-filters / query-options engine of filterable methods (`protocol.md` §6.3),
+//! The query-filters / query-options engine of filterable methods (`docs/middleware.md` §6.3),
 //! written once and used by `core.get_jobs`, `app.query` and `user.query`.
 //!
 //! Filters: `[field, op, value]` ANDed at the top level; ops `= != > >= < <= ~ in nin rin rnin

@@ -1,4 +1,4 @@
-//! The JSON-RPC 2.0 framing of `/api/current` (`protocol.md` §3.1, §3.2): parse errors,
+//! The JSON-RPC 2.0 framing of `/api/current` (`docs/middleware.md` §3.1, §3.2): parse errors,
 //! envelope checks, and reply building. Method execution lives in `dispatch.rs`, so a legacy
 //! DDP framing can reuse it.
 

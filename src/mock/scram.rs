@@ -1,4 +1,4 @@
-//! Server side of SCRAM-SHA-512 API-key login (`protocol.md` §2.3, TrueNAS 26+).
+//! Server side of SCRAM-SHA-512 API-key login (`docs/middleware.md` §2.3, TrueNAS 26+).
 //!
 //! RFC 5802 with SHA-512: the username is `name:keyid`, the "password" is the key material after
 //! the `<id>-` prefix. As the server's SCRAM library does, the client nonce must decode to

@@ -264,7 +264,7 @@ impl Shared {
     }
 
     /// Send a plain-event `collection_update` to every connection subscribed to `name` (or `*`)
-    /// that `visible` allows: one copy per connection (`protocol.md` §5.1).
+    /// that `visible` allows: one copy per connection (`docs/middleware.md` §5.1).
     pub fn publish(
         &self,
         update: crate::protocol::CollectionUpdate,
@@ -313,7 +313,7 @@ pub(crate) enum Outbound {
     Drop,
 }
 
-/// The wire dialect of a connection, chosen by its path (`protocol.md` §1.2).
+/// The wire dialect of a connection, chosen by its path (`docs/middleware.md` §1.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Framing {
     /// JSON-RPC 2.0 (`/api/current`, `/api/vX.Y.Z`).
@@ -341,7 +341,7 @@ pub(crate) struct Conn {
     /// DDP only: `connect` was accepted (until then every message gets `failed`).
     pub ddp_connected: std::sync::atomic::AtomicBool,
     out: mpsc::UnboundedSender<Outbound>,
-    /// TLS or trusted transport (`protocol.md` §1.1 "secure transport").
+    /// TLS or trusted transport (`docs/middleware.md` §1.1 "secure transport").
     pub secure: bool,
     /// The connection runs over TLS (channel binding possible).
     pub tls: bool,
@@ -349,7 +349,7 @@ pub(crate) struct Conn {
     pub session: Mutex<Session>,
     pub options: Mutex<ConnOptions>,
     pub subs: Mutex<Vec<Sub>>,
-    /// Calls in flight (running + queued), for the 20-call limit (`protocol.md` §3.6).
+    /// Calls in flight (running + queued), for the 20-call limit (`docs/middleware.md` §3.6).
     pub in_flight: AtomicUsize,
     /// 10 running calls at most.
     pub running: Arc<Semaphore>,
@@ -432,7 +432,7 @@ impl Conn {
     }
 }
 
-/// Fixed-window rate limiter keyed by `(method, ip)` (`protocol.md` §2.5).
+/// Fixed-window rate limiter keyed by `(method, ip)` (`docs/middleware.md` §2.5).
 #[derive(Debug, Default)]
 pub(crate) struct RateLimiter {
     windows: HashMap<(String, IpAddr), (tokio::time::Instant, u32)>,

@@ -19,7 +19,7 @@ pub(crate) fn methods() -> Vec<MethodDef> {
             .access(Access::Anonymous)
             .not_rate_limited()
             .since(ServerVersion::V25_04),
-        // §5.5: removed in 25.04 (Corrections 2).
+        // Removed in 25.04 (`docs/middleware.md` §5.5).
         MethodDef::call("core.get_events", handler!(get_events)).until(ServerVersion::V24_10),
         MethodDef::call("system.info", handler!(system_info)),
         MethodDef::call("user.query", handler!(user_query)).filterable(),
@@ -34,7 +34,7 @@ async fn ping(_ctx: Ctx, p: Vec<Value>) -> Result<Value, MockError> {
     Ok("pong".into())
 }
 
-/// `core.get_methods [service=null, target="WS"]` (`protocol.md` §6.1): the bundled catalog's
+/// `core.get_methods [service=null, target="WS"]` (`docs/middleware.md` §6.1): the bundled catalog's
 /// full 25.04 entries keyed by name, filtered by auth (anonymous connections see only no-auth
 /// methods) and by `service`. `target` is accepted and ignored. The same 25.04 dump is served
 /// for every imitated version, less the methods of the mock's table that the version lacks.

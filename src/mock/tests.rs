@@ -1412,7 +1412,7 @@ async fn the_24_10_profile_has_only_websocket_and_its_own_methods() {
     let methods = methods["result"].as_object().expect("methods");
     assert!(methods.contains_key("auth.login"));
     assert!(!methods.contains_key("auth.login_ex"));
-    // core.ping needs a login on 24.10 (Corrections 4), and the reason has no prefix (§1.4).
+    // core.ping needs a login on 24.10 (`docs/middleware.md` §2.1), and the reason has no prefix (§1.4).
     let r = c.method("core.ping", json!([])).await;
     assert_eq!(r["error"]["error"], 207);
     assert_eq!(r["error"]["reason"], "Not authenticated");
@@ -1438,7 +1438,7 @@ async fn the_24_10_profile_has_only_websocket_and_its_own_methods() {
     assert_eq!(c.method("core.ping", json!([])).await["result"], "pong");
     s.shutdown().await;
 
-    // core.get_events is gone from 25.04 on (Corrections 2).
+    // core.get_events is gone from 25.04 on (`docs/middleware.md` §5.5).
     let s = server().await;
     let mut c = Raw::connect(&s).await;
     c.login().await;

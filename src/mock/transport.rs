@@ -1,5 +1,5 @@
 //! Listener, TLS, HTTP routing, WebSocket framing, size limits and close codes
-//! (`protocol.md` §1.1, §1.3, §3.3, §3.4, §3.6).
+//! (`docs/middleware.md` §1.1, §1.3, §3.3, §3.4, §3.6).
 //!
 //! The HTTP request head is read here (not by tungstenite) so that `GET /api/versions` can be
 //! answered and unknown paths get a real HTTP 404 before any upgrade; WebSocket paths then get
@@ -37,7 +37,7 @@ use crate::protocol::Response;
 const BINARY_REASON: &str = "Invalid websocket message type: <WSMsgType.BINARY: 2>";
 const ANON_TOO_BIG: &str = "Anonymous connection max message length is 8 kB";
 const AUTH_TOO_BIG: &str = "Max message length is 64 kB";
-/// Limits in characters of the decoded text (§3.3, Corrections 6).
+/// Limits in characters of the decoded text (`docs/middleware.md` §3.3).
 const ANON_LIMIT: usize = 8192;
 const AUTH_LIMIT: usize = 65536;
 /// Messages of these methods may be up to [`EXTENDED_LIMIT`] characters after login.

@@ -1,4 +1,4 @@
-//! The legacy DDP-like protocol of `/websocket` (`protocol.md` §1.4, §5.6): the only API of
+//! The legacy DDP-like protocol of `/websocket` (`docs/middleware.md` §1.4, §5.6): the only API of
 //! TrueNAS 24.10, still served by 25.04 and later.
 //!
 //! Every frame is one JSON object whose kind is its `msg` key:
@@ -19,7 +19,7 @@ use super::message::{CollectionUpdate, ErrorData, ValidationEntry};
 /// The protocol version this dialect speaks (`connect.version`).
 pub const VERSION: &str = "1";
 
-/// The legacy error object (`protocol.md` §1.4): errno, its name, `type` (`"VALIDATION"` or
+/// The legacy error object (`docs/middleware.md` §1.4): errno, its name, `type` (`"VALIDATION"` or
 /// null), reason, trace and extra. There is no JSON-RPC code.
 ///
 /// Validation failures have `type: "VALIDATION"` and `[attribute, message, errno]` triples in

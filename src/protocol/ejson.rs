@@ -1,4 +1,4 @@
-//! TrueNAS extended JSON (`protocol.md` §3.5): `{"$date": ms}` and friends.
+//! TrueNAS extended JSON (`docs/middleware.md` §3.5): `{"$date": ms}` and friends.
 //!
 //! Values travel through midscript untouched, so anything a user got back can be sent back as
 //! it came. These helpers decode the markers only where a person reads them ([`humanize`]).

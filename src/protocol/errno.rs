@@ -1,4 +1,4 @@
-//! errno numbers and the names TrueNAS gives them (`protocol.md` §3.2).
+//! errno numbers and the names TrueNAS gives them (`docs/middleware.md` §3.2).
 //!
 //! Linux names for the common numbers, the TrueNAS custom errnos 201..=210, and `EZFS_*` for
 //! 2000..=2100 as a generic name. Anything else is `EUNKNOWN`, as the server says.

@@ -1,9 +1,9 @@
-//! JSON-RPC 2.0 envelopes as TrueNAS uses them (`protocol.md` §3.1, §3.2, §5.2, §5.3).
+//! JSON-RPC 2.0 envelopes as TrueNAS uses them (`docs/middleware.md` §3.1, §3.2, §5.2, §5.3).
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-/// JSON-RPC error codes the middleware sends (`protocol.md` §3.2). No others exist: a client
+/// JSON-RPC error codes the middleware sends (`docs/middleware.md` §3.2). No others exist: a client
 /// must not invent codes, and the mock must not send any other.
 pub mod codes {
     /// Unparseable JSON, a batch array, or a non-object message. Always `id: null`.
@@ -54,7 +54,7 @@ impl Request {
     }
 }
 
-/// TrueNAS `error.data` (`protocol.md` §3.2): errno, its name, a human reason (`[ERRNAME] msg`),
+/// TrueNAS `error.data` (`docs/middleware.md` §3.2): errno, its name, a human reason (`[ERRNAME] msg`),
 /// the server traceback and validation triples.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct ErrorData {
@@ -207,7 +207,7 @@ impl EventKind {
     }
 }
 
-/// `collection_update` params (`protocol.md` §5.2). `collection` is the exact subscribed string,
+/// `collection_update` params (`docs/middleware.md` §5.2). `collection` is the exact subscribed string,
 /// `name:{json}` arguments included.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CollectionUpdate {
@@ -231,7 +231,7 @@ pub struct CollectionUpdate {
 pub enum Notification {
     /// `collection_update`.
     CollectionUpdate(CollectionUpdate),
-    /// `notify_unsubscribed` (`protocol.md` §5.3): an event source ended, with an error on failure.
+    /// `notify_unsubscribed` (`docs/middleware.md` §5.3): an event source ended, with an error on failure.
     NotifyUnsubscribed {
         /// The full subscribed name.
         collection: String,

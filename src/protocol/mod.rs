@@ -4,7 +4,8 @@
 //!
 //! Nothing in here knows about sockets or sessions. The mock shares only this module with the
 //! client, so a misunderstanding of the protocol on one side cannot be hidden by the same
-//! misunderstanding on the other (see `architecture.md`).
+//! misunderstanding on the other: the mock never uses client code, so the tests of one check
+//! the other only where both follow the documented protocol.
 
 pub mod channel_binding;
 pub mod ddp;

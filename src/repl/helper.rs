@@ -8,7 +8,7 @@
 //! - Elsewhere, Rhai keywords, registered functions, the session's own functions and the
 //!   variables in scope complete.
 //! - A line that does not parse yet because it ends too early (an open block, string or call)
-//!   continues on the next line (`rust-design.md` §4).
+//!   continues on the next line (Rhai reports it as an unexpected end of input).
 
 use std::borrow::Cow;
 use std::collections::BTreeSet;

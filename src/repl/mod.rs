@@ -2,7 +2,7 @@
 //! and scope, completion and hints from the server's method catalog, dot-commands, and events
 //! printed above the prompt.
 //!
-//! Threading (`rust-design.md` §1.2, §4): [`run`] is called on a plain thread of its own. It
+//! Threading: [`run`] is called on a plain thread of its own. It
 //! owns the editor and the engine; `readline` and the bindings block that thread while tokio
 //! drives the socket. Events of `subscribe("NAME")` are printed by tokio tasks through
 //! rustyline's external printer, so the line being typed is redrawn below them. Ctrl-C while a

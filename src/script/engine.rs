@@ -214,7 +214,7 @@ pub(crate) fn execute(
     script: Script,
     options: RunOptions,
 ) -> Finished {
-    // Timers and sockets created on this thread need the runtime's context (§1.2 pitfall 2).
+    // Timers and sockets created on this thread need the runtime's context (`Handle::enter`: without it tokio panics on the script thread).
     let _context = rt.enter();
     let console = options.console.clone();
     let sources = stdlib::new_sources();

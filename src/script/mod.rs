@@ -38,7 +38,7 @@
 //! - a dropped connection is re-established (see `client::ReconnectPolicy`); `job()` and
 //!   `wait_job()` carry on waiting across it.
 //!
-//! Threading (`rust-design.md` §1.2): the engine lives on its own `std::thread`; tokio keeps
+//! Threading: the engine lives on its own `std::thread`; tokio keeps
 //! owning the socket. Bindings block that thread with `Handle::block_on` around a future that
 //! also watches the run's [`CancellationToken`] and the `subscribe` subscriptions, and script
 //! callbacks run between those waits, never inside one.

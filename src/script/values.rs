@@ -1,4 +1,4 @@
-//! JSON values to Rhai values and back (`rust-design.md` §1.5).
+//! JSON values to Rhai values and back.
 //!
 //! - `null` is `()`, objects are maps, arrays are arrays, strings, booleans as they are.
 //! - Integers that fit an `i64` stay integers; floats stay floats, so `1.0` comes back as
