@@ -35,6 +35,7 @@ pub mod journal;
 pub mod load;
 pub mod merge;
 pub mod paths;
+pub mod request;
 pub mod uploads;
 
 use std::collections::BTreeMap;

@@ -22,6 +22,7 @@ use serde_json::{Value, json};
 use super::{Request, Response};
 use crate::client::Client;
 use crate::compose::deploy::{self, Action, DeployOptions, LIFECYCLE_LOG, Outcome, Remote};
+use crate::compose::request::{FileList, vars_from_json};
 use crate::compose::{self, Diff, Options};
 
 /// `present` or `absent`.
@@ -35,16 +36,6 @@ pub enum State {
     Absent,
 }
 
-/// One path or several.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-pub enum Files {
-    /// One file.
-    One(String),
-    /// Files merged in order.
-    Many(Vec<String>),
-}
-
 /// The parameters of `compose`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -54,7 +45,7 @@ pub struct ComposeParams {
     /// The project directory.
     pub project_src: Option<String>,
     /// Compose files (relative to `project_src`), merged in order; default: the usual names.
-    pub files: Option<Files>,
+    pub files: Option<FileList>,
     /// The env file instead of `<project_src>/.env` (relative to `project_src`).
     pub env_file: Option<String>,
     /// Interpolation variables (win over `.env` and the environment).
@@ -92,29 +83,16 @@ impl ComposeParams {
     }
 
     fn options(&self) -> Options {
-        let files = match &self.files {
-            None => Vec::new(),
-            Some(Files::One(f)) => vec![self.at(f)],
-            Some(Files::Many(fs)) => fs.iter().map(|f| self.at(f)).collect(),
-        };
-        let vars = self
-            .vars
-            .iter()
-            .map(|(k, v)| {
-                let v = match v {
-                    Value::String(s) => s.clone(),
-                    Value::Null => String::new(),
-                    other => other.to_string(),
-                };
-                (k.clone(), v)
-            })
-            .collect();
+        let files = self
+            .files
+            .as_ref()
+            .map_or_else(Vec::new, |f| f.paths(|p| self.at(p)));
         Options {
             files,
             project_dir: self.project_dir(),
             name: self.name.clone(),
             env_file: self.env_file.as_deref().map(|f| self.at(f)),
-            vars,
+            vars: vars_from_json(&self.vars),
             environment: None,
             dataset_root: self.dataset_root.clone(),
         }

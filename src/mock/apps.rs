@@ -151,17 +151,7 @@ impl AppStore {
     pub fn seed(&self, name: &str, config: Value, crash: bool, now_ms: i64) {
         let mut i = lock(&self.inner);
         let seed = i.seed;
-        let (notes, portals) = extensions(&config);
-        let mut app = App {
-            name: name.to_owned(),
-            config,
-            state: AppState::Stopped,
-            containers: Vec::new(),
-            generation: 0,
-            notes,
-            portals,
-            metadata_error: None,
-        };
+        let mut app = App::new(name, config);
         app.deploy(seed, crash, now_ms);
         app.settle();
         i.apps.insert(name.to_owned(), app);
@@ -341,6 +331,21 @@ fn parse_volumes(app: &str, v: Option<&Value>) -> Vec<Value> {
 }
 
 impl App {
+    /// A new, stopped app with `config` as its compose document.
+    fn new(name: &str, config: Value) -> App {
+        let (notes, portals) = extensions(&config);
+        App {
+            name: name.to_owned(),
+            config,
+            state: AppState::Stopped,
+            containers: Vec::new(),
+            generation: 0,
+            notes,
+            portals,
+            metadata_error: None,
+        }
+    }
+
     fn services(&self) -> Vec<(String, Map<String, Value>)> {
         match self.config.get("services") {
             Some(Value::Object(s)) => s
@@ -1012,20 +1017,9 @@ async fn create(j: JobCtx, p: Vec<Value>) -> Result<Value, MockError> {
     j.progress(25, "Initial validation completed for custom app creation");
     j.step().await;
     j.progress(35, "Setting up App directory");
-    let (notes, portals) = extensions(&compose);
-    lock(&shared.apps.inner).apps.insert(
-        name.clone(),
-        App {
-            name: name.clone(),
-            config: compose,
-            state: AppState::Stopped,
-            containers: Vec::new(),
-            generation: 0,
-            notes,
-            portals,
-            metadata_error: None,
-        },
-    );
+    lock(&shared.apps.inner)
+        .apps
+        .insert(name.clone(), App::new(&name, compose));
     j.step().await;
     j.progress(60, "App installation in progress, pulling images");
     j.step().await;

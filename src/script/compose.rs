@@ -30,25 +30,18 @@ use super::values::{from_dynamic, to_dynamic};
 use crate::client::JobProgress;
 use crate::compose::deploy::{self, DeployError, DeployOptions, LIFECYCLE_LOG, Outcome};
 use crate::compose::journal::Journal;
+use crate::compose::request::{FileList, vars_from_json};
 use crate::compose::{self, ComposeError, Options, Project};
 use crate::protocol::errno;
 use crate::script::RunOptions;
 
 type RhaiResult = Result<Dynamic, Box<EvalAltResult>>;
 
-/// One path or several: `files: "compose.yaml"` or `files: ["compose.yaml", "prod.yaml"]`.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum OneOrMany {
-    One(String),
-    Many(Vec<String>),
-}
-
 /// The options map scripts pass (unknown keys are refused, so a typo is not silently ignored).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ScriptOptions {
-    files: Option<OneOrMany>,
+    files: Option<FileList>,
     name: Option<String>,
     env_file: Option<String>,
     vars: Option<BTreeMap<String, Value>>,
@@ -70,24 +63,8 @@ impl ScriptOptions {
     /// The library's [`Options`] for the project in `dir`; relative paths start at `base`.
     fn options(&self, base: &Path, dir: &str) -> Options {
         let at = |p: &str| -> PathBuf { base.join(p) };
-        let files = match &self.files {
-            None => Vec::new(),
-            Some(OneOrMany::One(f)) => vec![at(f)],
-            Some(OneOrMany::Many(fs)) => fs.iter().map(|f| at(f)).collect(),
-        };
-        let vars = self
-            .vars
-            .iter()
-            .flatten()
-            .map(|(k, v)| {
-                let v = match v {
-                    Value::String(s) => s.clone(),
-                    Value::Null => String::new(),
-                    other => other.to_string(),
-                };
-                (k.clone(), v)
-            })
-            .collect();
+        let files = self.files.as_ref().map_or_else(Vec::new, |f| f.paths(at));
+        let vars = vars_from_json(self.vars.iter().flatten());
         Options {
             files,
             project_dir: Some(at(dir)),

@@ -205,19 +205,22 @@ impl WsHandle {
             .map_err(|e| thrown(&e, pos))?;
         let mut reply = Box::pin(reply);
         let deadline = Instant::now() + Duration::from_millis(timeout_ms.max(0) as u64);
+        let timed_out = || {
+            self.0.conn.forget(&id);
+            script_error(
+                "timeout",
+                format!(
+                    "{}: no reply to request {id} within {timeout_ms} ms",
+                    self.0.conn.url()
+                ),
+                pos,
+            )
+        };
         loop {
             let conn = self.0.conn.clone();
             let left = remaining(Some(deadline)).unwrap_or_default();
             if left.is_zero() {
-                self.0.conn.forget(&id);
-                return Err(script_error(
-                    "timeout",
-                    format!(
-                        "{}: no reply to request {id} within {timeout_ms} ms",
-                        self.0.conn.url()
-                    ),
-                    pos,
-                ));
+                return Err(timed_out());
             }
             enum Got {
                 Reply(Value),
@@ -241,17 +244,7 @@ impl WsHandle {
                 })?;
             match got {
                 Got::Reply(v) => return Ok(to_dynamic(&v)),
-                Got::Late => {
-                    self.0.conn.forget(&id);
-                    return Err(script_error(
-                        "timeout",
-                        format!(
-                            "{}: no reply to request {id} within {timeout_ms} ms",
-                            self.0.conn.url()
-                        ),
-                        pos,
-                    ));
-                }
+                Got::Late => return Err(timed_out()),
                 Got::Lost | Got::Other(Some(Incoming::Closed(_))) | Got::Other(None) => {
                     let why = self
                         .0

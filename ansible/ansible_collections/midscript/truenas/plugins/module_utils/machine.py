@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import os
 
+from ansible.module_utils.basic import AnsibleModule
+
 CONNECTION_SPEC = dict(
     url=dict(type="str"),
     host=dict(type="str"),
@@ -40,6 +42,15 @@ def argument_spec(own):
     spec = dict(CONNECTION_SPEC)
     spec.update(own)
     return spec
+
+
+def main_for(action, own, **module_args):
+    """A module's whole `main`: its options (`own`) plus the connection options, check mode
+    supported, and its own options sent as the `action` request's params."""
+    module = AnsibleModule(
+        argument_spec=argument_spec(own), supports_check_mode=True, **module_args
+    )
+    run(module, action, dict((k, module.params[k]) for k in own))
 
 
 def _binary(module):

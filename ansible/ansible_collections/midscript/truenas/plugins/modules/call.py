@@ -102,27 +102,19 @@ errno:
   type: int
 """
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.midscript.truenas.plugins.module_utils.machine import (
-    argument_spec,
-    run,
-)
+from ansible_collections.midscript.truenas.plugins.module_utils.machine import main_for
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=argument_spec(
-            dict(
-                method=dict(type="str", required=True),
-                args=dict(type="list", elements="raw", default=[]),
-                job=dict(type="bool", default=False),
-                changed=dict(type="bool"),
-            )
+    main_for(
+        "call",
+        dict(
+            method=dict(type="str", required=True),
+            args=dict(type="list", elements="raw", default=[]),
+            job=dict(type="bool", default=False),
+            changed=dict(type="bool"),
         ),
-        supports_check_mode=True,
     )
-    p = module.params
-    run(module, "call", dict((k, p[k]) for k in ("method", "args", "job", "changed")))
 
 
 if __name__ == "__main__":

@@ -181,56 +181,28 @@ uploaded:
   elements: str
 """
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.midscript.truenas.plugins.module_utils.machine import (
-    argument_spec,
-    run,
-)
+from ansible_collections.midscript.truenas.plugins.module_utils.machine import main_for
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=argument_spec(
-            dict(
-                name=dict(type="str"),
-                project_src=dict(type="path"),
-                files=dict(type="list", elements="str"),
-                env_file=dict(type="str"),
-                vars=dict(type="dict"),
-                dataset_root=dict(type="str"),
-                state=dict(type="str", choices=["present", "absent"], default="present"),
-                create_dirs=dict(type="bool", default=False),
-                wait=dict(type="bool", default=True),
-                wait_timeout=dict(type="float", default=300),
-                log_lines=dict(type="int", default=50),
-                remove_images=dict(type="bool", default=False),
-            )
+    main_for(
+        "compose",
+        dict(
+            name=dict(type="str"),
+            project_src=dict(type="path"),
+            files=dict(type="list", elements="str"),
+            env_file=dict(type="str"),
+            vars=dict(type="dict"),
+            dataset_root=dict(type="str"),
+            state=dict(type="str", choices=["present", "absent"], default="present"),
+            create_dirs=dict(type="bool", default=False),
+            wait=dict(type="bool", default=True),
+            wait_timeout=dict(type="float", default=300),
+            log_lines=dict(type="int", default=50),
+            remove_images=dict(type="bool", default=False),
         ),
         required_if=[("state", "present", ("project_src",))],
         required_one_of=[("name", "project_src")],
-        supports_check_mode=True,
-    )
-    p = module.params
-    run(
-        module,
-        "compose",
-        dict(
-            (k, p[k])
-            for k in (
-                "name",
-                "project_src",
-                "files",
-                "env_file",
-                "vars",
-                "dataset_root",
-                "state",
-                "create_dirs",
-                "wait",
-                "wait_timeout",
-                "log_lines",
-                "remove_images",
-            )
-        ),
     )
 
 

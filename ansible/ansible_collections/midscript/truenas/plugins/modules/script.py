@@ -99,30 +99,18 @@ skipped:
   type: bool
 """
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.midscript.truenas.plugins.module_utils.machine import (
-    argument_spec,
-    run,
-)
+from ansible_collections.midscript.truenas.plugins.module_utils.machine import main_for
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=argument_spec(
-            dict(
-                path=dict(type="path", required=True),
-                vars=dict(type="dict", default={}),
-                args=dict(type="list", elements="str", default=[]),
-                supports_check_mode=dict(type="bool", default=False),
-            )
-        ),
-        supports_check_mode=True,
-    )
-    p = module.params
-    run(
-        module,
+    main_for(
         "script",
-        dict((k, p[k]) for k in ("path", "vars", "args", "supports_check_mode")),
+        dict(
+            path=dict(type="path", required=True),
+            vars=dict(type="dict", default={}),
+            args=dict(type="list", elements="str", default=[]),
+            supports_check_mode=dict(type="bool", default=False),
+        ),
     )
 
 
