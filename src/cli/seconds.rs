@@ -12,7 +12,12 @@ pub fn parse(text: &str) -> Result<f64, String> {
         .trim()
         .parse()
         .map_err(|_| format!("{text:?} is not a number of seconds"))?;
-    check(value)
+    // Say the value as it was written: `1e300` printed as a float is 301 digits.
+    check(value).map_err(|_| out_of_range(text.trim()))
+}
+
+fn out_of_range(shown: &str) -> String {
+    format!("{shown} is not a number of seconds between 0 and {MAX_SECONDS} (a year)")
 }
 
 /// `value` when it is more than 0 and at most [`MAX_SECONDS`].
@@ -20,9 +25,13 @@ pub fn check(value: f64) -> Result<f64, String> {
     if value.is_finite() && value > 0.0 && value <= MAX_SECONDS {
         Ok(value)
     } else {
-        Err(format!(
-            "{value} is not a number of seconds between 0 and {MAX_SECONDS} (a year)"
-        ))
+        // Scientific notation beyond a year keeps a huge value readable.
+        let shown = if value.abs() > MAX_SECONDS {
+            format!("{value:e}")
+        } else {
+            value.to_string()
+        };
+        Err(out_of_range(&shown))
     }
 }
 
@@ -49,6 +58,14 @@ mod tests {
             let e = parse(bad).unwrap_err();
             assert!(e.contains("seconds"), "{bad}: {e}");
         }
+        assert_eq!(
+            parse("1e300").unwrap_err(),
+            "1e300 is not a number of seconds between 0 and 31536000 (a year)"
+        );
+        assert_eq!(
+            check(1e300).unwrap_err(),
+            "1e300 is not a number of seconds between 0 and 31536000 (a year)"
+        );
         assert_eq!(duration(f64::NAN), Duration::from_secs_f64(MAX_SECONDS));
         assert_eq!(duration(1e300), Duration::from_secs_f64(MAX_SECONDS));
         assert_eq!(duration(-3.0), Duration::ZERO);
