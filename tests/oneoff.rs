@@ -448,3 +448,31 @@ fn tables_print_booleans_as_words() {
     ]);
     snap!("table_of_users", &sb, &[], &o);
 }
+
+// ---------------------------------------------------------------------------------------------
+// the mock's latency
+
+#[test]
+fn a_mock_told_to_be_slow_answers_every_call_after_its_latency() {
+    let sb = Sandbox::new();
+    let mock = StandaloneMock::start(&["--plain", "--latency-ms", "300"]);
+    let url = mock.value("URL");
+    let pw = password(&mock);
+    let started = std::time::Instant::now();
+    let o = sb.run(&[
+        "--url",
+        &url,
+        "-U",
+        "truenas_admin",
+        "-P",
+        &pw,
+        "call",
+        "core.ping",
+    ]);
+    // At least the login and the call each waited (a lower bound: never flaky).
+    assert!(started.elapsed() >= std::time::Duration::from_millis(600));
+    assert_eq!(stdout(&o), "\"pong\"\n", "{}", stderr(&o));
+    let o = sb.run(&["mock", "--latency-ms", "soon"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--latency-ms"), "{}", stderr(&o));
+}

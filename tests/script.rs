@@ -1029,3 +1029,203 @@ try { compose::rollback("Bad_Name"); } catch (e) { print(`${e.kind}`); }
         .unwrap();
     assert_eq!(running, v1.document);
 }
+
+// ---- call_all and wait_jobs ----------------------------------------------------------------
+
+/// The most requests of connection 1 that were sent and not yet answered, over its transcript.
+fn most_in_flight(server: &MockServer) -> usize {
+    use midscript::mock::TranscriptEvent;
+    let (mut now, mut most) = (0usize, 0usize);
+    for line in server.transcript().for_conn(1).lines {
+        match line.event {
+            TranscriptEvent::ClientFrame(f) if f.contains("\"method\"") => now += 1,
+            TranscriptEvent::ServerFrame(f)
+                if f.contains("\"result\"") || f.contains("\"error\"") =>
+            {
+                now = now.saturating_sub(1)
+            }
+            _ => {}
+        }
+        most = most.max(now);
+    }
+    most
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn call_all_returns_results_in_order_with_errors_in_place() {
+    let h = Harness::start().await;
+    let run = h
+        .run(
+            r#"
+let r = call_all([
+    ["core.ping"],
+    ["no.such_method", 1],
+    ["system.info"],
+    ["user.update", 1, #{ password: 5 }],
+    ["filesystem.listdir", "/nonexistent-dir"],   // not in the mock: ENOSYS
+]);
+print(`len=${r.len()} 0=${r[0]} error0=${is_error(r[0])}`);
+print(`1: error=${is_error(r[1])} kind=${r[1].kind} code=${r[1].code}`);
+print(`2: error=${is_error(r[2])} hostname=${r[2].hostname}`);
+print(`3: error=${is_error(r[3])} kind=${r[3].kind} attr=${r[3].validation[0].attribute}`);
+print(`4: error=${is_error(r[4])} kind=${r[4].kind} errname=${r[4].errname}`);
+print(`empty=${call_all([])}`);
+try { call("no.such_method") } catch (e) { print(`thrown is_error=${is_error(e)}`) }
+print(`plain map is_error=${is_error(#{ kind: "server", error: "x" })}`);
+"#,
+        )
+        .await;
+    assert_eq!(run.outcome, Outcome::Success, "{}", run.output);
+    let out = &run.output;
+    for want in [
+        "out: len=5 0=pong error0=false",
+        "out: 1: error=true kind=server code=-32601",
+        "out: 2: error=false hostname=truenas",
+        "out: 3: error=true kind=validation attr=user_update.password",
+        "out: 4: error=true kind=server errname=ENOSYS",
+        "out: empty=[]",
+        "out: thrown is_error=true",
+        "out: plain map is_error=false",
+    ] {
+        assert!(out.contains(want), "missing {want:?} in:\n{out}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn call_all_refuses_a_bad_batch_naming_the_place_before_sending() {
+    let h = Harness::start().await;
+    for (code, want) in [
+        (
+            "call_all(\"core.ping\")",
+            "call_all: expected a list of calls such as",
+        ),
+        (
+            "call_all([[\"core.ping\"], \"system.info\"])",
+            "call_all: call 2: expected a list [method, args..], not a string",
+        ),
+        (
+            "call_all([[\"core.ping\"], []])",
+            "call_all: call 2: the method name is missing (an empty list)",
+        ),
+        (
+            "call_all([[5, 1]])",
+            "call_all: call 1: the method name must be a string, not a i64",
+        ),
+        (
+            "call_all([[\"core.ping\"], [\"core.ping\", 1, || 1]])",
+            "call_all: call 2 (core.ping): argument 2: a function pointer cannot be sent as JSON",
+        ),
+        (
+            "wait_jobs(5)",
+            "wait_jobs: expected a list of job ids, not a i64",
+        ),
+        (
+            "wait_jobs([1, \"two\"])",
+            "wait_jobs: job 2: expected a job id (an int), not a string",
+        ),
+    ] {
+        let run = h.run(&format!("{code};\n")).await;
+        assert_eq!(
+            run.outcome,
+            Outcome::Failed(script::FailureKind::Runtime),
+            "{code}"
+        );
+        assert!(
+            run.output.contains(want),
+            "{code}: missing {want:?} in:\n{}",
+            run.output
+        );
+        assert!(
+            run.output.contains("-e:1:1"),
+            "{code}: no place in:\n{}",
+            run.output
+        );
+        assert!(run.transcript.is_empty(), "{code}: sent {}", run.transcript);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn call_all_keeps_many_calls_in_flight_but_never_more_than_twenty() {
+    let config = MockConfig {
+        latency: Duration::from_millis(20),
+        ..MockConfig::for_tests()
+    };
+    let h = Harness::with_config(config).await;
+    let run = h
+        .run("let batch = [];\nfor i in 0..45 { batch.push([\"core.ping\"]); }\nlet r = call_all(batch);\nprint(`${r.len()} ${r.filter(|x| x == \"pong\").len()}`);\n")
+        .await;
+    assert_eq!(run.outcome, Outcome::Success, "{}", run.output);
+    assert!(run.output.contains("out: 45 45"), "{}", run.output);
+    let most = most_in_flight(&h.server);
+    assert!(
+        (2..=20).contains(&most),
+        "{most} calls were in flight at once"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_jobs_waits_for_jobs_together_with_errors_in_place() {
+    let h = Harness::start().await;
+    h.prepare(DEMO_APPS).await;
+    let run = h
+        .run(
+            r#"
+let a = job_start("app.stop", "nginx");
+let b = job_start("app.start", "ghost");
+let c = job_start("app.start", "whoami");
+let r = wait_jobs([a, b, c, 999999]);
+print(`len=${r.len()}`);
+print(`0: error=${is_error(r[0])}`);
+print(`1: error=${is_error(r[1])} kind=${r[1].kind} job_id=${r[1].job_id == b}`);
+print(`2: error=${is_error(r[2])}`);
+print(`3: error=${is_error(r[3])} kind=${r[3].kind} ${r[3].summary}`);
+print(`states: ${call("app.get_instance", "nginx").state}`);
+print(`none=${wait_jobs([])}`);
+"#,
+        )
+        .await;
+    assert_eq!(run.outcome, Outcome::Success, "{}", run.output);
+    let out = &run.output;
+    for want in [
+        "out: len=4",
+        "out: 0: error=false",
+        "out: 1: error=true kind=validation job_id=true",
+        "out: 2: error=false",
+        "out: 3: error=true kind=argument wait_jobs: the server has no job 999999",
+        "out: states: STOPPED",
+        "out: none=[]",
+    ] {
+        assert!(out.contains(want), "missing {want:?} in:\n{out}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_wait_jobs_aborts_the_jobs_still_running() {
+    let config = MockConfig {
+        job_step: Duration::from_millis(150),
+        ..MockConfig::for_tests()
+    };
+    let h = Harness::with_config(config).await;
+    h.prepare(DEMO_APPS).await;
+    let token = CancellationToken::new();
+    let script = Script::inline(
+        "let ids = [job_start(\"app.start\", \"whoami\"), job_start(\"app.stop\", \"nginx\")];\nprint(\"waiting\");\nwait_jobs(ids);\nprint(\"not reached\");\n",
+    );
+    let run = h
+        .run_traced(script, &[], Trigger::Cancel("Starting 'whoami' app", token))
+        .await;
+    assert_eq!(run.outcome, Outcome::Cancelled, "{}", run.output);
+    assert!(!run.output.contains("not reached"), "{}", run.output);
+    assert_eq!(
+        run.output.matches("cancelling: aborting job").count(),
+        2,
+        "{}",
+        run.output
+    );
+    assert_eq!(
+        run.transcript.matches("core.job_abort").count(),
+        2,
+        "{}",
+        run.transcript
+    );
+}

@@ -51,6 +51,9 @@ pub struct MockArgs {
     /// Milliseconds between job progress steps (default: 400, 5 with --deterministic).
     #[arg(long, value_name = "MS")]
     job_step_ms: Option<u64>,
+    /// Milliseconds every call takes before it is answered, as on a busy NAS (default: 0).
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    latency_ms: u64,
     #[command(flatten)]
     faults: FaultArgs,
 }
@@ -92,6 +95,7 @@ fn config_from(args: &MockArgs) -> Result<MockConfig, String> {
     if let Some(ms) = args.job_step_ms {
         config.job_step = std::time::Duration::from_millis(ms);
     }
+    config.latency = std::time::Duration::from_millis(args.latency_ms);
     let f = &args.faults;
     if !(f.fault_restart_downtime.is_finite() && (0.0..=3600.0).contains(&f.fault_restart_downtime))
     {

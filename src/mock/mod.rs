@@ -291,6 +291,9 @@ pub struct MockConfig {
     /// recurring cloud backup job (`midscript mock --demo`, `midscript --mock`). Off in both
     /// presets, so tests start empty unless they ask.
     pub demo: bool,
+    /// How long every call takes before it is answered (none by default): stands in for a busy
+    /// NAS. The call holds one of the 10 running slots meanwhile, as a slow method would.
+    pub latency: Duration,
 }
 
 impl Default for MockConfig {
@@ -322,6 +325,7 @@ impl Default for MockConfig {
             record_transcript: false,
             faults: MockFaults::default(),
             demo: false,
+            latency: Duration::ZERO,
         }
     }
 }
@@ -374,6 +378,7 @@ impl MockConfig {
             record_transcript: true,
             faults: MockFaults::default(),
             demo: false,
+            latency: Duration::ZERO,
         }
     }
 }

@@ -527,9 +527,16 @@ pub(crate) fn start_call(
     let ctx = Ctx::new(shared.clone(), conn.clone(), id.clone(), method.clone());
     let conn = conn.clone();
     let cancel_on_disconnect = shared.config.version >= ServerVersion::V26_0;
+    let latency = shared.config.latency;
     tokio::spawn(async move {
         let permit = conn.running.clone().acquire_owned().await;
-        let call = tokio::spawn(dispatch::dispatch(ctx.clone(), params));
+        let dispatched = dispatch::dispatch(ctx.clone(), params);
+        let call = tokio::spawn(async move {
+            if !latency.is_zero() {
+                tokio::time::sleep(latency).await;
+            }
+            dispatched.await
+        });
         let abort = call.abort_handle();
         let joined = tokio::select! {
             r = call => Some(r),

@@ -105,6 +105,8 @@ pub fn help_text() -> String {
   call(\"METHOD\", args..)       call a method (midclt call)
   job(\"METHOD\", args..)        run a job method and wait for it (progress on stderr)
   job_start(..), wait_job(id)  start a job, wait for it later
+  call_all([[\"M\", args..]])    calls sent together: results in order, errors in place
+  wait_jobs([ids])             wait for jobs together; is_error(r) tells errors from results
   subscribe(\"EVENT\")           print the event's events above the prompt (REPL only); .cancel()
   subscribe(\"EVENT\", |ev| ..)  a callback, run while a line waits (call, sleep, wait..)
   events(\"EVENT\")              a stream: for ev in events(\"app.query\") { .. }

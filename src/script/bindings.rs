@@ -1,5 +1,11 @@
-//! The bindings that talk to the server: `call` (through `rpc_raw`), `job`, `job_start`,
-//! `wait_job`, `subscribe`, `events`, `wait_for`, `sleep` and `wait`.
+//! The bindings that talk to the server: `call` (through `rpc_raw`), `call_all`, `job`,
+//! `job_start`, `wait_job`, `wait_jobs`, `subscribe`, `events`, `wait_for`, `sleep` and `wait`.
+//!
+//! `call_all([[method, args..], ..])` sends its calls together on the one connection, at most
+//! [`BATCH_IN_FLIGHT`] at a time (the server runs 10, queues 10 more and refuses the 21st), and
+//! returns their results in order; a call that fails leaves its error map in its place (see
+//! [`error_value`]) instead of failing the batch. `wait_jobs([ids])` waits for jobs together, the
+//! same way.
 //!
 //! Every one of them blocks the script thread in [`Host::wait`], which selects on the run's
 //! cancellation token, the operation itself, and the event channel of `subscribe` callbacks, in
@@ -36,6 +42,11 @@ use crate::protocol::errno;
 /// Most arguments `call`, `job` and `job_start` take after the method (Rhai has no varargs;
 /// `rpc_raw(method, [..])` takes any number).
 pub(crate) const MAX_ARGS: usize = 10;
+/// Most calls `call_all` keeps outstanding at once: the server's limit per connection (10
+/// running, 10 queued; a 21st is refused with -32000).
+pub(crate) const BATCH_IN_FLIGHT: usize = 20;
+/// The tag of a [`Dynamic`] holding an error map, which `is_error` tests.
+const ERROR_TAG: i16 = 0x4d53;
 /// How many already-queued events a binding hands to `subscribe` callbacks after its own
 /// operation is done, before it returns.
 const READY_AFTER_REPLY: usize = 16;
@@ -345,6 +356,128 @@ impl Host {
         }
     }
 
+    /// Send every call of `batch` at once (at most [`BATCH_IN_FLIGHT`] outstanding), and
+    /// return the results in order, a failed call's error map in its place.
+    fn call_all(&self, ctx: &NativeCallContext, batch: Vec<(String, Vec<Value>)>) -> RhaiResult {
+        use futures_util::StreamExt as _;
+        if batch.is_empty() {
+            return Ok(Dynamic::from_array(Array::new()));
+        }
+        let client = self.client(ctx.call_position())?;
+        let calls = batch.into_iter().map(|(method, params)| {
+            let client = client.clone();
+            async move { client.call(&method, params).await }
+        });
+        let all = futures_util::stream::iter(calls)
+            .buffered(BATCH_IN_FLIGHT)
+            .collect::<Vec<_>>();
+        let results = self.wait_rhai(ctx, all)?;
+        Ok(Dynamic::from_array(
+            results
+                .iter()
+                .map(|r| match r {
+                    Ok(v) => to_dynamic(v),
+                    Err(e) => error_value(error_map(e)),
+                })
+                .collect(),
+        ))
+    }
+
+    /// The handle of job `id`: one this script started, or one found with `core.get_jobs`.
+    /// `Ok(Err(map))` when the server has no such job.
+    fn job_handle(
+        &self,
+        ctx: &NativeCallContext,
+        what: &str,
+        id: INT,
+    ) -> Result<Result<JobHandle, Map>, Box<EvalAltResult>> {
+        if let Some(handle) = self.jobs.borrow().get(&id).cloned() {
+            return Ok(Ok(handle));
+        }
+        let found = self.rpc(ctx, "core.get_jobs", vec![json!([["id", "=", id]])])?;
+        let method = found
+            .into_typed_array::<Dynamic>()
+            .ok()
+            .and_then(|a| a.into_iter().next())
+            .and_then(|j| j.try_cast::<Map>())
+            .and_then(|j| j.get("method").map(|m| m.to_string()));
+        let Some(method) = method else {
+            return Ok(Err(blank_error(
+                "argument",
+                format!(
+                    "{what}: the server has no job {id}: there never was one, or it was forgotten (the server keeps only its 1,000 most recent jobs)"
+                ),
+            )));
+        };
+        let client = self.client(ctx.call_position())?;
+        Ok(Ok(self
+            .wait_rhai(ctx, client.attach_job(id, &method))?
+            .map_err(|e| client_error(&e, ctx.call_position()))?))
+    }
+
+    /// Wait for every job of `ids` together; their results in order, a failed (or unknown)
+    /// job's error map in its place. Cancelled, it aborts the jobs still running.
+    fn wait_jobs(&self, ctx: &NativeCallContext, ids: &[INT]) -> RhaiResult {
+        let mut slots: Vec<Result<JobHandle, Map>> = Vec::with_capacity(ids.len());
+        for &id in ids {
+            slots.push(self.job_handle(ctx, "wait_jobs", id)?);
+        }
+        let done: Vec<Cell<bool>> = slots.iter().map(|_| Cell::new(false)).collect();
+        let waits = slots.iter().zip(&done).map(|(slot, done)| {
+            let console = self.console.clone();
+            async move {
+                let handle = slot.as_ref().ok()?;
+                let method = handle.method.clone();
+                let result = handle.wait(move |p| console.job_progress(&method, p)).await;
+                done.set(true);
+                Some(result)
+            }
+        });
+        let result = self.wait(Some(ctx), futures_util::future::join_all(waits));
+        for handle in slots.iter().flatten() {
+            self.console.job_finished(handle.id);
+            self.jobs.borrow_mut().remove(&handle.id);
+        }
+        match result {
+            Ok(results) => Ok(Dynamic::from_array(
+                slots
+                    .into_iter()
+                    .zip(results)
+                    .map(|(slot, result)| match (slot, result) {
+                        (Err(unknown), _) => error_value(unknown),
+                        (Ok(_), Some(Ok(v))) => to_dynamic(&v),
+                        (Ok(_), Some(Err(e))) => error_value(error_map(&e)),
+                        (Ok(_), None) => Dynamic::UNIT,
+                    })
+                    .collect(),
+            )),
+            Err(Stop::Cancelled) => {
+                for (slot, done) in slots.iter().zip(&done) {
+                    if let (Ok(handle), false) = (slot, done.get()) {
+                        self.abort_on_cancel(handle);
+                    }
+                }
+                Err(terminated(ctx.call_position()))
+            }
+            Err(Stop::Error(e)) => Err(e),
+        }
+    }
+
+    /// Abort `handle`'s job because the run was cancelled, warning when that fails.
+    fn abort_on_cancel(&self, handle: &JobHandle) {
+        self.console.err(&format!(
+            "cancelling: aborting job {} ({})",
+            handle.id, handle.method
+        ));
+        let aborted = self
+            .rt
+            .block_on(async { tokio::time::timeout(CLEANUP, handle.abort()).await });
+        if let Ok(Err(e)) = aborted {
+            self.console
+                .err(&format!("warning: core.job_abort {}: {e}", handle.id));
+        }
+    }
+
     fn start_job(
         &self,
         ctx: &NativeCallContext,
@@ -373,17 +506,7 @@ impl Host {
             Ok(Ok(v)) => Ok(to_dynamic(&v)),
             Ok(Err(e)) => Err(client_error(&e, ctx.call_position())),
             Err(Stop::Cancelled) => {
-                self.console.err(&format!(
-                    "cancelling: aborting job {} ({})",
-                    handle.id, handle.method
-                ));
-                let aborted = self
-                    .rt
-                    .block_on(async { tokio::time::timeout(CLEANUP, handle.abort()).await });
-                if let Ok(Err(e)) = aborted {
-                    self.console
-                        .err(&format!("warning: core.job_abort {}: {e}", handle.id));
-                }
+                self.abort_on_cancel(&handle);
                 Err(terminated(ctx.call_position()))
             }
             Err(Stop::Error(e)) => Err(e),
@@ -444,15 +567,23 @@ fn user_error(errname: Option<&str>, message: &str) -> Dynamic {
         m.insert("errname".into(), name.into());
         m.insert("errno".into(), opt(errno::number(name)));
     }
-    Dynamic::from_map(m)
+    error_value(m)
 }
 
 /// A thrown error map of `kind` (`"argument"`, `"io"`, `"json"`, `"timeout"`, …).
 pub(crate) fn script_error(kind: &str, summary: String, pos: Position) -> Box<EvalAltResult> {
     Box::new(EvalAltResult::ErrorRuntime(
-        Dynamic::from_map(blank_error(kind, summary)),
+        error_value(blank_error(kind, summary)),
         pos,
     ))
+}
+
+/// An error map as a value, tagged so that `is_error(v)` tells it from a result that happens
+/// to be a map with the same keys.
+pub(crate) fn error_value(map: Map) -> Dynamic {
+    let mut value = Dynamic::from_map(map);
+    value.set_tag(ERROR_TAG.into());
+    value
 }
 
 fn opt<T: Into<Dynamic>>(v: Option<T>) -> Dynamic {
@@ -536,10 +667,7 @@ pub(crate) fn error_map(e: &client::Error) -> Map {
 
 /// A client error, thrown at `pos`.
 pub(crate) fn client_error(e: &client::Error, pos: Position) -> Box<EvalAltResult> {
-    Box::new(EvalAltResult::ErrorRuntime(
-        Dynamic::from_map(error_map(e)),
-        pos,
-    ))
+    Box::new(EvalAltResult::ErrorRuntime(error_value(error_map(e)), pos))
 }
 
 /// An event as scripts see it: `msg`, `collection`, `id`, `fields` (`()` when the server sent
@@ -573,6 +701,94 @@ fn json_params(
         .map(|(i, a)| {
             from_dynamic(a).map_err(|e| {
                 script_error("argument", format!("{what}: argument {}: {e}", i + 1), pos)
+            })
+        })
+        .collect()
+}
+
+/// The type name a script knows a value by (`string`, `map`, `int`, …).
+fn type_name(value: &Dynamic) -> &'static str {
+    let full = value.type_name();
+    full.rsplit("::").next().unwrap_or(full)
+}
+
+/// `call_all`'s argument as `(method, params)` pairs, naming the position of a bad entry.
+fn batch_calls(
+    calls: &Dynamic,
+    pos: Position,
+) -> Result<Vec<(String, Vec<Value>)>, Box<EvalAltResult>> {
+    let Some(calls) = calls.read_lock::<Array>() else {
+        return Err(script_error(
+            "argument",
+            format!(
+                "call_all: expected a list of calls such as [[\"core.ping\"], [\"user.query\", [[\"uid\", \"=\", 0]]]], not a {}",
+                type_name(calls)
+            ),
+            pos,
+        ));
+    };
+    calls
+        .iter()
+        .enumerate()
+        .map(|(i, entry)| {
+            let n = i + 1;
+            let Some(entry) = entry.read_lock::<Array>() else {
+                return Err(script_error(
+                    "argument",
+                    format!(
+                        "call_all: call {n}: expected a list [method, args..], not a {}",
+                        type_name(entry)
+                    ),
+                    pos,
+                ));
+            };
+            let Some((method, args)) = entry.split_first() else {
+                return Err(script_error(
+                    "argument",
+                    format!("call_all: call {n}: the method name is missing (an empty list)"),
+                    pos,
+                ));
+            };
+            let Some(method) = method.read_lock::<ImmutableString>().map(|m| m.to_string()) else {
+                return Err(script_error(
+                    "argument",
+                    format!(
+                        "call_all: call {n}: the method name must be a string, not a {}",
+                        type_name(method)
+                    ),
+                    pos,
+                ));
+            };
+            let params = json_params(&format!("call_all: call {n} ({method})"), args, pos)?;
+            Ok((method, params))
+        })
+        .collect()
+}
+
+/// `wait_jobs`'s argument: a list of job ids, naming the position of a bad one.
+fn job_ids(ids: &Dynamic, pos: Position) -> Result<Vec<INT>, Box<EvalAltResult>> {
+    let Some(ids) = ids.read_lock::<Array>() else {
+        return Err(script_error(
+            "argument",
+            format!(
+                "wait_jobs: expected a list of job ids, not a {}",
+                type_name(ids)
+            ),
+            pos,
+        ));
+    };
+    ids.iter()
+        .enumerate()
+        .map(|(i, id)| {
+            id.as_int().map_err(|t| {
+                script_error(
+                    "argument",
+                    format!(
+                        "wait_jobs: job {}: expected a job id (an int), not a {t}",
+                        i + 1
+                    ),
+                    pos,
+                )
             })
         })
         .collect()
@@ -737,32 +953,36 @@ pub(crate) fn register(engine: &mut Engine, host: &Rc<Host>) {
     engine.register_fn(
         "wait_job",
         move |ctx: NativeCallContext, id: INT| -> RhaiResult {
-            let known = h.jobs.borrow().get(&id).cloned();
-            let handle = match known {
-                Some(handle) => handle,
-                None => {
-                    let found = h.rpc(&ctx, "core.get_jobs", vec![json!([["id", "=", id]])])?;
-                    let method = found
-                        .into_typed_array::<Dynamic>()
-                        .ok()
-                        .and_then(|a| a.into_iter().next())
-                        .and_then(|j| j.try_cast::<Map>())
-                        .and_then(|j| j.get("method").map(|m| m.to_string()));
-                    let Some(method) = method else {
-                        return Err(script_error(
-                            "argument",
-                            format!("wait_job: the server has no job {id}: there never was one, or it was forgotten (the server keeps only its 1,000 most recent jobs)"),
-                            ctx.call_position(),
-                        ));
-                    };
-                    let client = h.client(ctx.call_position())?;
-                    h.wait_rhai(&ctx, client.attach_job(id, &method))?
-                        .map_err(|e| client_error(&e, ctx.call_position()))?
-                }
-            };
-            h.wait_job_handle(&ctx, handle)
+            match h.job_handle(&ctx, "wait_job", id)? {
+                Ok(handle) => h.wait_job_handle(&ctx, handle),
+                Err(unknown) => Err(Box::new(EvalAltResult::ErrorRuntime(
+                    error_value(unknown),
+                    ctx.call_position(),
+                ))),
+            }
         },
     );
+    // wait_jobs([ids]): wait for jobs together.
+    let h = host.clone();
+    engine.register_fn(
+        "wait_jobs",
+        move |ctx: NativeCallContext, ids: Dynamic| -> RhaiResult {
+            let ids = job_ids(&ids, ctx.call_position())?;
+            h.wait_jobs(&ctx, &ids)
+        },
+    );
+    // call_all([[method, args..], ..]): calls sent together, results in order.
+    let h = host.clone();
+    engine.register_fn(
+        "call_all",
+        move |ctx: NativeCallContext, calls: Dynamic| -> RhaiResult {
+            let batch = batch_calls(&calls, ctx.call_position())?;
+            h.call_all(&ctx, batch)
+        },
+    );
+    engine.register_fn("is_error", |value: Dynamic| {
+        i64::from(value.tag()) == i64::from(ERROR_TAG) && value.is_map()
+    });
 
     // subscribe(name, callback) -> handle with cancel().
     engine.register_type_with_name::<SubHandle>("Subscription");

@@ -19,6 +19,10 @@
 //!   `rpc_raw("method", [args])`, the one native path both use;
 //! - `job("method", args..)` waits for a job with progress, `job_start(..)` returns the id,
 //!   `wait_job(id)` waits for it;
+//! - `call_all([[method, args..], ..])` sends calls together (at most 20 outstanding) and
+//!   returns their results in order, a failed call's error map in its place;
+//!   `wait_jobs([ids])` waits for jobs together the same way; `is_error(v)` tells such an error
+//!   map from a result;
 //! - `subscribe("event", |ev| ..)` returns a handle with `cancel()`; callbacks run while the
 //!   script waits (in `call`, `job`, `sleep(ms)`, `wait()`, `wait(ms)`); `events("event")` is
 //!   iterable; `wait_for("event" | stream, [|ev| ..,] timeout_ms)`;
