@@ -291,6 +291,45 @@ pub enum Command {
     Check(monitor::CheckArgs),
 }
 
+/// The tokio runtime a command line needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Runtime {
+    /// One thread: one-off commands (`call`, `job`, `ping`, `subscribe`, `methods`, `doc`,
+    /// `check`, `completions`) do one thing at a time and are over in milliseconds; a pool of workers
+    /// would cost them start-up time and memory they never use.
+    CurrentThread,
+    /// Worker threads: scripts, the REPL and `top` block their own thread on the runtime, the
+    /// mock serves many connections, `compose` and `machine` run scripts and uploads.
+    MultiThread,
+}
+
+impl Cli {
+    /// Which runtime this command line runs on.
+    pub fn runtime(&self) -> Runtime {
+        match &self.command {
+            Some(
+                Command::Call { .. }
+                | Command::Job { .. }
+                | Command::Ping { .. }
+                | Command::Subscribe { .. }
+                | Command::Methods { .. }
+                | Command::Doc { .. }
+                | Command::Check(_)
+                | Command::Completions { .. },
+            ) => Runtime::CurrentThread,
+            Some(
+                Command::Repl { .. }
+                | Command::Top(_)
+                | Command::Mock(_)
+                | Command::Compose { .. }
+                | Command::Machine
+                | Command::Run(_),
+            )
+            | None => Runtime::MultiThread,
+        }
+    }
+}
+
 /// Run a parsed command line.
 pub async fn run(mut cli: Cli) -> ExitCode {
     let verbose = cli.verbose;
@@ -470,6 +509,38 @@ mod tests {
         };
         let merged = conn.or(&mixed.conn).settings;
         assert_eq!((merged.url, merged.host.as_deref()), (None, Some("b")));
+    }
+
+    #[test]
+    fn one_off_commands_run_on_one_thread() {
+        let runtime = |args: &[&str]| {
+            Cli::try_parse_from(std::iter::once("midscript").chain(args.iter().copied()))
+                .unwrap()
+                .runtime()
+        };
+        for one_off in [
+            &["call", "system.info"][..],
+            &["--mock", "call", "core.ping"],
+            &["job", "app.start", "x"],
+            &["ping"],
+            &["subscribe", "app.query"],
+            &["methods", "--offline"],
+            &["doc", "--offline", "app.create"],
+            &["check"],
+        ] {
+            assert_eq!(runtime(one_off), Runtime::CurrentThread, "{one_off:?}");
+        }
+        for threaded in [
+            &["run", "x.rhai"][..],
+            &["repl"],
+            &["mock"],
+            &["machine"],
+            &["compose", "up"],
+            &["top"],
+            &[],
+        ] {
+            assert_eq!(runtime(threaded), Runtime::MultiThread, "{threaded:?}");
+        }
     }
 
     #[test]
