@@ -2,7 +2,9 @@
 //! it, and an argument validator that answers like the server's pydantic validation.
 //!
 //! - [`Catalog::bundled`]: a real TrueNAS 25.04 dump embedded in the crate (see
-//!   `assets/README.md`), decompressed and parsed once on first use.
+//!   `assets/README.md`). `build.rs` splits it into one JSON entry per method at build time;
+//!   an entry is parsed on its first lookup, so a command that reads one method's doc (or the
+//!   mock, which checks each call's arguments) pays for that method only.
 //! - [`Catalog::from_value`]: the same from a live server's `core.get_methods` result.
 //! - [`render_doc`], [`MethodInfo::summary`], [`MethodInfo::signature`]: plain-text docs.
 //! - [`cache`]: servers' catalogs cached per server and version; [`Source`] says where one
@@ -21,6 +23,7 @@ mod suggest;
 mod validate;
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::io::Read;
 use std::sync::OnceLock;
 
@@ -32,8 +35,16 @@ pub use method::{ArgInfo, MethodInfo};
 pub use suggest::{MethodCatalog, SharedCatalog, suggest_in, suggestions};
 pub use validate::{too_many_arguments, validate_params};
 
-/// The bundled dump, gzip-compressed (unedited; origin in `assets/README.md`).
+/// The bundled dump, gzip-compressed (unedited; origin in `assets/README.md`): the source of
+/// `build.rs`'s prepared form, which tests compare against it.
+#[cfg(test)]
 const BUNDLED_GZ: &[u8] = include_bytes!("../../assets/core.get_methods-25.04.json.gz");
+
+/// The bundled dump's entries, one JSON text per method, one after the other (`build.rs`).
+static BUNDLED_ENTRIES: &str = include_str!(concat!(env!("OUT_DIR"), "/catalog_entries.json"));
+
+// `BUNDLED_INDEX`: each method's name and the byte range of its entry in `BUNDLED_ENTRIES`.
+include!(concat!(env!("OUT_DIR"), "/catalog_index.rs"));
 
 /// Why a catalog could not be built.
 #[derive(thiserror::Error, Debug)]
@@ -72,18 +83,85 @@ pub fn is_read_method(method: &str) -> bool {
 static BUNDLED: OnceLock<Catalog> = OnceLock::new();
 
 /// Methods keyed by name; iteration is sorted by name.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Clone, Default)]
 pub struct Catalog {
-    methods: BTreeMap<String, MethodInfo>,
+    methods: BTreeMap<String, Slot>,
+}
+
+/// One method of a catalog: parsed already, or its JSON entry, parsed on first use.
+#[derive(Clone)]
+struct Slot {
+    /// The entry's JSON text, for a method not parsed yet (the bundled catalog).
+    entry: Option<&'static str>,
+    info: OnceLock<MethodInfo>,
+}
+
+impl Slot {
+    fn parsed(info: MethodInfo) -> Slot {
+        Slot {
+            entry: None,
+            info: OnceLock::from(info),
+        }
+    }
+
+    /// The method, parsed now if it was not. An entry that is not JSON (it cannot be: build.rs
+    /// copies it from a parsed dump) reads as an entry without details, as odd entries do.
+    fn info(&self, name: &str) -> &MethodInfo {
+        self.info.get_or_init(|| {
+            let entry = self
+                .entry
+                .and_then(|text| serde_json::from_str(text).ok())
+                .unwrap_or(Value::Null);
+            MethodInfo::from_entry(name.to_owned(), entry)
+        })
+    }
+}
+
+impl fmt::Debug for Catalog {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Catalog")
+            .field("methods", &self.methods.len())
+            .finish()
+    }
+}
+
+impl PartialEq for Catalog {
+    fn eq(&self, other: &Catalog) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
 }
 
 impl Catalog {
-    /// The bundled TrueNAS 25.04 catalog (771 methods). The first call decompresses and parses
-    /// it (about 45 ms in a release build, ~35 MB of parsed schemas); later calls are free.
-    /// The embedded asset is checked by this module's tests; were it corrupt, the catalog would
-    /// be empty rather than panic.
+    /// The bundled TrueNAS 25.04 catalog (771 methods). The first call only lists the names;
+    /// a method's entry is parsed when it is first looked up ([`Catalog::get`]) or iterated
+    /// ([`Catalog::iter`] parses them all: ~35 MB of schemas). Its names need no parsing
+    /// ([`Catalog::names`]).
     pub fn bundled() -> &'static Catalog {
-        BUNDLED.get_or_init(|| Catalog::from_gzip(BUNDLED_GZ).unwrap_or_default())
+        BUNDLED.get_or_init(Catalog::prepared)
+    }
+
+    /// The bundled catalog's names with their unparsed entries (what `build.rs` prepared).
+    fn prepared() -> Catalog {
+        let methods = BUNDLED_INDEX
+            .iter()
+            .map(|&(name, start, end)| {
+                let slot = Slot {
+                    entry: BUNDLED_ENTRIES.get(start..end),
+                    info: OnceLock::new(),
+                };
+                (name.to_owned(), slot)
+            })
+            .collect();
+        Catalog { methods }
+    }
+
+    /// How many methods have been parsed so far.
+    #[cfg(test)]
+    fn parsed(&self) -> usize {
+        self.methods
+            .values()
+            .filter(|s| s.info.get().is_some())
+            .count()
     }
 
     /// The bundled catalog if something loaded it already (never loads it).
@@ -112,7 +190,7 @@ impl Catalog {
             .into_iter()
             .map(|(name, entry)| {
                 let m = MethodInfo::from_entry(name.clone(), entry);
-                (name, m)
+                (name, Slot::parsed(m))
             })
             .collect();
         Ok(Catalog { methods })
@@ -120,12 +198,24 @@ impl Catalog {
 
     /// The method called `name`.
     pub fn get(&self, name: &str) -> Option<&MethodInfo> {
-        self.methods.get(name)
+        self.methods
+            .get_key_value(name)
+            .map(|(name, slot)| slot.info(name))
+    }
+
+    /// Does the catalog have a method called `name`? (Parses nothing.)
+    pub fn contains(&self, name: &str) -> bool {
+        self.methods.contains_key(name)
     }
 
     /// Every method, sorted by name.
     pub fn iter(&self) -> impl Iterator<Item = &MethodInfo> {
-        self.methods.values()
+        self.methods.iter().map(|(name, slot)| slot.info(name))
+    }
+
+    /// Every method's name, sorted (parses nothing).
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.methods.keys().map(String::as_str)
     }
 
     /// Number of methods.
@@ -142,13 +232,16 @@ impl Catalog {
     /// matches any run of characters, dots included: `app.*`, `*.query`), else a substring.
     pub fn matching<'a>(&'a self, pattern: &'a str) -> impl Iterator<Item = &'a MethodInfo> {
         let glob = pattern.contains('*');
-        self.iter().filter(move |m| {
-            if glob {
-                glob_match(pattern, &m.name)
-            } else {
-                m.name.contains(pattern)
-            }
-        })
+        self.methods
+            .iter()
+            .filter(move |(name, _)| {
+                if glob {
+                    glob_match(pattern, name)
+                } else {
+                    name.contains(pattern)
+                }
+            })
+            .map(|(name, slot)| slot.info(name))
     }
 
     /// The catalog in `core.get_methods`'s shape: an object keyed by method name (sorted).
@@ -156,7 +249,7 @@ impl Catalog {
         let map: Map<String, Value> = self
             .methods
             .iter()
-            .map(|(k, m)| (k.clone(), m.to_value()))
+            .map(|(k, slot)| (k.clone(), slot.info(k).to_value()))
             .collect();
         Value::Object(map)
     }

@@ -43,15 +43,15 @@ pub fn suggestions(catalog: &Catalog, name: &str) -> Vec<String> {
     let wanted = name.to_ascii_lowercase();
     let dotted = wanted.contains('.');
     let mut scored: Vec<(f64, &str)> = catalog
-        .iter()
-        .filter_map(|m| {
-            let tail = m.name.rsplit('.').next().unwrap_or(&m.name);
-            let compared = if dotted { m.name.as_str() } else { tail };
+        .names()
+        .filter_map(|name| {
+            let tail = name.rsplit('.').next().unwrap_or(name);
+            let compared = if dotted { name } else { tail };
             let mut score = strsim::normalized_damerau_levenshtein(&wanted, compared);
-            if wanted.len() >= 3 && m.name.contains(wanted.as_str()) {
+            if wanted.len() >= 3 && name.contains(wanted.as_str()) {
                 score = score.max(0.8);
             }
-            (score >= 0.7).then_some((score, m.name.as_str()))
+            (score >= 0.7).then_some((score, name))
         })
         .collect();
     scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(b.1)));

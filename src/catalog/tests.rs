@@ -40,6 +40,24 @@ fn bundled_has_771_methods_sorted() {
 }
 
 #[test]
+fn the_bundled_catalog_parses_only_what_is_looked_up() {
+    let c = Catalog::prepared();
+    assert_eq!((c.len(), c.parsed()), (771, 0));
+    assert!(c.contains("app.create") && !c.contains("app.creat"));
+    assert_eq!(c.names().filter(|n| n.starts_with("app.")).count(), 40);
+    assert_eq!(suggestions(&c, "app.creat"), ["app.create"]);
+    assert_eq!(c.parsed(), 0, "names and suggestions parse nothing");
+    let m = c.get("app.create").expect("app.create");
+    assert!(m.job && !m.accepts.is_empty());
+    assert_eq!(c.get("app.create"), Some(m));
+    assert_eq!(c.parsed(), 1);
+    assert_eq!(c.matching("core.pi*").count(), 2);
+    assert_eq!(c.parsed(), 3, "matching parses the matches only");
+    assert_eq!(c.iter().count(), 771);
+    assert_eq!(c.parsed(), 771);
+}
+
+#[test]
 fn matching_substring_and_glob() {
     let c = Catalog::bundled();
     let apps: Vec<&str> = c.matching("app.*").map(|m| m.name.as_str()).collect();

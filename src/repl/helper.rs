@@ -231,11 +231,11 @@ impl ReplHelper {
         };
         catalog
             .get()
-            .iter()
-            .filter(|m| m.name.starts_with(prefix))
-            .map(|m| Pair {
-                display: m.name.clone(),
-                replacement: m.name.clone(),
+            .names()
+            .filter(|name| name.starts_with(prefix))
+            .map(|name| Pair {
+                display: name.to_owned(),
+                replacement: name.to_owned(),
             })
             .collect()
     }
@@ -261,12 +261,12 @@ impl ReplHelper {
         let (method, rest) = match catalog.get(prefix) {
             Some(m) => (m, ""),
             None => {
-                let mut found = catalog.iter().filter(|m| m.name.starts_with(prefix));
+                let mut found = catalog.names().filter(|name| name.starts_with(prefix));
                 let only = found.next()?;
                 if found.next().is_some() {
                     return None;
                 }
-                (only, &only.name[prefix.len()..])
+                (catalog.get(only)?, &only[prefix.len()..])
             }
         };
         let mut text = format!("  # {}", method.signature());
