@@ -77,9 +77,93 @@ pub fn warn(text: &str) {
     let _ = writeln!(err, "{text}").and_then(|()| err.flush());
 }
 
-/// [`emit`] `text` and a newline.
+/// [`emit`] `text` and a newline (without copying `text`).
 pub fn emit_line(text: &str) {
-    emit(&format!("{text}\n"));
+    let mut out = std::io::stdout().lock();
+    let written = out
+        .write_all(text.as_bytes())
+        .and_then(|()| out.write_all(b"\n"))
+        .and_then(|()| out.flush());
+    if let Err(e) = written {
+        record_failure(&e);
+    }
+}
+
+/// Is `format` compact JSON here (`--output compact`, or `auto` with stdout not a terminal)?
+/// Then a result can be printed from its JSON text ([`emit_json_text`]) without parsing it.
+pub fn is_compact(format: Format) -> bool {
+    match format {
+        Format::Compact => true,
+        Format::Auto => !std::io::stdout().is_terminal(),
+        Format::Json | Format::Table | Format::Yaml => false,
+    }
+}
+
+/// Print a result given as JSON text in the compact format, and a newline: the text less its
+/// insignificant whitespace, written in pieces (never copied whole); with `raw`, a string
+/// result bare. Numbers are printed as the server wrote them.
+pub fn emit_json_text(text: &str, raw: bool) {
+    if raw
+        && text.trim_start().starts_with('"')
+        && let Ok(s) = serde_json::from_str::<String>(text)
+    {
+        return emit_line(&s);
+    }
+    let mut out = std::io::BufWriter::with_capacity(64 << 10, std::io::stdout().lock());
+    let written = write_compact(&mut out, text.trim().as_bytes())
+        .and_then(|()| out.write_all(b"\n"))
+        .and_then(|()| out.flush());
+    if let Err(e) = written {
+        record_failure(&e);
+    }
+}
+
+/// Write JSON `text` without the whitespace between its tokens.
+fn write_compact(out: &mut impl Write, text: &[u8]) -> std::io::Result<()> {
+    let (mut in_string, mut escaped, mut start) = (false, false, 0);
+    for (i, &b) in text.iter().enumerate() {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+        } else if b == b'"' {
+            in_string = true;
+        } else if matches!(b, b' ' | b'\n' | b'\r' | b'\t') {
+            out.write_all(&text[start..i])?;
+            start = i + 1;
+        }
+    }
+    out.write_all(&text[start..])
+}
+
+/// Print a result and a newline, as `emit_line(&render(value, format, raw))` would. Compact
+/// and JSON output are serialized straight to stdout, so a big result is never held twice
+/// (the value and its text).
+pub fn emit_value(value: &Value, format: Format, raw: bool) {
+    let pretty = match format {
+        _ if raw && value.is_string() => return emit_line(&render(value, format, raw)),
+        _ if is_compact(format) => false,
+        Format::Json => true,
+        Format::Compact | Format::Auto | Format::Table | Format::Yaml => {
+            return emit_line(&render(value, format, raw));
+        }
+    };
+    let mut out = std::io::BufWriter::with_capacity(64 << 10, std::io::stdout().lock());
+    let serialized = if pretty {
+        serde_json::to_writer_pretty(&mut out, value)
+    } else {
+        serde_json::to_writer(&mut out, value)
+    };
+    let written = serialized
+        .map_err(std::io::Error::from)
+        .and_then(|()| out.write_all(b"\n"))
+        .and_then(|()| out.flush());
+    if let Err(e) = written {
+        record_failure(&e);
+    }
 }
 
 /// Render a result for stdout.
@@ -301,6 +385,22 @@ pub fn describe_error(err: &Error, verbose: bool) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn json_text_is_compacted_outside_strings_only() {
+        let compact = |text: &str| {
+            let mut out = Vec::new();
+            super::write_compact(&mut out, text.as_bytes()).unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(
+            compact("{\"a b\": [1, 2.5e-05,\n\t\"x \\\" y\"], \"c\" : null}"),
+            "{\"a b\":[1,2.5e-05,\"x \\\" y\"],\"c\":null}"
+        );
+        assert_eq!(compact("\"\\\\\" "), "\"\\\\\"");
+        assert_eq!(compact("[]"), "[]");
+    }
+
     use super::*;
     use serde_json::json;
 

@@ -476,3 +476,33 @@ fn a_mock_told_to_be_slow_answers_every_call_after_its_latency() {
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("--latency-ms"), "{}", stderr(&o));
 }
+
+#[test]
+fn a_big_result_is_printed_compact_as_it_came_or_pretty() {
+    let sb = Sandbox::new();
+    let mock = StandaloneMock::start(&["--plain", "--alert-backlog-mb", "1"]);
+    let url = mock.value("URL");
+    let pw = password(&mock);
+    let base = [
+        "--url",
+        url.as_str(),
+        "-U",
+        "truenas_admin",
+        "-P",
+        pw.as_str(),
+    ];
+    let compact = sb.run(&join(&base, &["call", "alert.list"]));
+    let pretty = sb.run(&join(&base, &["-o", "json", "call", "alert.list"]));
+    assert!(compact.status.success(), "{}", stderr(&compact));
+    assert!(pretty.status.success(), "{}", stderr(&pretty));
+    let (compact, pretty) = (stdout(&compact), stdout(&pretty));
+    assert!(compact.len() >= 1_000_000, "{} bytes", compact.len());
+    assert_eq!(compact.lines().count(), 1, "compact JSON is one line");
+    assert!(pretty.lines().count() > 1000);
+    let a: serde_json::Value = serde_json::from_str(&compact).expect("JSON");
+    let b: serde_json::Value = serde_json::from_str(&pretty).expect("JSON");
+    assert_eq!(a, b);
+    assert_eq!(a[0]["klass"], "SlowDiskIo");
+    let raw = sb.run(&join(&base, &["call", "--raw", "core.ping"]));
+    assert_eq!(stdout(&raw), "pong\n", "{}", stderr(&raw));
+}

@@ -742,3 +742,38 @@ async fn the_client_runs_its_app_jobs_one_at_a_time_per_app() {
     );
     client.close().await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Results as text
+
+#[tokio::test]
+async fn call_text_gives_the_result_as_the_json_the_server_sent() {
+    for wire in [Wire::JsonRpc, Wire::Legacy] {
+        let server = wire.mock(|c| c.alert_backlog_bytes = 200_000).await;
+        let c = wire
+            .connect(&server, Some(password(&server)))
+            .await
+            .expect("login");
+        let text = c.call_text("alert.list", vec![]).await.expect("alert.list");
+        let value = c.call("alert.list", vec![]).await.expect("alert.list");
+        assert!(text.len() >= 200_000, "{wire:?}: {} bytes", text.len());
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&text).expect("JSON"),
+            value,
+            "{wire:?}"
+        );
+        assert_eq!(
+            text,
+            value.to_string(),
+            "{wire:?}: the mock writes compact JSON"
+        );
+        assert_eq!(
+            c.call_text("core.ping", vec![]).await.expect("ping"),
+            "\"pong\""
+        );
+        // A server error is an error, as with call.
+        let err = c.call_text("no.such_method", vec![]).await.unwrap_err();
+        assert!(matches!(err, Error::Server(_)), "{wire:?}: {err}");
+        c.close().await;
+    }
+}

@@ -70,10 +70,15 @@ pub async fn call(
         };
         printer.finish();
         outcome?
+    } else if output::is_compact(format) {
+        // Printed as it came: a big result is never parsed (nor held twice).
+        let text = client.call_text(method, params).await?;
+        output::emit_json_text(&text, raw);
+        return Ok(Exit::Ok);
     } else {
         client.call(method, params).await?
     };
-    output::emit_line(&output::render(&result, format, raw));
+    output::emit_value(&result, format, raw);
     Ok(Exit::Ok)
     }).await
 }
@@ -116,7 +121,7 @@ pub async fn attach(
                 }
             };
             printer.finish();
-            output::emit_line(&output::render(&outcome?, format, raw));
+            output::emit_value(&outcome?, format, raw);
             Ok(Exit::Ok)
         })
         .await

@@ -230,7 +230,7 @@ fn json_out(format: Format) -> bool {
 }
 
 fn print_json(v: &Value, format: Format) {
-    output::emit_line(&output::render(v, format, false));
+    output::emit_value(v, format, false);
 }
 
 /// The deploy journal in the state directory (`$XDG_STATE_HOME/midscript/journal`).

@@ -112,7 +112,7 @@ pub async fn methods(
                 .iter()
                 .map(|m| json!({"name": m.name, "job": m.job, "summary": m.summary()}))
                 .collect();
-            output::emit_line(&output::render(&Value::Array(list), format, false));
+            output::emit_value(&Value::Array(list), format, false);
         }
     }
     Ok(Exit::Ok)
@@ -140,7 +140,7 @@ pub async fn doc(
     };
     match format {
         Format::Auto | Format::Table => output::emit(&render_doc(m)),
-        _ => output::emit_line(&output::render(&m.to_value(), format, false)),
+        _ => output::emit_value(&m.to_value(), format, false),
     }
     Ok(Exit::Ok)
 }

@@ -54,6 +54,10 @@ pub struct MockArgs {
     /// Milliseconds every call takes before it is answered, as on a busy NAS (default: 0).
     #[arg(long, value_name = "MS", default_value_t = 0)]
     latency_ms: u64,
+    /// Start with synthetic alerts adding up to about this many MB of JSON, so that
+    /// `alert.list` is a big reply (default: 0, no alerts).
+    #[arg(long, value_name = "MB", default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=1024))]
+    alert_backlog_mb: u16,
     #[command(flatten)]
     faults: FaultArgs,
 }
@@ -96,6 +100,7 @@ fn config_from(args: &MockArgs) -> Result<MockConfig, String> {
         config.job_step = std::time::Duration::from_millis(ms);
     }
     config.latency = std::time::Duration::from_millis(args.latency_ms);
+    config.alert_backlog_bytes = usize::from(args.alert_backlog_mb) * 1_000_000;
     let f = &args.faults;
     if !(f.fault_restart_downtime.is_finite() && (0.0..=3600.0).contains(&f.fault_restart_downtime))
     {

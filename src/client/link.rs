@@ -30,7 +30,7 @@ use super::auth::{Credentials, LoginContext, LoginInfo, check_key_safety};
 use super::error::{Error, Result};
 use super::events::Router;
 use super::jobs::AppJobLocks;
-use super::rpc::{CallError, Connection, Setup};
+use super::rpc::{CallError, Connection, Payload, Setup};
 use super::transport::{self, Dialect, Endpoint, Fingerprint, TransportOptions, Trust};
 
 /// How to reconnect after the connection drops.
@@ -263,21 +263,30 @@ impl Link {
     }
 
     /// Call `method`: through a reconnect when the connection drops, sending it again only
-    /// when it never left or is a read.
+    /// when it never left or is a read. With `text`, the result comes as its JSON text where
+    /// the dialect allows.
     pub(crate) async fn call(
         &self,
         method: &str,
         params: Vec<Value>,
         timeout: Option<Duration>,
-    ) -> Result<Value> {
+        text: bool,
+    ) -> Result<Payload> {
         if !self.reconnects() {
-            return self.current().call(method, params, timeout).await;
+            return self
+                .current()
+                .call_tracked(method, params, timeout, text)
+                .await
+                .map_err(CallError::into_error);
         }
         let mut failed_generation = None;
         let mut resent_reads = 0;
         loop {
             let (conn, generation) = self.usable(failed_generation).await?;
-            match conn.call_tracked(method, params.clone(), timeout).await {
+            match conn
+                .call_tracked(method, params.clone(), timeout, text)
+                .await
+            {
                 Ok(v) => return Ok(v),
                 Err(CallError::Failed(e)) => return Err(e),
                 Err(CallError::NotSent(_)) => failed_generation = Some(generation),

@@ -211,7 +211,22 @@ impl Client {
     /// Call a method and return its result. Job methods return their job id here; use
     /// [`Client::job`] to wait for the outcome.
     pub async fn call(&self, method: &str, params: Vec<Value>) -> Result<Value> {
-        self.link.call(method, params, None).await
+        self.link
+            .call(method, params, None, false)
+            .await?
+            .into_value()
+    }
+
+    /// [`Client::call`], returning the result's JSON text as the server sent it instead of a
+    /// parsed value: for a result that is only passed on (printed, saved), which then never
+    /// takes the memory of a parsed value. (On the legacy dialect, the parsed result is
+    /// serialized again.)
+    pub async fn call_text(&self, method: &str, params: Vec<Value>) -> Result<String> {
+        Ok(self
+            .link
+            .call(method, params, None, true)
+            .await?
+            .into_text())
     }
 
     /// [`Client::call`] with its own timeout.
@@ -221,7 +236,10 @@ impl Client {
         params: Vec<Value>,
         timeout: Duration,
     ) -> Result<Value> {
-        self.link.call(method, params, Some(timeout)).await
+        self.link
+            .call(method, params, Some(timeout), false)
+            .await?
+            .into_value()
     }
 
     /// The URL this client is connected to.

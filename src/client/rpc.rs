@@ -62,7 +62,46 @@ const SIZE_EXEMPT_METHODS: &[&str] = &["filesystem.file_receive", "failover.data
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 /// A reply: the result, or the server's error (boxed: it is large).
-type Reply = std::result::Result<Value, Box<ServerError>>;
+type Reply = std::result::Result<Payload, Box<ServerError>>;
+
+/// A call's result as it arrived: parsed, or, for a call that asked for it, the result's own
+/// JSON text, so that a big result that is only printed is never parsed (a parsed JSON value
+/// takes several times the memory of its text).
+#[derive(Debug)]
+pub(crate) enum Payload {
+    /// The parsed result.
+    Parsed(Value),
+    /// The result's JSON text, as the server sent it.
+    Text(String),
+}
+
+impl Payload {
+    /// The result as a value (parsed now if it came as text).
+    pub(crate) fn into_value(self) -> Result<Value> {
+        match self {
+            Payload::Parsed(v) => Ok(v),
+            Payload::Text(t) => serde_json::from_str(&t)
+                .map_err(|e| Error::Protocol(format!("a result is not valid JSON: {e}"))),
+        }
+    }
+
+    /// The result as JSON text (serialized now if it came parsed).
+    pub(crate) fn into_text(self) -> String {
+        match self {
+            Payload::Parsed(v) => v.to_string(),
+            Payload::Text(t) => t,
+        }
+    }
+}
+
+/// The one shape of reply whose result can be kept as text: `{"id": N, "result": …}` (other
+/// members, such as `jsonrpc`, are ignored; an error reply does not match).
+#[derive(serde::Deserialize)]
+struct ResultText<'a> {
+    id: u64,
+    #[serde(borrow)]
+    result: &'a serde_json::value::RawValue,
+}
 
 /// The answer to the legacy `connect`: `Err` carries the version of a `failed`.
 type Handshake = std::result::Result<(), Option<String>>;
@@ -70,6 +109,8 @@ type Handshake = std::result::Result<(), Option<String>>;
 struct Pending {
     method: String,
     reply: oneshot::Sender<Reply>,
+    /// The caller wants the result's JSON text ([`Payload::Text`]).
+    text: bool,
 }
 
 /// What one request carries, before it is framed in the connection's dialect.
@@ -268,14 +309,16 @@ impl Connection {
         self.request(method, Outgoing::Call(params), timeout).await
     }
 
-    /// [`Connection::call`], telling a call that never left from one lost on the way.
+    /// [`Connection::call`], telling a call that never left from one lost on the way; with
+    /// `text`, the result comes as its JSON text where the dialect allows (JSON-RPC).
     pub(crate) async fn call_tracked(
         &self,
         method: &str,
         params: Vec<Value>,
         timeout: Option<Duration>,
-    ) -> std::result::Result<Value, CallError> {
-        self.request_tracked(method, Outgoing::Call(params), timeout)
+        text: bool,
+    ) -> std::result::Result<Payload, CallError> {
+        self.request_tracked(method, Outgoing::Call(params), timeout, text)
             .await
     }
 
@@ -391,9 +434,10 @@ impl Connection {
         out: Outgoing<'_>,
         timeout: Option<Duration>,
     ) -> Result<Value> {
-        self.request_tracked(method, out, timeout)
+        self.request_tracked(method, out, timeout, false)
             .await
-            .map_err(CallError::into_error)
+            .map_err(CallError::into_error)?
+            .into_value()
     }
 
     /// [`Connection::request`], saying whether the request may have reached the server.
@@ -402,7 +446,8 @@ impl Connection {
         method: &str,
         out: Outgoing<'_>,
         timeout: Option<Duration>,
-    ) -> std::result::Result<Value, CallError> {
+        as_text: bool,
+    ) -> std::result::Result<Payload, CallError> {
         if let Some(e) = self.ended_error() {
             return Err(CallError::NotSent(e));
         }
@@ -421,6 +466,7 @@ impl Connection {
             Pending {
                 method: method.to_owned(),
                 reply: tx,
+                text: as_text,
             },
         );
         if let (Some(t), Some(out)) = (&self.tracer, traced) {
@@ -510,10 +556,14 @@ impl Connection {
     }
 
     fn on_jsonrpc(&self, text: &str) {
+        if self.reply_as_text(text) {
+            return;
+        }
         match Incoming::parse(text) {
             Ok(Incoming::Response(response)) => self.reply(response.id.as_u64(), text, |method| {
                 response
                     .outcome
+                    .map(Payload::Parsed)
                     .map_err(|e| Box::new(ServerError::from_object(method, e)))
             }),
             Ok(Incoming::Notification(note)) => {
@@ -521,6 +571,24 @@ impl Connection {
                 self.lock_router().dispatch(note);
             }
             Ok(Incoming::Unknown(_)) | Err(_) => self.trace_received(text, None),
+        }
+    }
+
+    /// Hand a result over as its JSON text when the frame is a result for a call that asked
+    /// for it (a cheap check first: the frame must have a `result` member at all); `false`
+    /// when this is not such a frame.
+    fn reply_as_text(&self, frame: &str) -> bool {
+        if !frame.contains("\"result\"") {
+            return false;
+        }
+        let wanted = |id| self.lock_pending().get(&id).is_some_and(|p| p.text);
+        match serde_json::from_str::<ResultText<'_>>(frame) {
+            Ok(reply) if wanted(reply.id) => {
+                let result = reply.result.get().to_owned();
+                self.reply(Some(reply.id), frame, |_| Ok(Payload::Text(result)));
+                true
+            }
+            _ => false,
         }
     }
 
@@ -532,13 +600,15 @@ impl Connection {
         let id_of = |v: &Value| v.as_str().and_then(|s| s.parse::<u64>().ok());
         match msg {
             ServerMessage::Result { id, outcome } => self.reply(id_of(&id), text, |method| {
-                outcome.map_err(|e| Box::new(ServerError::from_legacy(method, e)))
+                outcome
+                    .map(Payload::Parsed)
+                    .map_err(|e| Box::new(ServerError::from_legacy(method, e)))
             }),
             ServerMessage::Ready { subs } => {
                 self.trace_received(text, None);
                 for sub in subs {
                     if let Some(p) = id_of(&sub).and_then(|id| self.lock_pending().remove(&id)) {
-                        let _ = p.reply.send(Ok(sub));
+                        let _ = p.reply.send(Ok(Payload::Parsed(sub)));
                     }
                 }
             }

@@ -294,6 +294,9 @@ pub struct MockConfig {
     /// How long every call takes before it is answered (none by default): stands in for a busy
     /// NAS. The call holds one of the 10 running slots meanwhile, as a slow method would.
     pub latency: Duration,
+    /// Start with synthetic alerts adding up to about this many bytes of JSON, so that
+    /// `alert.list` is a big reply (0 by default: no alerts).
+    pub alert_backlog_bytes: usize,
 }
 
 impl Default for MockConfig {
@@ -326,6 +329,7 @@ impl Default for MockConfig {
             faults: MockFaults::default(),
             demo: false,
             latency: Duration::ZERO,
+            alert_backlog_bytes: 0,
         }
     }
 }
@@ -379,6 +383,7 @@ impl MockConfig {
             faults: MockFaults::default(),
             demo: false,
             latency: Duration::ZERO,
+            alert_backlog_bytes: 0,
         }
     }
 }

@@ -240,7 +240,10 @@ impl Shared {
             fs: super::filesystem::FsStore::new(started_ms),
             rate: Mutex::new(RateLimiter::default()),
             conns: Mutex::new(BTreeMap::new()),
-            alerts: Mutex::new(Vec::new()),
+            alerts: Mutex::new(super::system::alert_backlog(
+                config.alert_backlog_bytes,
+                started_ms,
+            )),
             next_conn: AtomicU64::new(1),
             transcript: TranscriptLog::new(config.record_transcript),
             boot_id,

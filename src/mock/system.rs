@@ -236,6 +236,35 @@ async fn user_update(ctx: Ctx, p: Vec<Value>) -> Result<Value, MockError> {
 }
 
 /// `alert.list` → the current alerts (e.g. `ApiKeyRevoked`).
+/// Synthetic alerts adding up to about `bytes` of JSON (none for 0): a NAS with a long
+/// backlog, whose `alert.list` is a big reply. Deterministic: the same alerts every time.
+pub(crate) fn alert_backlog(bytes: usize, now_ms: i64) -> Vec<Value> {
+    let mut alerts = Vec::new();
+    let mut size = 0;
+    let mut n: u64 = 0;
+    while size < bytes {
+        n += 1;
+        let uuid = format!("00000000-0000-4000-8000-{n:012x}");
+        let text = format!(
+            "Device /dev/sd{} is causing slow I/O on pool \"tank\": {} ms on average over the last hour (sector {}).",
+            (b'a' + (n % 26) as u8) as char,
+            200 + n % 800,
+            n * 4096
+        );
+        let date = json!({"$date": now_ms - (n as i64) * 60_000});
+        let alert = json!({
+            "uuid": uuid, "source": "ZpoolDiskIo", "klass": "SlowDiskIo",
+            "args": {"pool": "tank", "disk": format!("sd{}", (b'a' + (n % 26) as u8) as char), "n": n},
+            "node": "Controller A", "key": format!("[\"tank\", {n}]"), "datetime": date.clone(),
+            "last_occurrence": date, "dismissed": false, "mail": null, "text": text.clone(),
+            "id": uuid, "level": "WARNING", "formatted": text, "one_shot": false,
+        });
+        size += alert.to_string().len() + 1;
+        alerts.push(alert);
+    }
+    alerts
+}
+
 async fn alert_list(ctx: Ctx, p: Vec<Value>) -> Result<Value, MockError> {
     args::at_most(&p, 0)?;
     Ok(Value::Array(lock(&ctx.shared.alerts).clone()))
