@@ -99,10 +99,17 @@ pub fn is_compact(format: Format) -> bool {
     }
 }
 
-/// Print a result given as JSON text in the compact format, and a newline: the text less its
-/// insignificant whitespace, written in pieces (never copied whole); with `raw`, a string
-/// result bare. Numbers are printed as the server wrote them.
-pub fn emit_json_text(text: &str, raw: bool) {
+/// Can a result in `format` be printed from its JSON text ([`emit_json_text`])? Compact JSON
+/// and `--output json` can; the others show dates as ISO-8601 or reshape the value.
+pub fn prints_json_text(format: Format) -> bool {
+    is_compact(format) || format == Format::Json
+}
+
+/// Print a result given as JSON text, as [`emit_value`] prints its value in `format` (compact
+/// JSON, or pretty for `--output json`), and a newline: written in pieces as the text is
+/// scanned, never parsed nor copied whole; with `raw`, a string result bare. Numbers are
+/// printed as the server wrote them.
+pub fn emit_json_text(text: &str, format: Format, raw: bool) {
     if raw
         && text.trim_start().starts_with('"')
         && let Ok(s) = serde_json::from_str::<String>(text)
@@ -110,7 +117,13 @@ pub fn emit_json_text(text: &str, raw: bool) {
         return emit_line(&s);
     }
     let mut out = std::io::BufWriter::with_capacity(64 << 10, std::io::stdout().lock());
-    let written = write_compact(&mut out, text.trim().as_bytes())
+    let text = text.trim().as_bytes();
+    let formatted = if is_compact(format) {
+        write_compact(&mut out, text)
+    } else {
+        write_pretty(&mut out, text)
+    };
+    let written = formatted
         .and_then(|()| out.write_all(b"\n"))
         .and_then(|()| out.flush());
     if let Err(e) = written {
@@ -137,6 +150,86 @@ fn write_compact(out: &mut impl Write, text: &[u8]) -> std::io::Result<()> {
         }
     }
     out.write_all(&text[start..])
+}
+
+/// Where the string that starts at `text[start]` (a `"`) ends: the index after its closing
+/// quote (the end of `text` if it has none).
+fn string_end(text: &[u8], start: usize) -> usize {
+    let mut escaped = false;
+    for (i, &b) in text.iter().enumerate().skip(start + 1) {
+        match b {
+            _ if escaped => escaped = false,
+            b'\\' => escaped = true,
+            b'"' => return i + 1,
+            _ => {}
+        }
+    }
+    text.len()
+}
+
+/// Write JSON `text` indented as `serde_json::to_string_pretty` indents it: two spaces a
+/// level, `": "` after keys, empty lists and objects as `[]` and `{}`.
+fn write_pretty(out: &mut impl Write, text: &[u8]) -> std::io::Result<()> {
+    let is_space = |b: &u8| matches!(b, b' ' | b'\n' | b'\r' | b'\t');
+    let next_token = |from: usize| {
+        text[from..]
+            .iter()
+            .position(|b| !is_space(b))
+            .map_or(text.len(), |p| from + p)
+    };
+    let newline = |out: &mut dyn Write, depth: usize| -> std::io::Result<()> {
+        out.write_all(b"\n")?;
+        for _ in 0..depth {
+            out.write_all(b"  ")?;
+        }
+        Ok(())
+    };
+    let (mut depth, mut i) = (0usize, 0usize);
+    while i < text.len() {
+        match text[i] {
+            b'"' => {
+                let end = string_end(text, i);
+                out.write_all(&text[i..end])?;
+                i = end;
+                continue;
+            }
+            open @ (b'{' | b'[') => {
+                let close = if open == b'{' { b'}' } else { b']' };
+                let next = next_token(i + 1);
+                if text.get(next) == Some(&close) {
+                    out.write_all(&[open, close])?;
+                    i = next + 1;
+                    continue;
+                }
+                depth += 1;
+                out.write_all(&[open])?;
+                newline(out, depth)?;
+            }
+            close @ (b'}' | b']') => {
+                depth = depth.saturating_sub(1);
+                newline(out, depth)?;
+                out.write_all(&[close])?;
+            }
+            b',' => {
+                out.write_all(b",")?;
+                newline(out, depth)?;
+            }
+            b':' => out.write_all(b": ")?,
+            b if is_space(&b) => {}
+            _ => {
+                // A number or a literal: up to the next delimiter.
+                let end = text[i..]
+                    .iter()
+                    .position(|b| matches!(b, b',' | b']' | b'}' | b':') || is_space(b))
+                    .map_or(text.len(), |p| i + p);
+                out.write_all(&text[i..end])?;
+                i = end;
+                continue;
+            }
+        }
+        i += 1;
+    }
+    Ok(())
 }
 
 /// Print a result and a newline, as `emit_line(&render(value, format, raw))` would. Compact
@@ -385,6 +478,27 @@ pub fn describe_error(err: &Error, verbose: bool) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn json_text_is_indented_as_serde_json_indents_values() {
+        let pretty = |text: &str| {
+            let mut out = Vec::new();
+            super::write_pretty(&mut out, text.as_bytes()).unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        for value in [
+            serde_json::json!({"a": [1, {"b": null, "c": []}, {}], "d \"]}\\": "x, y: {z}", "e": -1.5e-7}),
+            serde_json::json!([]),
+            serde_json::json!("s"),
+            serde_json::json!([[[]], [{"k": [true, false]}]]),
+            serde_json::json!(12345678901234567u64),
+        ] {
+            let expected = serde_json::to_string_pretty(&value).unwrap();
+            assert_eq!(pretty(&value.to_string()), expected);
+            // Whitespace in the server's text does not matter.
+            assert_eq!(pretty(&expected), expected);
+        }
+    }
 
     #[test]
     fn json_text_is_compacted_outside_strings_only() {

@@ -503,6 +503,9 @@ fn a_big_result_is_printed_compact_as_it_came_or_pretty() {
     let b: serde_json::Value = serde_json::from_str(&pretty).expect("JSON");
     assert_eq!(a, b);
     assert_eq!(a[0]["klass"], "SlowDiskIo");
+    // Both are printed from the text as it came, formatted exactly as from a parsed value.
+    assert_eq!(compact, format!("{a}\n"));
+    assert_eq!(pretty, serde_json::to_string_pretty(&a).unwrap() + "\n");
     let raw = sb.run(&join(&base, &["call", "--raw", "core.ping"]));
     assert_eq!(stdout(&raw), "pong\n", "{}", stderr(&raw));
 }

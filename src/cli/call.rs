@@ -70,10 +70,10 @@ pub async fn call(
         };
         printer.finish();
         outcome?
-    } else if output::is_compact(format) {
+    } else if output::prints_json_text(format) {
         // Printed as it came: a big result is never parsed (nor held twice).
         let text = client.call_text(method, params).await?;
-        output::emit_json_text(&text, raw);
+        output::emit_json_text(&text, format, raw);
         return Ok(Exit::Ok);
     } else {
         client.call(method, params).await?
