@@ -70,8 +70,9 @@ fn the_repl_completes_calls_prints_events_cancels_and_remembers() {
 
     // Ctrl-C cancels a running line; the session goes on.
     p.exp_string(PROMPT).unwrap();
-    keys(&mut p, "sleep(60000)\r");
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    // The line says when it runs, so Ctrl-C comes while it sleeps (not while it is typed).
+    keys(&mut p, "print(\"sleeping\"); sleep(60000)\r");
+    p.exp_string("sleeping\r").unwrap();
     p.send_control('c').unwrap();
     p.exp_string("cancelled").unwrap();
     p.exp_string(PROMPT).unwrap();
