@@ -360,6 +360,14 @@ pub enum ProgressStyle {
     None,
 }
 
+/// `--quiet`: every [`ProgressPrinter`] shows no progress.
+static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Show no job progress from now on (`-q/--quiet`), whatever style a command asks for.
+pub fn set_quiet() {
+    QUIET.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// Draws job progress on stderr.
 pub struct ProgressPrinter {
     style: ProgressStyle,
@@ -372,6 +380,7 @@ impl ProgressPrinter {
     /// A printer; `Auto` becomes a bar on a terminal and lines otherwise.
     pub fn new(style: ProgressStyle) -> ProgressPrinter {
         let style = match style {
+            _ if QUIET.load(std::sync::atomic::Ordering::Relaxed) => ProgressStyle::None,
             ProgressStyle::Auto if std::io::stderr().is_terminal() => ProgressStyle::Bar,
             ProgressStyle::Auto => ProgressStyle::Lines,
             other => other,
@@ -449,7 +458,8 @@ pub fn describe_error(err: &Error, verbose: bool) -> String {
                 "\nRetry in a minute: the server allows 20 anonymous calls per method per minute \
                  from one address (each login spends one or two) and accepts them again when \
                  its 60 s window ends. For many calls, keep one connection: a script \
-                 (midscript run) or the REPL.",
+                 (midscript run) or the REPL. Against a `midscript mock`, start it with \
+                 --no-rate-limit.",
             );
         }
         if let (Some(extra), true) = (&server.extra, server.validation().is_empty())
@@ -465,11 +475,11 @@ pub fn describe_error(err: &Error, verbose: bool) -> String {
             if let Some(n) = server.errno {
                 out.push_str(&format!("\nerrno: {n} ({})", errno::name(n)));
             }
-            if let Some(tb) = server.traceback() {
+            if let Some(tb) = server.traceback().filter(|tb| !tb.trim().is_empty()) {
                 out.push_str("\nserver traceback:\n");
                 out.push_str(tb.trim_end());
             }
-        } else if server.traceback().is_some() {
+        } else if server.traceback().is_some_and(|tb| !tb.trim().is_empty()) {
             out.push_str("\n(run with -v for the server traceback)");
         }
     }
@@ -530,6 +540,27 @@ mod tests {
     }
 
     #[test]
+    fn the_traceback_hint_only_follows_a_traceback() {
+        let with = |exception: &str| {
+            let job = json!({"id": 1, "state": "FAILED", "error": "[EFAULT] boom", "exception": exception});
+            Error::from(crate::client::ServerError::from_failed_job(
+                "app.start",
+                &job,
+            ))
+        };
+        let hint = "(run with -v for the server traceback)";
+        assert!(describe_error(&with("Traceback: …"), false).contains(hint));
+        assert!(!describe_error(&with(""), false).contains(hint));
+        assert!(!describe_error(&with("  \n"), true).contains("server traceback:"));
+        let no_trace = json!({"id": 1, "state": "FAILED", "error": "[EFAULT] boom"});
+        let e = Error::from(crate::client::ServerError::from_failed_job(
+            "app.start",
+            &no_trace,
+        ));
+        assert!(!describe_error(&e, false).contains(hint));
+    }
+
+    #[test]
     fn yaml_output() {
         assert_eq!(
             render(
@@ -556,6 +587,8 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("60 s window"), "{text}");
+        assert!(text.contains("one connection"), "{text}");
+        assert!(text.contains("--no-rate-limit"), "{text}");
     }
 
     #[test]

@@ -304,7 +304,7 @@ fn a_host_whose_deployment_crashes_fails_alone_with_the_logs() {
     let failure = &block[..block.find("\n}").unwrap_or(block.len())];
     assert!(
         failure.contains("stack crashed (created)")
-            && failure.contains("web | web: fatal error (simulated crash), exiting with code 1"),
+            && failure.contains("web | fatal error (simulated crash), exiting with code 1"),
         "{failure}"
     );
     assert!(

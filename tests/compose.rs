@@ -330,8 +330,8 @@ async fn a_crashing_deployment_reports_the_failing_containers_logs() {
         log.lines,
         [
             "Starting web (traefik/whoami:v1.10)",
-            "web: listening on port 80/tcp",
-            "web: fatal error (simulated crash), exiting with code 1"
+            "listening on port 80/tcp",
+            "fatal error (simulated crash), exiting with code 1"
         ]
     );
     let events = calls(&server, &["core.subscribe"]);

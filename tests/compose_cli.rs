@@ -101,7 +101,7 @@ fn up_twice_is_created_then_unchanged_and_journaled_privately() {
     );
     let o = compose(Some(&mock), state.path(), &dir, &["logs", "--tail", "2"]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
-    assert_eq!(stdout(&o), "web: listening on port 80/tcp\nweb: ready\n");
+    assert_eq!(stdout(&o), "listening on port 80/tcp\nready\n");
     let o = compose(
         Some(&mock),
         state.path(),
@@ -209,7 +209,7 @@ fn a_crashed_deployment_shows_its_logs_and_exits_6() {
         "{text}"
     );
     assert!(
-        text.ends_with("web | web: fatal error (simulated crash), exiting with code 1\n"),
+        text.ends_with("web | fatal error (simulated crash), exiting with code 1\n"),
         "{text}"
     );
     assert!(

@@ -11,7 +11,9 @@ use midscript::mock::{MockConfig, MockServer, ServerVersion};
 use serde_json::json;
 
 use crate::support::in_process::{Wire, assert_no_secrets, password, settings, transcript, whoami};
-use crate::traffic::{bad_source_arguments_end_the_subscription, log_follow_ends_with_its_source};
+use crate::traffic::{
+    bad_source_arguments_end_the_subscription, log_follow_ends_with_an_exited_container,
+};
 
 /// A 24.10 mock (plain ws, deterministic), edited by `edit`.
 async fn eel(edit: impl FnOnce(&mut MockConfig)) -> MockServer {
@@ -120,7 +122,7 @@ async fn legacy_subscription_delivers_events_until_nosub() {
     // the source ends, then `nosub` with an error, before `ready`, for bad source arguments.
     let server = eel(|_| {}).await;
     let client = connect(&server, Some(password(&server))).await.unwrap();
-    log_follow_ends_with_its_source(&server, &client).await;
+    log_follow_ends_with_an_exited_container(&server, &client).await;
     bad_source_arguments_end_the_subscription(&client, Wire::Legacy).await;
     client.close().await;
     settings().bind(|| insta::assert_snapshot!("legacy_subscription", transcript(&server)));

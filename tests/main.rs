@@ -10,6 +10,8 @@
 //!   dialect; `legacy`: what only the legacy dialect has
 //! - `compose` / `compose_cli`: compose deployments through the library and the binary
 //! - `faults`: faults and bad input (issue 12): crashes, hangs, lost results, leaks
+//! - `firsthour`: what a new user meets first (issue 15): the mock as a playground, "did you
+//!   mean", saved REPL sessions, `run -`, `-q`, `compose diff --exit-code`, the README's commands
 //! - `script`: the script runner, the stdlib and the examples in `scripts/`
 //! - `repl`: the REPL through a pseudo-terminal
 //! - `reconnect`: reconnect and resume against the mock's injected faults
@@ -27,6 +29,7 @@ mod compose;
 mod compose_cli;
 mod compose_oracle;
 mod faults;
+mod firsthour;
 mod fuzz_regressions;
 mod legacy;
 mod machine;

@@ -51,7 +51,7 @@ fn wss_mock() -> StandaloneMock {
 }
 
 fn plain_mock() -> StandaloneMock {
-    StandaloneMock::start(&["--plain"])
+    StandaloneMock::start(&["--plain", "--plain-as-remote"])
 }
 
 fn password(mock: &StandaloneMock) -> String {
@@ -202,7 +202,7 @@ fn login_error_paths() {
     ]);
     snap!("error_password_without_a_terminal", &sb, &[&wss], &o);
 
-    // A key sent in plain text over ws (the mock stands in for a remote NAS) is revoked.
+    // A key sent in plain text over ws (the mock plays a remote NAS) is revoked.
     let plain = plain_mock();
     let purl = plain.value("URL");
     let o = sb.run(&[

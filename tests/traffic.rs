@@ -295,12 +295,13 @@ async fn a_transient_job_without_events_is_polled_to_its_end(wire: Wire) {
     client.close().await;
 }
 
-/// Follow three log lines of the whoami app until the source ends (after `tail_lines`).
-pub(crate) async fn log_follow_ends_with_its_source(server: &MockServer, client: &Client) {
-    client
-        .job("app.create", vec![whoami()], |_| {})
-        .await
-        .unwrap();
+/// Follow the last three log lines of a whoami app whose container crashed: as with
+/// `docker logs -f`, the stream of a container that exited ends with its log (that of a
+/// running one stays open: `tests/firsthour.rs`).
+pub(crate) async fn log_follow_ends_with_an_exited_container(server: &MockServer, client: &Client) {
+    let mut app = whoami();
+    app["custom_compose_config"]["services"]["web"]["image"] = json!("traefik/whoami:crash");
+    let _ = client.job("app.create", vec![app], |_| {}).await;
     let ids = client
         .call("app.container_ids", vec![json!("whoami")])
         .await
@@ -317,7 +318,14 @@ pub(crate) async fn log_follow_ends_with_its_source(server: &MockServer, client:
         assert_eq!(ev.collection, name);
         lines.push(ev.fields.unwrap()["data"].as_str().unwrap().to_owned());
     }
-    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert_eq!(
+        lines,
+        [
+            "Starting web (traefik/whoami:crash)",
+            "listening on port 80/tcp",
+            "fatal error (simulated crash), exiting with code 1"
+        ]
+    );
 }
 
 /// Bad event source arguments end the subscription with the validation error, before any
@@ -350,7 +358,7 @@ pub(crate) async fn bad_source_arguments_end_the_subscription(client: &Client, w
 async fn a_subscription_delivers_events_until_its_source_ends() {
     let server = mock(|_| {}).await;
     let client = connect(&server, Some(password(&server))).await.unwrap();
-    log_follow_ends_with_its_source(&server, &client).await;
+    log_follow_ends_with_an_exited_container(&server, &client).await;
     client.close().await;
     settings().bind(|| insta::assert_snapshot!("subscription_log_follow", transcript(&server)));
 }
@@ -477,13 +485,40 @@ async fn plain_api_key_over_an_insecure_transport_is_revoked_by_the_server() {
     let err = connect(&server, Some(api_key(&server, true)))
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::Auth(AuthError::Expired)), "{err:?}");
-    assert!(err.to_string().contains("revoked"), "{err}");
-    // The key is now dead everywhere.
+    assert!(
+        matches!(
+            err,
+            Error::Auth(AuthError::RevokedOverPlainWs { now: true })
+        ),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string()
+            .contains("revoked this API key because it was sent over plain ws://"),
+        "{err}"
+    );
+    // The key is now dead everywhere: AUTH_ERR, said with the likely reason.
     let err = connect(&server, Some(api_key(&server, true)))
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::Auth(AuthError::Rejected)), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            Error::Auth(AuthError::RevokedOverPlainWs { now: false })
+        ),
+        "{err:?}"
+    );
+    // Without the owner (auth.login_with_api_key answers a bare false), the same.
+    let err = connect(&server, Some(api_key(&server, false)))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Auth(AuthError::RevokedOverPlainWs { now: false })
+        ),
+        "{err:?}"
+    );
     assert_no_secrets(&server);
 }
 

@@ -205,7 +205,7 @@ impl MethodInfo {
             return String::new();
         };
         let line = first_line(d);
-        match line.find(". ") {
+        match sentence_end(&line) {
             Some(i) => line[..=i].to_owned(),
             None => line,
         }
@@ -257,4 +257,36 @@ fn first_line(s: &str) -> String {
         .find(|l| !l.is_empty())
         .unwrap_or_default()
         .to_owned()
+}
+
+/// The byte index of the `.` that ends the first sentence of `line` (a `. ` outside
+/// backticks: `` `a.b. c` `` is code, not a sentence end).
+fn sentence_end(line: &str) -> Option<usize> {
+    let mut in_code = false;
+    let bytes = line.as_bytes();
+    for (i, &b) in bytes.iter().enumerate() {
+        match b {
+            b'`' => in_code = !in_code,
+            b'.' if !in_code && bytes.get(i + 1) == Some(&b' ') => return Some(i),
+            _ => {}
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod sentence_tests {
+    use super::sentence_end;
+
+    #[test]
+    fn a_sentence_ends_at_a_dot_outside_backticks() {
+        assert_eq!(sentence_end("Start it. Then more."), Some(8));
+        let s = "Set `options. extra` to true. Then more.";
+        assert_eq!(
+            &s[..=sentence_end(s).unwrap()],
+            "Set `options. extra` to true."
+        );
+        assert_eq!(sentence_end("No end `a. b`"), None);
+        assert_eq!(sentence_end(""), None);
+    }
 }

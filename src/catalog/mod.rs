@@ -32,7 +32,7 @@ use serde_json::{Map, Value};
 pub use cache::Source;
 pub use doc::{listing, render_doc};
 pub use method::{ArgInfo, MethodInfo};
-pub use suggest::{MethodCatalog, SharedCatalog, suggest_in, suggestions};
+pub use suggest::{MethodCatalog, SharedCatalog, event_known, suggest_in, suggestions};
 pub use validate::{too_many_arguments, validate_params};
 
 /// The bundled dump, gzip-compressed (unedited; origin in `assets/README.md`): the source of

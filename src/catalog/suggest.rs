@@ -62,6 +62,26 @@ pub fn suggestions(catalog: &Catalog, name: &str) -> Vec<String> {
         .collect()
 }
 
+/// Event sources that are not methods, so `core.get_methods` does not list them (the other
+/// events are named after their query method: `app.query`, `core.get_jobs`, `alert.list`).
+const EVENT_SOURCES: &[&str] = &[
+    "app.container_log_follow",
+    "app.stats",
+    "docker.state",
+    "failover.status",
+    "filesystem.file_tail_follow",
+    "reporting.realtime",
+    "virt.instance.metrics",
+    "zfs.pool.scan",
+];
+
+/// Does `catalog` know the event `name` (arguments after `:` aside)? Events named after a
+/// method of the catalog count, and the usual event sources that are not methods.
+pub fn event_known(catalog: &Catalog, name: &str) -> bool {
+    let base = name.split(':').next().unwrap_or(name);
+    catalog.get(base).is_some() || EVENT_SOURCES.contains(&base)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,6 +100,16 @@ mod tests {
                 .iter()
                 .all(|n| n.ends_with(".get_instance"))
         );
+    }
+
+    #[test]
+    fn events_are_known_by_their_method_or_as_sources() {
+        let c = Catalog::bundled();
+        assert!(event_known(c, "app.query"));
+        assert!(event_known(c, "core.get_jobs"));
+        assert!(event_known(c, "reporting.realtime:{\"interval\": 2}"));
+        assert!(!event_known(c, "app.qurey"));
+        assert!(!event_known(c, ""));
     }
 
     #[test]

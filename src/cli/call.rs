@@ -5,6 +5,7 @@ use std::io::Read;
 use serde_json::Value;
 
 use super::{CliError, ConnArgs, Exit};
+use crate::catalog::{event_known, suggestions};
 use crate::client::Error;
 use crate::output::{self, Format, ProgressPrinter, ProgressStyle};
 
@@ -76,11 +77,32 @@ pub async fn call(
         output::emit_json_text(&text, format, raw);
         return Ok(Exit::Ok);
     } else {
-        client.call(method, params).await?
+        match client.call(method, params).await {
+            Ok(result) => result,
+            Err(error) if is_missing_method(&error) => {
+                let catalog = super::methods::session_catalog(session).await;
+                let near = suggestions(catalog.catalog(), method);
+                if near.is_empty() {
+                    return Err(error.into());
+                }
+                return Err(CliError::Hinted {
+                    error,
+                    hint: format!("did you mean: {}?", near.join(", ")),
+                });
+            }
+            Err(error) => return Err(error.into()),
+        }
     };
     output::emit_value(&result, format, raw);
     Ok(Exit::Ok)
     }).await
+}
+
+/// Is `error` the server's "method does not exist" (-32601, or ENOMETHOD on 24.10)?
+fn is_missing_method(error: &Error) -> bool {
+    error
+        .server()
+        .is_some_and(|s| s.code == Some(crate::protocol::codes::METHOD_NOT_FOUND))
 }
 
 /// `midscript job --attach ID`: wait for a job started earlier and print its result, as
@@ -152,6 +174,20 @@ pub async fn subscribe(
     let session = conn.connect().await?;
     session
         .scoped(async |session| {
+            let catalog = super::methods::session_catalog(session).await;
+            if !event_known(catalog.catalog(), event) {
+                let base = event.split(':').next().unwrap_or(event);
+                let near = suggestions(catalog.catalog(), base);
+                let hint = if near.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (did you mean: {}?)", near.join(", "))
+                };
+                output::warn(&format!(
+                    "midscript: warning: the catalog knows no event {base}{hint}; subscribed anyway, \
+                     but events may never come"
+                ));
+            }
             let mut sub = session.client.subscribe(event).await?;
             let mut seen = 0;
             let wait = timeout.map(super::seconds::duration);

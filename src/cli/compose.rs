@@ -112,6 +112,9 @@ pub enum ComposeCommand {
         /// Show values from .env/env_file and secret-looking keys.
         #[arg(long)]
         show_secrets: bool,
+        /// Exit 1 when something would change, 0 when nothing would (for CI).
+        #[arg(long)]
+        exit_code: bool,
     },
     /// Stop the app (app.stop), or delete it with --delete.
     Down {
@@ -262,7 +265,14 @@ pub async fn run(cmd: ComposeCommand, outer: &ConnArgs, format: Format) -> Resul
             } else {
                 p.secrets.mask_document(&p.document)
             };
-            output::emit_line(&serde_json::to_string_pretty(&shown).unwrap_or_default());
+            let text = match format {
+                // The document is what is sent: pretty JSON unless another format is asked for.
+                Format::Auto | Format::Table => {
+                    serde_json::to_string_pretty(&shown).unwrap_or_default()
+                }
+                other => output::render(&shown, other, false),
+            };
+            output::emit_line(&text);
             Ok(Exit::Ok)
         }
         ComposeCommand::Up {
@@ -296,6 +306,7 @@ pub async fn run(cmd: ComposeCommand, outer: &ConnArgs, format: Format) -> Resul
         ComposeCommand::Diff {
             project,
             show_secrets,
+            exit_code,
             ..
         } => {
             let conn = conn.unwrap_or_default();
@@ -311,7 +322,11 @@ pub async fn run(cmd: ComposeCommand, outer: &ConnArgs, format: Format) -> Resul
             } else {
                 output::emit_line(&d.render().to_string());
             }
-            Ok(Exit::Ok)
+            Ok(if exit_code && !d.is_empty() {
+                Exit::MethodError
+            } else {
+                Exit::Ok
+            })
         }
         ComposeCommand::Down {
             project,
@@ -324,6 +339,7 @@ pub async fn run(cmd: ComposeCommand, outer: &ConnArgs, format: Format) -> Resul
             let mut printer = ProgressPrinter::new(progress);
             let r = session
                 .scoped(async |session| {
+                    must_exist(&session.client, &app).await?;
                     interruptible(async {
                         deploy::down(&session.client, &app, delete, remove_images, &mut |p| {
                             printer.update(p)
@@ -355,9 +371,7 @@ pub async fn run(cmd: ComposeCommand, outer: &ConnArgs, format: Format) -> Resul
                 .scoped(async |s| Ok(deploy::app_entry(&s.client, &app).await?))
                 .await?;
             let Some(entry) = entry else {
-                return Err(CliError::Refused(format!(
-                    "{app} does not exist on the NAS (deploy it with `midscript compose up`)"
-                )));
+                return Err(missing_app(&app));
             };
             print_ps(&app, &entry, format);
             Ok(Exit::Ok)
@@ -393,6 +407,7 @@ pub async fn run(cmd: ComposeCommand, outer: &ConnArgs, format: Format) -> Resul
             let mut printer = ProgressPrinter::new(progress);
             let r = session
                 .scoped(async |session| {
+                    must_exist(&session.client, &app).await?;
                     interruptible(async {
                         deploy::pull(&session.client, &app, !no_redeploy, &mut |p| {
                             printer.update(p)
@@ -436,7 +451,21 @@ pub async fn run(cmd: ComposeCommand, outer: &ConnArgs, format: Format) -> Resul
     }
 }
 
-/// Run `f`, turning Ctrl-C into an interruption (jobs already sent keep running on the NAS).
+/// The refusal for an app that is not on the NAS.
+fn missing_app(app: &str) -> CliError {
+    CliError::Refused(format!(
+        "{app} does not exist on the NAS (deploy it with `midscript compose up`)"
+    ))
+}
+
+/// Refuse, before starting a job that would fail, to act on an app that is not there.
+async fn must_exist(client: &Client, app: &str) -> Result<(), CliError> {
+    match deploy::app_entry(client, app).await? {
+        Some(_) => Ok(()),
+        None => Err(missing_app(app)),
+    }
+}
+
 /// The app a project deploys as, and a session to the server it lives on.
 async fn open_app(
     conn: Option<ConnArgs>,
@@ -447,6 +476,7 @@ async fn open_app(
     Ok((session, app))
 }
 
+/// Run `f`, turning Ctrl-C into an interruption (jobs already sent keep running on the NAS).
 async fn interruptible<T>(
     f: impl std::future::Future<Output = Result<T, CliError>>,
 ) -> Result<T, CliError> {
@@ -622,9 +652,7 @@ async fn logs(
     follow: bool,
 ) -> Result<Exit, CliError> {
     let Some(entry) = deploy::app_entry(client, app).await? else {
-        return Err(CliError::Refused(format!(
-            "{app} does not exist on the NAS"
-        )));
+        return Err(missing_app(app));
     };
     let all = deploy::containers(&entry);
     let picked: Vec<&Value> = all

@@ -56,6 +56,11 @@ impl Session {
         self.reconnect.clone()
     }
 
+    /// Is this the in-process mock of `--mock`?
+    pub fn is_mock(&self) -> bool {
+        self.mock.is_some()
+    }
+
     /// Close the connection and stop the mock.
     pub async fn finish(self) {
         self.client.close().await;
@@ -91,7 +96,12 @@ impl ConnArgs {
     pub(super) fn resolve(&self) -> Result<ConnArgs, CliError> {
         // Before anything is filled in: what is set now came from the command line.
         self.settings.warn_about_exposed_secrets();
-        let given = self.settings.clone().or(env::settings());
+        let mut environment = env::settings();
+        if self.settings.names_a_server() {
+            // MIDSCRIPT_FINGERPRINT pins the certificate of the environment's server only.
+            environment.fingerprint = None;
+        }
+        let given = self.settings.clone().or(environment);
         let settings = match &given.profile {
             None => given,
             Some(name) => {

@@ -9,10 +9,13 @@ const URL_VARS: &[&str] = &["MIDSCRIPT_URL", "TRUENAS_URL"];
 const KEY_VARS: &[&str] = &["MIDSCRIPT_API_KEY", "TRUENAS_API_KEY"];
 /// Environment variables holding the password of a password login (with -U).
 const PASSWORD_VARS: &[&str] = &["MIDSCRIPT_PASSWORD"];
+/// Environment variables pinning the certificate of the server the environment names.
+const FINGERPRINT_VARS: &[&str] = &["MIDSCRIPT_FINGERPRINT"];
 /// The environment variable that names a profile.
 const PROFILE_VAR: &str = "MIDSCRIPT_PROFILE";
 
-/// The settings the environment gives: a server, an API key, a password, a profile.
+/// The settings the environment gives: a server and its certificate's fingerprint, an API
+/// key, a password, a profile.
 pub(super) fn settings() -> Settings {
     from(|name| std::env::var(name).ok())
 }
@@ -24,6 +27,7 @@ fn from(var: impl Fn(&str) -> Option<String>) -> Settings {
         url: any(URL_VARS),
         api_key: any(KEY_VARS),
         password: any(PASSWORD_VARS),
+        fingerprint: any(FINGERPRINT_VARS),
         profile: any(&[PROFILE_VAR]),
         ..Settings::default()
     }
@@ -45,5 +49,8 @@ mod tests {
         assert_eq!(env.url.as_deref(), Some("wss://a/api/current"));
         assert_eq!(env.api_key.as_deref(), Some("1-a"));
         assert_eq!(env.profile, None);
+        assert_eq!(env.fingerprint, None);
+        let env = from(|n| (n == "MIDSCRIPT_FINGERPRINT").then(|| "AB:CD".to_owned()));
+        assert_eq!(env.fingerprint.as_deref(), Some("AB:CD"));
     }
 }

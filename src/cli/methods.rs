@@ -11,17 +11,29 @@ use crate::client::Client;
 use crate::output::{self, Format};
 
 /// A catalog, borrowed (bundled) or owned (a server's).
-enum Loaded {
+pub(crate) enum Loaded {
     Bundled,
     Owned(Box<Catalog>),
 }
 
 impl Loaded {
-    fn catalog(&self) -> &Catalog {
+    pub(crate) fn catalog(&self) -> &Catalog {
         match self {
             Loaded::Bundled => Catalog::bundled(),
             Loaded::Owned(c) => c,
         }
+    }
+}
+
+/// The catalog of an open session, for advice after a failure ("did you mean"): the bundled
+/// one for `--mock`, else the server's (cached per version); the bundled one if that fails.
+pub(crate) async fn session_catalog(session: &super::Session) -> Loaded {
+    if session.is_mock() {
+        return Loaded::Bundled;
+    }
+    match fetch(&session.client).await {
+        Ok((catalog, _)) => Loaded::Owned(Box::new(catalog)),
+        Err(_) => Loaded::Bundled,
     }
 }
 

@@ -3,6 +3,10 @@
 //! Other programs drive it, so its start-up output is a contract: the first line is
 //! `URL <url>`, then `FINGERPRINT <sha256>` for wss, the generated accounts when none were
 //! given (`USER <name> <password>`, `API_KEY <owner> <key>`), then `READY`.
+//!
+//! `--env` is for people: the mock starts in the background and `midscript mock --env` prints
+//! shell `export` lines for it and exits, so `eval "$(midscript mock --env)"` points every
+//! later command of the shell at it.
 
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
@@ -21,9 +25,24 @@ pub struct MockArgs {
     /// Address to listen on; loopback only unless you mean it.
     #[arg(long, default_value = "127.0.0.1")]
     bind: IpAddr,
-    /// Serve plain ws:// instead of wss:// with a generated certificate.
+    /// Serve plain ws:// instead of wss:// with a generated certificate. On a loopback address
+    /// the mock treats it as secure, as TrueNAS does for a peer on the same machine; elsewhere
+    /// an API key sent over it is revoked (so none is printed).
     #[arg(long)]
     plain: bool,
+    /// With --plain: act as a NAS reached from another host, which revokes an API key sent
+    /// to it over plain ws:// (for testing how a client copes).
+    #[arg(long, requires = "plain")]
+    plain_as_remote: bool,
+    /// Start the mock in the background and print `export MIDSCRIPT_URL=…` lines for a shell
+    /// (URL, fingerprint, API key, and MIDSCRIPT_MOCK_PID to stop it):
+    /// `eval "$(midscript mock --env)"`, later `kill $MIDSCRIPT_MOCK_PID`.
+    #[arg(long)]
+    env: bool,
+    /// No login rate limit (a real server allows 20 anonymous calls per method per minute from
+    /// one address, and so does the mock by default).
+    #[arg(long)]
+    no_rate_limit: bool,
     /// An account NAME:PASSWORD (repeatable); full admin.
     #[arg(long = "user", value_name = "NAME:PASSWORD")]
     users: Vec<String>,
@@ -60,6 +79,22 @@ pub struct MockArgs {
     alert_backlog_mb: u16,
     #[command(flatten)]
     faults: FaultArgs,
+    /// Hidden stand-ins for the global `-o/--output` and `--raw`, which mean nothing here:
+    /// declared so `mock --help` does not list them, and refused when given.
+    #[arg(long, short = 'o', value_enum, hide = true)]
+    output: Option<crate::output::Format>,
+    #[arg(long, hide = true)]
+    raw: bool,
+}
+
+impl MockArgs {
+    /// Was `-o/--output` (other than the default, which clap copies down from the global
+    /// option) or `--raw` given after `mock`?
+    pub(super) fn output_given(&self) -> bool {
+        self.output
+            .is_some_and(|f| f != crate::output::Format::Auto)
+            || self.raw
+    }
 }
 
 /// Faults to inject, to test clients that reconnect. Each fires once; client messages are
@@ -96,6 +131,11 @@ fn config_from(args: &MockArgs) -> Result<MockConfig, String> {
         MockConfig::default()
     };
     config.tls = !args.plain;
+    // TrueNAS counts a loopback peer as a secure transport (an API key is not revoked there).
+    config.plain_is_secure = args.plain && args.bind.is_loopback() && !args.plain_as_remote;
+    if args.no_rate_limit {
+        config.rate_limit.max_calls = u32::MAX;
+    }
     if let Some(ms) = args.job_step_ms {
         config.job_step = std::time::Duration::from_millis(ms);
     }
@@ -171,9 +211,13 @@ fn config_from(args: &MockArgs) -> Result<MockConfig, String> {
     Ok(config)
 }
 
-/// Run the mock until Ctrl-C.
+/// Run the mock until Ctrl-C (with `--env`: start it in the background and print its
+/// settings for a shell).
 pub async fn run(args: MockArgs) -> Result<Exit, CliError> {
     let config = config_from(&args).map_err(CliError::Usage)?;
+    if args.env {
+        return in_background();
+    }
     let show_accounts = args.users.is_empty() || args.api_keys.is_empty();
     let server = MockServer::start_on(SocketAddr::new(args.bind, args.port), config)
         .await
@@ -194,7 +238,7 @@ pub async fn run(args: MockArgs) -> Result<Exit, CliError> {
                 let _ = writeln!(out, "USER {} {}", u.username, u.password);
             }
         }
-        if args.api_keys.is_empty() {
+        if args.api_keys.is_empty() && !config_revokes_keys(&args) {
             for k in &server.config().api_keys {
                 let _ = writeln!(out, "API_KEY {} {}", k.owner, k.key);
             }
@@ -203,7 +247,130 @@ pub async fn run(args: MockArgs) -> Result<Exit, CliError> {
     let _ = writeln!(out, "READY");
     let _ = out.flush();
     drop(out);
+    if config_revokes_keys(&args) {
+        crate::output::warn(
+            "midscript mock: plain ws:// as from another host: an API key sent over it is \
+             revoked, as on a real NAS, so none is printed; log in with a password (USER) or \
+             serve wss://",
+        );
+    }
     let _ = tokio::signal::ctrl_c().await;
     server.shutdown().await;
     Ok(Exit::Ok)
+}
+
+/// Does this mock revoke API keys sent to it (plain ws on an address other than loopback)?
+fn config_revokes_keys(args: &MockArgs) -> bool {
+    args.plain && (!args.bind.is_loopback() || args.plain_as_remote)
+}
+
+/// `--env`: start this same command without `--env` as a child that outlives us, read its
+/// start-up lines, print them as `export` lines and return. The child's stdout is a pipe of
+/// ours, so the shell's `$(…)` ends when we do; stderr stays the terminal's.
+fn in_background() -> Result<Exit, CliError> {
+    use std::io::{BufRead as _, Read as _};
+    use std::process::{Command, Stdio};
+    let exe = std::env::current_exe()
+        .map_err(|e| CliError::Startup(format!("mock --env: cannot find midscript itself: {e}")))?;
+    let args: Vec<std::ffi::OsString> = std::env::args_os()
+        .skip(1)
+        .filter(|a| a != "--env")
+        .collect();
+    // Both outputs are pipes of ours, so nothing of the caller's (a `$(…)`, a test's captured
+    // stderr) is held open by the mock once we are gone.
+    let mut child = Command::new(exe)
+        .args(&args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| CliError::Startup(format!("mock --env: cannot start the mock: {e}")))?;
+    let (Some(stdout), Some(mut stderr)) = (child.stdout.take(), child.stderr.take()) else {
+        return Err(CliError::Startup(
+            "mock --env: no output from the mock".into(),
+        ));
+    };
+    let mut lines = Vec::new();
+    for line in std::io::BufReader::new(stdout).lines() {
+        let Ok(line) = line else { break };
+        if line == "READY" {
+            crate::output::emit(&export_lines(&lines, child.id()));
+            return Ok(Exit::Ok);
+        }
+        lines.push(line);
+    }
+    let mut said = String::new();
+    let _ = stderr.read_to_string(&mut said);
+    let status = child.wait().ok().and_then(|s| s.code());
+    Err(CliError::Startup(format!(
+        "mock --env: the mock ended before it was ready (exit status {}){}",
+        status.map_or("unknown".into(), |c| c.to_string()),
+        match said.trim() {
+            "" => String::new(),
+            text => format!(":\n{text}"),
+        }
+    )))
+}
+
+/// Shell lines setting the environment for the mock whose start-up `lines` these are.
+fn export_lines(lines: &[String], pid: u32) -> String {
+    let value = |key: &str| {
+        lines
+            .iter()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix(' '))
+    };
+    let mut out = String::new();
+    let mut export = |name: &str, v: &str| {
+        out.push_str(&format!("export {name}={}\n", shell_quote(v)));
+    };
+    if let Some(url) = value("URL") {
+        export("MIDSCRIPT_URL", url);
+    }
+    if let Some(fp) = value("FINGERPRINT") {
+        export("MIDSCRIPT_FINGERPRINT", fp);
+    }
+    if let Some(key) = value("API_KEY")
+        .and_then(|v| v.split_once(' '))
+        .map(|(_, k)| k)
+    {
+        export("MIDSCRIPT_API_KEY", key);
+    }
+    export("MIDSCRIPT_MOCK_PID", &pid.to_string());
+    out.push_str(&format!(
+        "# midscript mock runs in the background (pid {pid}); stop it with: kill $MIDSCRIPT_MOCK_PID\n"
+    ));
+    out
+}
+
+/// `v` in single quotes for a POSIX shell.
+fn shell_quote(v: &str) -> String {
+    format!("'{}'", v.replace('\'', "'\\''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn export_lines_quote_values_and_name_the_pid() {
+        let lines = [
+            "URL wss://127.0.0.1:4000/api/current",
+            "FINGERPRINT AB:CD",
+            "USER truenas_admin pw",
+            "API_KEY truenas_admin 1-it's",
+        ]
+        .map(String::from);
+        assert_eq!(
+            export_lines(&lines, 42),
+            "export MIDSCRIPT_URL='wss://127.0.0.1:4000/api/current'\n\
+             export MIDSCRIPT_FINGERPRINT='AB:CD'\n\
+             export MIDSCRIPT_API_KEY='1-it'\\''s'\n\
+             export MIDSCRIPT_MOCK_PID='42'\n\
+             # midscript mock runs in the background (pid 42); stop it with: kill $MIDSCRIPT_MOCK_PID\n"
+        );
+        // No fingerprint (plain ws) and no key: those lines are left out.
+        let plain = ["URL ws://127.0.0.1:4000/api/current".to_owned()];
+        assert!(!export_lines(&plain, 1).contains("FINGERPRINT"));
+        assert!(!export_lines(&plain, 1).contains("API_KEY"));
+    }
 }

@@ -85,6 +85,14 @@ pub enum CliError {
     /// The client failed (connection, TLS, login, a method's error, a job's failure).
     #[error(transparent)]
     Client(#[from] Error),
+    /// A client error with advice after it (a "did you mean" for a misspelt method).
+    #[error("{error}\n{hint}")]
+    Hinted {
+        /// The error.
+        error: Error,
+        /// The advice, one or more lines.
+        hint: String,
+    },
     /// The NAS refuses what was asked (an app that is not there, nothing to roll back, a
     /// deployment that failed, the deploy journal).
     #[error("{0}")]
@@ -105,7 +113,7 @@ impl CliError {
             | CliError::Project(_)
             | CliError::NoInput(_) => Exit::Usage,
             CliError::Startup(_) => Exit::Connection,
-            CliError::Client(e) => exit_for(e),
+            CliError::Client(e) | CliError::Hinted { error: e, .. } => exit_for(e),
             CliError::Refused(_) => Exit::MethodError,
             CliError::Output(_) => Exit::Output,
         }
@@ -115,6 +123,9 @@ impl CliError {
     pub fn describe(&self, verbose: bool) -> String {
         match self {
             CliError::Client(e) => output::describe_error(e, verbose),
+            CliError::Hinted { error, hint } => {
+                format!("{}\n{hint}", output::describe_error(error, verbose))
+            }
             other => other.to_string(),
         }
     }
@@ -177,6 +188,11 @@ pub struct Cli {
     /// More detail on errors (the server traceback) and on what happens.
     #[arg(long, short = 'v', global = true)]
     pub verbose: bool,
+
+    /// Show no job progress (`call -j`, `job`, scripts, `compose up`): the same as
+    /// `--progress none`.
+    #[arg(long, short = 'q', global = true)]
+    pub quiet: bool,
 
     /// The command; without one, `midscript` on a terminal starts the REPL.
     #[command(subcommand)]
@@ -334,6 +350,9 @@ impl Cli {
 pub async fn run(mut cli: Cli) -> ExitCode {
     let verbose = cli.verbose;
     cli.conn.verbose = verbose;
+    if cli.quiet {
+        output::set_quiet();
+    }
     let outcome = dispatch(cli).await;
     // Lost output is a failure whatever the command thought (`call … > /dev/full`, a
     // script's `print`), unless the command failed anyway.
@@ -368,6 +387,11 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
             if !outer.is_empty() {
                 Err(CliError::Usage(
                     "connection options do not apply to `midscript mock`".into(),
+                ))?;
+            }
+            if cli.output != Format::Auto || cli.raw || args.output_given() {
+                Err(CliError::Usage(
+                    "-o/--output and --raw do not apply to `midscript mock` (its start-up lines are a fixed format)".into(),
                 ))?;
             }
             mock::run(args).await?
@@ -541,6 +565,35 @@ mod tests {
         ] {
             assert_eq!(runtime(threaded), Runtime::MultiThread, "{threaded:?}");
         }
+    }
+
+    #[test]
+    fn the_mock_help_shows_no_output_options() {
+        let mut cmd = Cli::command();
+        cmd.build();
+        let mock = cmd.find_subcommand_mut("mock").unwrap();
+        let help = mock.render_long_help().to_string();
+        assert!(!help.contains("--raw"), "{help}");
+        assert!(!help.contains("--output"), "{help}");
+        assert!(help.contains("--no-rate-limit"), "{help}");
+        // Still shown elsewhere, and still parsed after `mock` (the command refuses them).
+        let call = cmd.find_subcommand_mut("call").unwrap();
+        assert!(call.render_long_help().to_string().contains("--raw"));
+        for args in [
+            &["midscript", "mock", "--raw"][..],
+            &["midscript", "mock", "-o", "json"],
+        ] {
+            let cli = Cli::try_parse_from(args).unwrap();
+            let Some(Command::Mock(m)) = cli.command else {
+                panic!()
+            };
+            assert!(m.output_given(), "{args:?}");
+        }
+        let cli = Cli::try_parse_from(["midscript", "mock"]).unwrap();
+        let Some(Command::Mock(m)) = cli.command else {
+            panic!()
+        };
+        assert!(!m.output_given());
     }
 
     #[test]

@@ -22,9 +22,20 @@ fn history_path() -> Option<std::path::PathBuf> {
 async fn catalog_for(args: &ConnArgs, session: &Session) -> (MethodCatalog, String) {
     let url = session.client.url().to_owned();
     if args.settings.mock {
+        // The mock plays a release (25.10 by default) but serves the 25.04 catalog for all.
+        let version = session
+            .client
+            .call("system.info", vec![])
+            .await
+            .ok()
+            .and_then(|i| i.get("version").and_then(|v| v.as_str()).map(str::to_owned))
+            .unwrap_or_else(|| "unknown".into());
         return (
             MethodCatalog::Bundled,
-            format!("the built-in mock at {url} (catalog: {})", Source::Bundled),
+            format!(
+                "the built-in mock at {url}, playing TrueNAS {version} (catalog: {}, which the mock serves for every version it plays)",
+                Source::Bundled
+            ),
         );
     }
     match methods::fetch(&session.client).await {

@@ -25,11 +25,8 @@ pub struct RunArgs {
     /// How to show the progress of jobs the script waits for.
     #[arg(long, value_enum, default_value_t = ProgressStyle::Auto)]
     pub progress: ProgressStyle,
-    /// Show no job progress (same as --progress none).
-    #[arg(long, short = 'q')]
-    pub quiet: bool,
-    /// The script, a `.rhai` file. Options for midscript go before it: what follows is the
-    /// script's.
+    /// The script, a `.rhai` file (`-` reads it from stdin). Options for midscript go before
+    /// it: what follows is the script's.
     #[arg(value_name = "FILE", required_unless_present = "eval")]
     pub file: Option<PathBuf>,
     /// Arguments for the script (`args` in it, an array of strings).
@@ -52,6 +49,12 @@ pub async fn run(args: RunArgs, outer: &ConnArgs, verbose: bool) -> Result<ExitC
                 script_args.insert(0, f.to_string_lossy().into_owned());
             }
             Script::inline(code)
+        }
+        (None, Some(path)) if path.as_os_str() == "-" => {
+            let mut code = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut code)
+                .map_err(|e| CliError::File(format!("cannot read the script from stdin: {e}")))?;
+            Script::stdin(code)
         }
         (None, Some(path)) => Script::from_file(&path)
             .map_err(|e| CliError::File(format!("cannot read {}: {e}", path.display())))?,
@@ -106,12 +109,7 @@ pub async fn run(args: RunArgs, outer: &ConnArgs, verbose: bool) -> Result<ExitC
         })
     };
 
-    let progress = if args.quiet {
-        ProgressStyle::None
-    } else {
-        args.progress
-    };
-    let mut options = RunOptions::new(Arc::new(StdConsole::new(progress)));
+    let mut options = RunOptions::new(Arc::new(StdConsole::new(args.progress)));
     options.args = script_args;
     options.cancel = cancel;
     options.verbose = verbose;

@@ -69,7 +69,8 @@ pub struct Settings {
     pub otp: Option<String>,
 
     /// Trust exactly the certificate with this SHA-256 fingerprint (as openssl prints it);
-    /// otherwise an untrusted certificate is offered on a terminal and remembered on a yes.
+    /// otherwise an untrusted certificate is offered on a terminal and remembered on a yes
+    /// [env: MIDSCRIPT_FINGERPRINT, for the server of MIDSCRIPT_URL]
     #[arg(long, value_name = "SHA256", conflicts_with = "insecure")]
     pub fingerprint: Option<String>,
 

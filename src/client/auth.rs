@@ -130,6 +130,20 @@ pub fn check_key_safety(endpoint: &Endpoint, credentials: Option<&Credentials>) 
     Ok(())
 }
 
+/// An API key refused over plain `ws://`: the server revokes a key sent in plain text over a
+/// transport it does not trust, and says EXPIRED that once (AUTH_ERR, or `false`, afterwards).
+/// Say so instead of a bare EXPIRED/AUTH_ERR.
+fn explain_plain_ws_key(err: Error, endpoint: &Endpoint, credentials: &Credentials) -> Error {
+    if endpoint.tls || !matches!(credentials, Credentials::ApiKey { .. }) {
+        return err;
+    }
+    match err {
+        Error::Auth(AuthError::Expired) => AuthError::RevokedOverPlainWs { now: true }.into(),
+        Error::Auth(AuthError::Rejected) => AuthError::RevokedOverPlainWs { now: false }.into(),
+        other => other,
+    }
+}
+
 fn is_method_missing(e: &Error) -> bool {
     e.server()
         .is_some_and(|s| s.code == Some(codes::METHOD_NOT_FOUND))
@@ -187,9 +201,10 @@ impl Connection {
         let endpoint = Endpoint::parse(&self.url)?;
         check_key_safety(&endpoint, Some(credentials))?;
         let info = match (self.dialect, credentials) {
-            (Dialect::Legacy, creds) => self.login_legacy(creds).await?,
-            (Dialect::JsonRpc, creds) => self.login_jsonrpc(creds).await?,
-        };
+            (Dialect::Legacy, creds) => self.login_legacy(creds).await,
+            (Dialect::JsonRpc, creds) => self.login_jsonrpc(creds).await,
+        }
+        .map_err(|e| explain_plain_ws_key(e, &endpoint, credentials))?;
         self.set_authenticated(true);
         Ok(info)
     }

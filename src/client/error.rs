@@ -165,7 +165,12 @@ impl std::fmt::Display for ServerError {
         if !entries.is_empty() {
             write!(f, "{what}: invalid arguments")?;
             for e in entries {
-                let attr = e.attribute.as_deref().unwrap_or("ALL");
+                // No attribute, or an empty one (the arguments as a whole): ALL, as midclt.
+                let attr = e
+                    .attribute
+                    .as_deref()
+                    .filter(|a| !a.is_empty())
+                    .unwrap_or("ALL");
                 write!(f, "\n  {attr}: {} [{}]", e.message, errno::name(e.errno))?;
             }
             return Ok(());
@@ -213,6 +218,17 @@ pub enum AuthError {
         "login refused: the credential has expired (EXPIRED). An API key sent in plain text over an insecure connection is revoked by the server on first use; reset it (api_key.update with reset) and connect with wss://"
     )]
     Expired,
+    /// An API key refused over plain `ws://`: revoked because it was sent over plain ws
+    /// (`now`: by this login, which the server answered EXPIRED), or refused as revoked or
+    /// wrong (AUTH_ERR).
+    #[error(
+        "login refused: {}. TrueNAS revokes an API key the first time it arrives in plain text over a connection it does not trust (plain ws:// from another host); create a new key (or reset it) and connect with wss://",
+        if *now { "the server revoked this API key because it was sent over plain ws://" } else { "this API key is wrong, or was revoked because it was sent over plain ws:// before (AUTH_ERR)" }
+    )]
+    RevokedOverPlainWs {
+        /// This login made the server revoke the key.
+        now: bool,
+    },
     /// `DENIED` (26+): the account may not use the API.
     #[error("login refused: this account is not allowed to use the API (DENIED)")]
     Denied,
@@ -466,6 +482,16 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "user.update: invalid arguments\n  user_update.password: Field required [EINVAL]"
+        );
+    }
+
+    #[test]
+    fn an_empty_attribute_is_the_arguments_as_a_whole() {
+        let obj: ErrorObject = serde_json::from_value(json!({"code":-32602,"message":"Invalid params","data":{"error":22,"errname":"EINVAL","reason":"","trace":null,"extra":[["","Too many arguments (expected 0, found 1)",22]]}})).unwrap();
+        let e = ServerError::from_object("core.ping", obj);
+        assert_eq!(
+            e.to_string(),
+            "core.ping: invalid arguments\n  ALL: Too many arguments (expected 0, found 1) [EINVAL]"
         );
     }
 

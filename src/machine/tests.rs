@@ -275,10 +275,7 @@ async fn a_crashed_deployment_fails_with_the_container_logs() {
     assert_eq!(r["state"], json!("CRASHED"), "{r}");
     let msg = r["msg"].as_str().unwrap();
     assert!(msg.starts_with("stack crashed (created)"), "{msg}");
-    assert!(
-        msg.contains("web | web: fatal error (simulated crash)"),
-        "{msg}"
-    );
+    assert!(msg.contains("web | fatal error (simulated crash)"), "{msg}");
     server.shutdown().await;
 }
 

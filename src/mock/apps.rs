@@ -157,12 +157,13 @@ impl AppStore {
         i.apps.insert(name.to_owned(), app);
     }
 
-    /// The log lines `app.container_log_follow` streams, after the real checks (`logs.py`).
+    /// The log lines `app.container_log_follow` streams, after the real checks (`logs.py`),
+    /// and whether the container still runs (its stream then stays open).
     pub fn container_logs(
         &self,
         app_name: &str,
         container_id: &str,
-    ) -> Result<Vec<(String, String)>, MockError> {
+    ) -> Result<(Vec<(String, String)>, bool), MockError> {
         let i = lock(&self.inner);
         let app = i.apps.get(app_name).ok_or_else(|| not_found(app_name))?;
         if app.state == AppState::Stopped {
@@ -181,7 +182,7 @@ impl AppStore {
                     format!("Container \"{container_id}\" not found in app \"{app_name}\""),
                 )
             })?;
-        Ok(c.logs.clone())
+        Ok((c.logs.clone(), !c.crash))
     }
 
     /// One `app.stats` sample: a list over apps with containers.
@@ -348,9 +349,16 @@ impl App {
 
     fn services(&self) -> Vec<(String, Map<String, Value>)> {
         match self.config.get("services") {
+            // `docker compose up` on the NAS names no profile: a service with `profiles:` is
+            // not started, so it has no container.
             Some(Value::Object(s)) => s
                 .iter()
                 .map(|(k, v)| (k.clone(), v.as_object().cloned().unwrap_or_default()))
+                .filter(|(_, s)| {
+                    s.get("profiles")
+                        .and_then(Value::as_array)
+                        .is_none_or(|p| p.is_empty())
+                })
                 .collect(),
             _ => Vec::new(),
         }
@@ -383,7 +391,7 @@ impl App {
                     logs.push((
                         log_ts(now_ms + 100),
                         format!(
-                            "{svc}: listening on port {}/{}",
+                            "listening on port {}/{}",
                             p["container_port"],
                             p["protocol"].as_str().unwrap_or("tcp")
                         ),
@@ -392,10 +400,10 @@ impl App {
                 logs.push(if crash {
                     (
                         log_ts(now_ms + 200),
-                        format!("{svc}: fatal error (simulated crash), exiting with code 1"),
+                        "fatal error (simulated crash), exiting with code 1".to_owned(),
                     )
                 } else {
-                    (log_ts(now_ms + 200), format!("{svc}: ready"))
+                    (log_ts(now_ms + 200), "ready".to_owned())
                 });
                 Container {
                     id: sha256_hex(&format!("{seed}/{}/{svc}/{}", self.name, self.generation)),

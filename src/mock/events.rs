@@ -301,13 +301,17 @@ async fn run_source(
             container_id,
             tail_lines,
         } => {
-            let lines = shared.apps.container_logs(&app_name, &container_id)?;
+            let (lines, running) = shared.apps.container_logs(&app_name, &container_id)?;
             let skip = tail_lines.map_or(0, |n| lines.len().saturating_sub(n as usize));
             for (timestamp, data) in lines.into_iter().skip(skip) {
                 added(conn, name, json!({"data": data, "timestamp": timestamp}));
                 tokio::task::yield_now().await;
             }
-            // The mock's containers have a finite log: the stream ends here.
+            // As `docker logs -f`: the stream of a running container stays open (until the
+            // client unsubscribes); that of a container that exited ends with its log.
+            if running {
+                std::future::pending::<()>().await;
+            }
             Ok(())
         }
         SourceArgs::Interval(n) => {

@@ -122,6 +122,16 @@ impl Evaluator {
         self.options.cancel.clone()
     }
 
+    /// How Rhai's `to_string` shows `value` (for types of midscript's own, such as a
+    /// subscription handle, whose Rust type name means nothing to a user).
+    pub(crate) fn to_display(&self, value: &Dynamic) -> Option<String> {
+        let mut scope = rhai::Scope::new();
+        scope.push("value", value.clone());
+        self.engine
+            .eval_with_scope::<String>(&mut scope, "to_string(value)")
+            .ok()
+    }
+
     /// Lines that ran without error, in order (for `.save`).
     pub(crate) fn accepted(&self) -> &[String] {
         &self.accepted

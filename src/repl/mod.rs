@@ -225,7 +225,14 @@ impl Repl {
         self.console.clear_jobs();
         let flow = match outcome {
             Outcome::Value(v) => {
-                if let Some(text) = printer::result(&v, self.color) {
+                let shown = match script::from_dynamic(&v) {
+                    Err(_) if !v.is_unit() => self
+                        .evaluator
+                        .to_display(&v)
+                        .map(|text| printer::other(&text, self.color)),
+                    _ => printer::result(&v, self.color),
+                };
+                if let Some(text) = shown {
                     output::emit_line(&text);
                 }
                 self.last = script::from_dynamic(&v).ok();

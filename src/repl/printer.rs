@@ -99,6 +99,11 @@ fn write_json(out: &mut String, value: &Value, depth: usize) {
     }
 }
 
+/// A value that is not data (a function pointer, a subscription handle), as Rhai shows it.
+pub fn other(text: &str, color: bool) -> String {
+    paint(text, style::CYAN, color)
+}
+
 /// A line's result for the terminal: `None` for `()`, JSON for JSON-shaped values, Rhai's
 /// own text for the rest (function pointers, subscriptions, timestamps…).
 pub fn result(value: &Dynamic, color: bool) -> Option<String> {

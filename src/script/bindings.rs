@@ -55,10 +55,11 @@ const CLEANUP: Duration = Duration::from_secs(5);
 
 type RhaiResult = Result<Dynamic, Box<EvalAltResult>>;
 
-/// A `subscribe(name, callback)` subscription.
+/// A `subscribe(name, callback)` subscription, or a `subscribe(name)` one (no callback: each
+/// event is printed as one JSON line, as the REPL's `subscribe(name)` shows them).
 struct CallbackSub {
     name: String,
-    callback: FnPtr,
+    callback: Option<FnPtr>,
     sub: Subscription,
     /// Events dropped because the script did not keep up; warned about once.
     dropped: u64,
@@ -268,6 +269,11 @@ impl Host {
                 else {
                     return Ok(()); // cancelled meanwhile
                 };
+                let Some(callback) = callback else {
+                    self.console
+                        .out(&serde_json::to_string(&ev).unwrap_or_default());
+                    return Ok(());
+                };
                 self.dispatching.set(true);
                 let result = callback.call_within_context::<Dynamic>(ctx, (event_to_dynamic(&ev),));
                 self.dispatching.set(false);
@@ -316,6 +322,31 @@ impl Host {
                 Ok(())
             }
         }
+    }
+
+    /// Subscribe to `name`; events go to `callback`, or are printed as JSON lines without one.
+    fn subscribe_with(
+        &self,
+        ctx: &NativeCallContext,
+        name: ImmutableString,
+        callback: Option<FnPtr>,
+    ) -> Result<SubHandle, Box<EvalAltResult>> {
+        let client = self.client(ctx.call_position())?;
+        let sub = self
+            .wait_rhai(ctx, client.subscribe(&name))?
+            .map_err(|e| client_error(&e, ctx.call_position()))?;
+        let key = self.next_key.get() + 1;
+        self.next_key.set(key);
+        self.subs.borrow_mut().insert(
+            key,
+            CallbackSub {
+                name: name.to_string(),
+                callback,
+                sub,
+                dropped: 0,
+            },
+        );
+        Ok(SubHandle { key, name })
     }
 
     fn cancel_sub(&self, key: u64) {
@@ -984,7 +1015,7 @@ pub(crate) fn register(engine: &mut Engine, host: &Rc<Host>) {
         i64::from(value.tag()) == i64::from(ERROR_TAG) && value.is_map()
     });
 
-    // subscribe(name, callback) -> handle with cancel().
+    // subscribe(name, callback) and subscribe(name) (events printed) -> handle with cancel().
     engine.register_type_with_name::<SubHandle>("Subscription");
     let h = host.clone();
     engine.register_fn(
@@ -993,22 +1024,16 @@ pub(crate) fn register(engine: &mut Engine, host: &Rc<Host>) {
               name: ImmutableString,
               callback: FnPtr|
               -> Result<SubHandle, Box<EvalAltResult>> {
-            let client = h.client(ctx.call_position())?;
-            let sub = h
-                .wait_rhai(&ctx, client.subscribe(&name))?
-                .map_err(|e| client_error(&e, ctx.call_position()))?;
-            let key = h.next_key.get() + 1;
-            h.next_key.set(key);
-            h.subs.borrow_mut().insert(
-                key,
-                CallbackSub {
-                    name: name.to_string(),
-                    callback,
-                    sub,
-                    dropped: 0,
-                },
-            );
-            Ok(SubHandle { key, name })
+            h.subscribe_with(&ctx, name, Some(callback))
+        },
+    );
+    let h = host.clone();
+    engine.register_fn(
+        "subscribe",
+        move |ctx: NativeCallContext,
+              name: ImmutableString|
+              -> Result<SubHandle, Box<EvalAltResult>> {
+            h.subscribe_with(&ctx, name, None)
         },
     );
     let h = host.clone();

@@ -114,6 +114,16 @@ impl Script {
         })
     }
 
+    /// A script read from stdin (`midscript run -`); relative paths start from the current
+    /// directory, and errors name it `<stdin>`.
+    pub fn stdin(code: impl Into<String>) -> Script {
+        Script {
+            name: "<stdin>".into(),
+            text: code.into(),
+            dir: PathBuf::from("."),
+        }
+    }
+
     /// A one-liner (`midscript -e 'CODE'`); relative paths start from the current directory.
     pub fn inline(code: impl Into<String>) -> Script {
         Script {

@@ -16,6 +16,7 @@ const INHERITED: &[&str] = &[
     "TRUENAS_API_KEY",
     "MIDSCRIPT_PASSWORD",
     "MIDSCRIPT_PROFILE",
+    "MIDSCRIPT_FINGERPRINT",
 ];
 
 /// `args` with the environment cleaned and the XDG folders under `home`.
