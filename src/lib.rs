@@ -4,6 +4,7 @@
 //! - [`catalog`]: the method catalog (`core.get_methods`), offline docs and argument validation.
 //! - [`cli`]: the command line (argument definitions, commands, exit codes).
 //! - [`client`]: the JSON-RPC client (transport, calls, auth, jobs, events).
+//! - [`colour`]: ANSI colour for JSON and diffs on a terminal (`NO_COLOR` respected).
 //! - [`compose`]: compose deployments (a local project → an idempotent custom app).
 //! - [`dirs`]: where midscript keeps its files (XDG config, state and cache folders).
 //! - [`machine`]: the machine interface (one JSON request in, one JSON result out).
@@ -16,6 +17,7 @@
 pub mod catalog;
 pub mod cli;
 pub mod client;
+pub mod colour;
 pub mod compose;
 pub mod dirs;
 pub mod machine;

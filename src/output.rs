@@ -259,13 +259,23 @@ pub fn emit_value(value: &Value, format: Format, raw: bool) {
     }
 }
 
-/// Render a result for stdout.
+/// A rendered compose diff for stdout: coloured on a terminal unless `NO_COLOR` is set.
+pub fn diff_text(text: &str) -> String {
+    crate::colour::diff(
+        text,
+        crate::colour::enabled(std::io::stdout().is_terminal()),
+    )
+}
+
+/// Render a result for stdout: pretty JSON on a terminal (coloured unless `NO_COLOR`).
 pub fn render(value: &Value, format: Format, raw: bool) -> String {
     if raw && let Value::String(s) = value {
         return s.clone();
     }
     match format {
-        Format::Auto if std::io::stdout().is_terminal() => pretty(&ejson::humanize(value)),
+        Format::Auto if std::io::stdout().is_terminal() => {
+            crate::colour::json(&ejson::humanize(value), crate::colour::enabled(true))
+        }
         Format::Auto | Format::Compact => value.to_string(),
         Format::Json => pretty(value),
         Format::Table => table(value).unwrap_or_else(|| pretty(&ejson::humanize(value))),

@@ -448,3 +448,47 @@ fn every_example_script_with_a_shebang_is_executable() {
         }
     }
 }
+
+/// Run `args` in a pseudo-terminal and return all it printed.
+fn on_a_terminal(sb: &Sandbox, args: &[&str], colour: bool) -> String {
+    let mut cmd = sb.command(args);
+    cmd.env("TERM", "xterm");
+    if colour {
+        cmd.env_remove("NO_COLOR");
+    }
+    let mut p = rexpect::session::spawn_command(cmd, Some(20_000)).unwrap();
+    p.exp_eof().unwrap()
+}
+
+#[test]
+fn results_and_diffs_are_coloured_on_a_terminal_unless_no_color() {
+    let sb = Sandbox::new();
+    let shown = on_a_terminal(&sb, &["--mock", "call", "system.info"], true);
+    assert!(
+        shown.contains("\x1b[34m\"hostname\"\x1b[0m: \x1b[32m\"truenas\"\x1b[0m"),
+        "{shown:?}"
+    );
+    let shown = on_a_terminal(&sb, &["--mock", "call", "system.info"], false);
+    assert!(shown.contains("\"hostname\": \"truenas\""), "{shown:?}");
+    assert!(!shown.contains('\x1b'), "{shown:?}");
+    // Piped: never.
+    let o = sb
+        .command(&["--mock", "call", "core.ping"])
+        .env_remove("NO_COLOR")
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&o), "\"pong\"\n");
+
+    let dir = project();
+    let folder = dir.path().join("playground");
+    let mut cmd = sb.command(&["--mock", "compose", "diff"]);
+    cmd.current_dir(&folder)
+        .env("TERM", "xterm")
+        .env_remove("NO_COLOR");
+    let mut p = rexpect::session::spawn_command(cmd, Some(20_000)).unwrap();
+    let shown = p.exp_eof().unwrap();
+    assert!(
+        shown.contains("\x1b[32m+ web (image nginx:1.27)\x1b[0m"),
+        "{shown:?}"
+    );
+}

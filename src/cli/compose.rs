@@ -320,7 +320,7 @@ pub async fn run(cmd: ComposeCommand, outer: &ConnArgs, format: Format) -> Resul
             if json_out(format) {
                 print_json(&serde_json::to_value(&d).unwrap_or_default(), format);
             } else {
-                output::emit_line(&d.render().to_string());
+                output::emit_line(&output::diff_text(&d.render()));
             }
             Ok(if exit_code && !d.is_empty() {
                 Exit::MethodError
@@ -517,12 +517,12 @@ async fn up(
         if json_out(format) {
             print_json(&serde_json::to_value(d).unwrap_or_default(), format);
         } else {
-            output::emit_line(&d.render().to_string());
+            output::emit_line(&output::diff_text(&d.render()));
         }
         return Ok(Exit::Ok);
     }
     if !d.is_empty() && !json_out(format) {
-        output::emit_line(&d.render().to_string());
+        output::emit_line(&output::diff_text(&d.render()));
     }
     let mut options = deploy_options(wait)?;
     options.create_dirs = create_dirs;
@@ -752,7 +752,7 @@ async fn rollback(
             "rolled {app} back to the document deployed at {} (journal entry {})",
             done.entry.time, done.entry.seq
         ));
-        output::emit_line(&done.diff.render().to_string());
+        output::emit_line(&output::diff_text(&done.diff.render()));
     }
     report(&done.outcome, format)
 }

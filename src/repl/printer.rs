@@ -13,31 +13,11 @@ use crate::client::{Event, JobProgress};
 use crate::protocol::ejson;
 use crate::script::{self, Console, StdConsole};
 
-/// ANSI styles used by the REPL.
-mod style {
-    pub const KEY: &str = "\x1b[34m";
-    pub const STRING: &str = "\x1b[32m";
-    pub const NUMBER: &str = "\x1b[33m";
-    pub const LITERAL: &str = "\x1b[35m";
-    pub const DIM: &str = "\x1b[2m";
-    pub const BOLD: &str = "\x1b[1m";
-    pub const RED: &str = "\x1b[31m";
-    pub const CYAN: &str = "\x1b[36m";
-    pub const RESET: &str = "\x1b[0m";
-}
+use crate::colour::{paint, style};
 
 /// Colour on a terminal, unless `NO_COLOR` is set to anything non-empty (<https://no-color.org>).
 pub fn color_enabled(is_terminal: bool) -> bool {
-    is_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
-}
-
-/// Wrap `text` in an ANSI style when `color` is on.
-fn paint(text: &str, code: &str, color: bool) -> String {
-    if color {
-        format!("{code}{text}{}", style::RESET)
-    } else {
-        text.to_owned()
-    }
+    crate::colour::enabled(is_terminal)
 }
 
 /// Dimmed text (hints, notes).
@@ -58,45 +38,7 @@ pub fn red(text: &str, color: bool) -> String {
 /// `value` as indented JSON (two spaces, like `serde_json`'s pretty printer), TrueNAS
 /// `{"$date": ms}` values shown as ISO-8601, coloured when `color`.
 pub fn json(value: &Value, color: bool) -> String {
-    let value = ejson::humanize(value);
-    if !color {
-        return serde_json::to_string_pretty(&value).unwrap_or_else(|_| value.to_string());
-    }
-    let mut out = String::new();
-    write_json(&mut out, &value, 0);
-    out
-}
-
-fn write_json(out: &mut String, value: &Value, depth: usize) {
-    let pad = |d: usize| "  ".repeat(d);
-    match value {
-        Value::Null | Value::Bool(_) => {
-            out.push_str(&paint(&value.to_string(), style::LITERAL, true))
-        }
-        Value::Number(n) => out.push_str(&paint(&n.to_string(), style::NUMBER, true)),
-        Value::String(_) => out.push_str(&paint(&value.to_string(), style::STRING, true)),
-        Value::Array(items) if items.is_empty() => out.push_str("[]"),
-        Value::Object(map) if map.is_empty() => out.push_str("{}"),
-        Value::Array(items) => {
-            out.push_str("[\n");
-            for (i, item) in items.iter().enumerate() {
-                out.push_str(&pad(depth + 1));
-                write_json(out, item, depth + 1);
-                out.push_str(if i + 1 < items.len() { ",\n" } else { "\n" });
-            }
-            let _ = write!(out, "{}]", pad(depth));
-        }
-        Value::Object(map) => {
-            out.push_str("{\n");
-            for (i, (k, v)) in map.iter().enumerate() {
-                let key = Value::String(k.clone()).to_string();
-                let _ = write!(out, "{}{}: ", pad(depth + 1), paint(&key, style::KEY, true));
-                write_json(out, v, depth + 1);
-                out.push_str(if i + 1 < map.len() { ",\n" } else { "\n" });
-            }
-            let _ = write!(out, "{}}}", pad(depth));
-        }
-    }
+    crate::colour::json(&ejson::humanize(value), color)
 }
 
 /// A value that is not data (a function pointer, a subscription handle), as Rhai shows it.
