@@ -492,3 +492,47 @@ fn results_and_diffs_are_coloured_on_a_terminal_unless_no_color() {
         "{shown:?}"
     );
 }
+
+#[test]
+fn method_names_for_completion_come_from_the_newest_cache_without_connecting() {
+    let sb = Sandbox::new();
+    // No cache: the bundled catalog.
+    let o = sb.run(&["methods", "--names", "app.creat*"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "app.create\n");
+    assert_eq!(stderr(&o), "", "no note: completion must stay quiet");
+    // A cached catalog (as `methods` against a server writes it) wins; the newest of them.
+    let cache = sb.methods_cache();
+    let older = cache.join("nas1.lan:443/25.04.2.json.gz");
+    midscript::catalog::cache::write_cache(&older, &serde_json::json!({"old.method": {}})).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let newer = cache.join("nas2.lan:443/26.0.0.json.gz");
+    midscript::catalog::cache::write_cache(
+        &newer,
+        &serde_json::json!({"app.create": {}, "app.only_on_26": {}}),
+    )
+    .unwrap();
+    let o = sb.run(&["methods", "--names", "app.*"]);
+    assert_eq!(stdout(&o), "app.create\napp.only_on_26\n", "{}", stderr(&o));
+    // Never connects: a server that is not there changes nothing.
+    let o = sb.run(&[
+        "--url",
+        "wss://127.0.0.1:1/api/current",
+        "methods",
+        "--names",
+        "app.o*",
+    ]);
+    assert_eq!(stdout(&o), "app.only_on_26\n", "{}", stderr(&o));
+    // The bash script asks it for the names after call/job/doc.
+    let o = sb.run(&["completions", "bash"]);
+    assert!(stdout(&o).contains("midscript methods --names"));
+}
+
+#[test]
+fn the_man_page_is_generated_from_the_command_line() {
+    let o = run(&["man"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let page = stdout(&o);
+    assert!(page.contains(".TH midscript 1"), "{page}");
+    assert!(page.contains("midscript\\-compose(1)"), "{page}");
+}

@@ -65,6 +65,22 @@ pub fn user_cache_path(host: &str, version: &str) -> Option<PathBuf> {
         .map(|d| cache_path(&d, host, version))
 }
 
+/// The most recently written catalog under `cache_dir` (of any server and version), for
+/// work that must not connect (shell completion); `None` when there is none that reads.
+pub fn newest_cache(cache_dir: &Path) -> Option<Catalog> {
+    let mut files: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(cache_dir)
+        .ok()?
+        .flatten()
+        .filter_map(|host| std::fs::read_dir(host.path()).ok())
+        .flat_map(|versions| versions.flatten())
+        .map(|f| f.path())
+        .filter(|p| p.to_string_lossy().ends_with(".json.gz"))
+        .filter_map(|p| Some((std::fs::metadata(&p).ok()?.modified().ok()?, p)))
+        .collect();
+    files.sort();
+    files.iter().rev().find_map(|(_, p)| read_cache(p))
+}
+
 /// The catalog cached at `path`; `None` when missing, unreadable, corrupt or empty.
 pub fn read_cache(path: &Path) -> Option<Catalog> {
     let mut gz = Vec::new();

@@ -85,6 +85,10 @@ pub enum ComposeCommand {
     /// Deploy: create the app or update it (nothing is sent when the NAS already runs this
     /// exact document), then wait until it runs. A crash shows the containers' last log lines.
     #[command(mut_arg("timeout", |a| a.long("call-timeout").short(None)))]
+    #[command(after_help = "Examples:
+  midscript --profile nas compose up --dataset-root /mnt/tank/apps --create-dirs
+  midscript compose up --plan                   show the changes, send nothing
+  midscript compose up -f compose.yaml -f prod.yaml --var TAG=1.27")]
     Up {
         #[command(flatten)]
         project: ProjectArgs,
@@ -104,6 +108,9 @@ pub enum ComposeCommand {
         show_secrets: bool,
     },
     /// Show what `up` would change, per service, against what runs on the NAS.
+    #[command(after_help = "Examples:
+  midscript --profile nas compose diff
+  midscript compose diff --exit-code || echo 'the NAS runs something else'")]
     Diff {
         #[command(flatten)]
         project: ProjectArgs,

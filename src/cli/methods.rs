@@ -130,6 +130,22 @@ pub async fn methods(
     Ok(Exit::Ok)
 }
 
+/// `midscript methods --names [PATTERN]`: names only, from the newest cached catalog (else
+/// the bundled one), without connecting: fast and quiet enough for shell completion.
+pub fn names(pattern: Option<&str>) -> Exit {
+    let cached = crate::dirs::Dirs::from_env()
+        .methods_cache()
+        .and_then(|dir| crate::catalog::cache::newest_cache(&dir));
+    let catalog = cached.as_ref().unwrap_or_else(|| Catalog::bundled());
+    let mut out = String::new();
+    for m in catalog.matching(pattern.unwrap_or("")) {
+        out.push_str(&m.name);
+        out.push('\n');
+    }
+    output::emit(&out);
+    Exit::Ok
+}
+
 /// `midscript doc METHOD`.
 pub async fn doc(
     conn: &ConnArgs,

@@ -18,6 +18,11 @@ use crate::mock::{MockApiKey, MockConfig, MockFaults, MockServer, MockUser, Serv
 
 /// Options of `midscript mock`.
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  midscript mock --demo                         in the foreground; Ctrl-C stops it
+  eval \"$(midscript mock --env --demo)\"         in the background, for this shell
+  midscript compose up && midscript compose ps  then any command reaches it
+  kill $MIDSCRIPT_MOCK_PID")]
 pub struct MockArgs {
     /// Port to listen on (0 picks a free one).
     #[arg(long, default_value_t = 0)]

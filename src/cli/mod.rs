@@ -1,10 +1,12 @@
 //! The command line: argument definitions, dispatch, and exit codes.
 
 mod call;
+mod completions;
 mod compose;
 mod connection;
 mod env;
 mod machine;
+mod man;
 pub(crate) mod methods;
 mod mock;
 mod monitor;
@@ -153,6 +155,14 @@ pub fn exit_for(err: &Error) -> Exit {
 }
 
 const AFTER_HELP: &str = "\
+Examples:
+  midscript --mock call system.info              try it on the built-in mock (no NAS)
+  eval \"$(midscript mock --env)\"                 a mock in the background for this shell
+  midscript --profile nas call app.query '[[\"state\",\"=\",\"RUNNING\"]]'
+  midscript --profile nas run deploy.rhai        a Rhai script on one connection
+  midscript --profile nas compose up             deploy the compose project in this folder
+  midscript                                      the REPL (on a terminal)
+
 Exit status:
   0    success
   1    the server reported an error (method error, failed or aborted job, timeout)
@@ -203,6 +213,11 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Call a method, as `midclt call` does: each ARG is JSON when it parses, else a string.
+    #[command(after_help = "Examples:
+  midscript --mock call system.info
+  midscript call user.query '[[\"username\",\"=\",\"admin\"]]' '{\"get\": true}'
+  midscript call -j app.start plex              wait for the job it starts
+  echo '[1000, {\"password\": \"…\"}]' | midscript call user.update -")]
     Call {
         #[command(flatten)]
         conn: ConnArgs,
@@ -219,6 +234,9 @@ pub enum Command {
     },
     /// Run a job method and wait for it (same as `call --job`), or wait for a running job
     /// (`--attach ID`).
+    #[command(after_help = "Examples:
+  midscript job app.stop plex
+  midscript job --attach 42                     wait for job 42, started earlier")]
     Job {
         #[command(flatten)]
         conn: ConnArgs,
@@ -242,6 +260,9 @@ pub enum Command {
     },
     /// Print events as JSON lines, one per event (logs in first, unlike midclt).
     #[command(mut_arg("timeout", |a| a.long("call-timeout").short(None)))]
+    #[command(after_help = "Examples:
+  midscript subscribe app.query -n 5            five events, one JSON line each
+  midscript subscribe 'reporting.realtime:{\"interval\": 2}' -t 10")]
     Subscribe {
         #[command(flatten)]
         conn: ConnArgs,
@@ -255,6 +276,10 @@ pub enum Command {
         wait: Option<f64>,
     },
     /// List methods (name, `[job]` mark, summary) from the server's catalog, cached per version.
+    #[command(after_help = "Examples:
+  midscript --profile nas methods 'app.*'
+  midscript methods --offline '*.query'
+  midscript methods --names                     names only, from the cache (for completion)")]
     Methods {
         #[command(flatten)]
         conn: ConnArgs,
@@ -263,8 +288,15 @@ pub enum Command {
         /// Use the bundled TrueNAS 25.04 catalog instead of asking a server.
         #[arg(long)]
         offline: bool,
+        /// Only the names, one per line, from the newest cached catalog (the bundled one
+        /// without a cache); never connects. Shell completion uses it.
+        #[arg(long, conflicts_with = "offline")]
+        names: bool,
     },
     /// Show a method's documentation: arguments with types and defaults, result, job, roles.
+    #[command(after_help = "Examples:
+  midscript doc --offline user.update
+  midscript --profile nas doc app.create")]
     Doc {
         #[command(flatten)]
         conn: ConnArgs,
@@ -279,6 +311,9 @@ pub enum Command {
         /// The shell.
         shell: clap_complete::Shell,
     },
+    /// Print the manual page (roff), generated from this command line's definition:
+    /// `midscript man > midscript.1`, or `midscript man | man -l -`.
+    Man,
     /// Explore the API interactively: Rhai with the script bindings, completion of method
     /// names, docs, events above the prompt (the default on a terminal).
     Repl {
@@ -457,9 +492,15 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
             wait,
         } => call::subscribe(&conn.or(outer), &event, count, wait).await?,
         Command::Methods {
+            pattern,
+            names: true,
+            ..
+        } => methods::names(pattern.as_deref()),
+        Command::Methods {
             conn,
             pattern,
             offline,
+            ..
         } => methods::methods(&conn.or(outer), pattern.as_deref(), offline, cli.output).await?,
         Command::Doc {
             conn,
@@ -468,10 +509,11 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
         } => methods::doc(&conn.or(outer), &method, offline, cli.output).await?,
         Command::Repl { conn } => return repl::repl(&conn.or(outer)).await,
         Command::Completions { shell } => {
-            use clap::CommandFactory as _;
-            let mut script = Vec::new();
-            clap_complete::generate(shell, &mut Cli::command(), "midscript", &mut script);
-            output::emit(&String::from_utf8_lossy(&script));
+            output::emit(&completions::script(shell));
+            Exit::Ok
+        }
+        Command::Man => {
+            output::emit(&man::page()?);
             Exit::Ok
         }
         Command::Compose { command } => compose::run(command, outer, cli.output).await?,
@@ -533,6 +575,81 @@ mod tests {
         };
         let merged = conn.or(&mixed.conn).settings;
         assert_eq!((merged.url, merged.host.as_deref()), (None, Some("b")));
+    }
+
+    /// `line` split into words as a POSIX shell would for the simple cases of the examples
+    /// (single and double quotes, backslash-escaped double quotes inside double quotes).
+    fn shell_words(line: &str) -> Vec<String> {
+        let (mut words, mut word, mut quote, mut any) = (Vec::new(), String::new(), None, false);
+        let mut chars = line.chars().peekable();
+        while let Some(c) = chars.next() {
+            match (quote, c) {
+                (None, ' ') => {
+                    if any {
+                        words.push(std::mem::take(&mut word));
+                    }
+                    any = false;
+                }
+                (None, '\'' | '"') => (quote, any) = (Some(c), true),
+                (Some(q), c) if c == q => quote = None,
+                (Some('"'), '\\') if chars.peek() == Some(&'"') => word.push(chars.next().unwrap()),
+                (_, c) => (word.push(c), any = true).1,
+            }
+        }
+        if any {
+            words.push(word);
+        }
+        words
+    }
+
+    #[test]
+    fn every_help_example_parses_and_the_main_commands_have_some() {
+        fn visit(cmd: &clap::Command, path: &str, found: &mut Vec<(String, String)>) {
+            if let Some(help) = cmd.get_after_help() {
+                for line in help.to_string().lines() {
+                    if let Some(example) = line.strip_prefix("  midscript") {
+                        found.push((path.to_owned(), format!("midscript{example}")));
+                    }
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                visit(sub, &format!("{path} {}", sub.get_name()), found);
+            }
+        }
+        let mut found = Vec::new();
+        visit(&Cli::command(), "midscript", &mut found);
+        for command in [
+            "midscript",
+            "midscript call",
+            "midscript run",
+            "midscript mock",
+            "midscript compose up",
+            "midscript compose diff",
+            "midscript methods",
+            "midscript doc",
+        ] {
+            assert!(
+                found.iter().any(|(p, _)| p == command),
+                "no example in {command} --help"
+            );
+        }
+        let mut checked = 0;
+        for (_, example) in &found {
+            // The command itself: before a comment column (two spaces or more), `|`, `&&`, `||`.
+            let command = example.split("  ").next().unwrap();
+            let command = [" | ", " && ", " || "]
+                .iter()
+                .fold(command, |c, sep| c.split(sep).next().unwrap());
+            if command.contains('…') || command.contains('$') {
+                continue;
+            }
+            let words = shell_words(command.trim());
+            // As `main` does: `midscript -e CODE` and `midscript FILE.rhai` become `run`.
+            let words = script_shorthand(words.into_iter().map(Into::into).collect());
+            Cli::try_parse_from(&words).unwrap_or_else(|e| panic!("{example}: {e}"));
+            checked += 1;
+        }
+        assert!(checked >= 15, "{checked} examples checked");
     }
 
     #[test]

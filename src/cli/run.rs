@@ -16,6 +16,11 @@ use crate::script::{self, FailureKind, Outcome, RunOptions, Script, StdConsole};
 
 /// The `run` command's own arguments.
 #[derive(Debug, Clone, Args)]
+#[command(after_help = "Examples:
+  midscript --mock run scripts/system-report.rhai
+  midscript --profile nas run deploy.rhai ARG…   what follows the file is the script's
+  midscript -e 'print(call(\"system.info\").version)'
+  curl -s https://…/x.rhai | midscript run -     the script from stdin")]
 pub struct RunArgs {
     #[command(flatten)]
     pub conn: ConnArgs,
