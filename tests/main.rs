@@ -18,6 +18,7 @@
 //! - `scram`: SCRAM API-key logins with and without channel binding, client, CLI and mock
 //! - `fuzz_regressions`: the fuzz targets' checks on committed crashing inputs and samples
 //! - `monitor`: `top` (through a pseudo-terminal) and `check` against the mock
+//! - `readme`: the README's playground block and `--mock` commands, run as written
 //! - `ws`: the `ws` script module and `scripts/sysmedic-watch.rhai` against a SysMedic-protocol server
 
 mod support;
@@ -36,6 +37,7 @@ mod machine;
 mod monitor;
 mod official_client;
 mod oneoff;
+mod readme;
 mod reconnect;
 mod repl;
 mod scram;
