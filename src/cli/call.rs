@@ -73,29 +73,38 @@ pub async fn call(
         outcome?
     } else if output::prints_json_text(format) {
         // Printed as it came: a big result is never parsed (nor held twice).
-        let text = client.call_text(method, params).await?;
+        let text = hinted(session, method, client.call_text(method, params).await).await?;
         output::emit_json_text(&text, format, raw);
         return Ok(Exit::Ok);
     } else {
-        match client.call(method, params).await {
-            Ok(result) => result,
-            Err(error) if is_missing_method(&error) => {
-                let catalog = super::methods::session_catalog(session).await;
-                let near = suggestions(catalog.catalog(), method);
-                if near.is_empty() {
-                    return Err(error.into());
-                }
-                return Err(CliError::Hinted {
-                    error,
-                    hint: format!("did you mean: {}?", near.join(", ")),
-                });
-            }
-            Err(error) => return Err(error.into()),
-        }
+        hinted(session, method, client.call(method, params).await).await?
     };
     output::emit_value(&result, format, raw);
     Ok(Exit::Ok)
     }).await
+}
+
+/// `result`, its error with "did you mean" (from the session's catalog) when the server does
+/// not know `method`.
+async fn hinted<T>(
+    session: &super::Session,
+    method: &str,
+    result: Result<T, Error>,
+) -> Result<T, CliError> {
+    match result {
+        Err(error) if is_missing_method(&error) => {
+            let catalog = super::methods::session_catalog(session).await;
+            let near = suggestions(catalog.catalog(), method);
+            if near.is_empty() {
+                return Err(error.into());
+            }
+            Err(CliError::Hinted {
+                error,
+                hint: format!("did you mean: {}?", near.join(", ")),
+            })
+        }
+        other => Ok(other?),
+    }
 }
 
 /// Is `error` the server's "method does not exist" (-32601, or ENOMETHOD on 24.10)?

@@ -366,7 +366,8 @@ impl Cli {
                 | Command::Methods { .. }
                 | Command::Doc { .. }
                 | Command::Check(_)
-                | Command::Completions { .. },
+                | Command::Completions { .. }
+                | Command::Man,
             ) => Runtime::CurrentThread,
             Some(
                 Command::Repl { .. }
