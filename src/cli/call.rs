@@ -183,7 +183,7 @@ pub async fn subscribe(
     let session = conn.connect().await?;
     session
         .scoped(async |session| {
-            let catalog = super::methods::session_catalog(session).await;
+            let catalog = super::methods::local_catalog(session);
             if !event_known(catalog.catalog(), event) {
                 let base = event.split(':').next().unwrap_or(event);
                 let near = suggestions(catalog.catalog(), base);

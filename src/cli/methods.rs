@@ -37,6 +37,18 @@ pub(crate) async fn session_catalog(session: &super::Session) -> Loaded {
     }
 }
 
+/// A catalog without asking the server anything (so a command's traffic stays what it was):
+/// the bundled one for `--mock`, else the newest cached catalog, else the bundled one.
+pub(crate) fn local_catalog(session: &super::Session) -> Loaded {
+    if session.is_mock() {
+        return Loaded::Bundled;
+    }
+    crate::dirs::Dirs::from_env()
+        .methods_cache()
+        .and_then(|dir| crate::catalog::cache::newest_cache(&dir))
+        .map_or(Loaded::Bundled, |c| Loaded::Owned(Box::new(c)))
+}
+
 /// The catalog these arguments point at.
 async fn load(conn: &ConnArgs, offline: bool) -> Result<(Loaded, Source), CliError> {
     let args = conn.resolve()?;

@@ -130,11 +130,12 @@ pub fn check_key_safety(endpoint: &Endpoint, credentials: Option<&Credentials>) 
     Ok(())
 }
 
-/// An API key refused over plain `ws://`: the server revokes a key sent in plain text over a
-/// transport it does not trust, and says EXPIRED that once (AUTH_ERR, or `false`, afterwards).
-/// Say so instead of a bare EXPIRED/AUTH_ERR.
-fn explain_plain_ws_key(err: Error, endpoint: &Endpoint, credentials: &Credentials) -> Error {
-    if endpoint.tls || !matches!(credentials, Credentials::ApiKey { .. }) {
+/// An API key sent in plain text and refused over plain `ws://` (`url`): the server revokes a
+/// key sent in plain text over a transport it does not trust, and says EXPIRED that once
+/// (AUTH_ERR, or `false`, afterwards). Say so instead of a bare EXPIRED/AUTH_ERR. (A SCRAM
+/// login never sends the key, so its refusals are left alone.)
+fn explain_plain_ws_key(err: Error, url: &str) -> Error {
+    if Endpoint::parse(url).map_or(true, |e| e.tls) {
         return err;
     }
     match err {
@@ -201,10 +202,9 @@ impl Connection {
         let endpoint = Endpoint::parse(&self.url)?;
         check_key_safety(&endpoint, Some(credentials))?;
         let info = match (self.dialect, credentials) {
-            (Dialect::Legacy, creds) => self.login_legacy(creds).await,
-            (Dialect::JsonRpc, creds) => self.login_jsonrpc(creds).await,
-        }
-        .map_err(|e| explain_plain_ws_key(e, &endpoint, credentials))?;
+            (Dialect::Legacy, creds) => self.login_legacy(creds).await?,
+            (Dialect::JsonRpc, creds) => self.login_jsonrpc(creds).await?,
+        };
         self.set_authenticated(true);
         Ok(info)
     }
@@ -236,7 +236,11 @@ impl Connection {
                 Mechanism::Token,
             ),
         };
-        bool_outcome(&self.ask(method, params).await?, mechanism)
+        let outcome = bool_outcome(&self.ask(method, params).await?, mechanism);
+        match mechanism {
+            Mechanism::ApiKeyPlain => outcome.map_err(|e| explain_plain_ws_key(e, &self.url)),
+            _ => outcome,
+        }
     }
 
     async fn login_jsonrpc(&self, credentials: &Credentials) -> Result<LoginInfo> {
@@ -262,7 +266,8 @@ impl Connection {
                 let ok = self
                     .ask("auth.login_with_api_key", vec![json!(key.expose())])
                     .await?;
-                bool_outcome(&ok, Mechanism::ApiKeyPlain)?
+                bool_outcome(&ok, Mechanism::ApiKeyPlain)
+                    .map_err(|e| explain_plain_ws_key(e, &self.url))?
             }
             Credentials::Token(token) => {
                 let data = json!({"mechanism": "TOKEN_PLAIN", "token": token.expose()});
@@ -334,7 +339,7 @@ impl Connection {
         self.check_plain_key()?;
         let data =
             json!({"mechanism": "API_KEY_PLAIN", "username": username, "api_key": key.expose()});
-        match self.ask("auth.login_ex", vec![data]).await {
+        let outcome = match self.ask("auth.login_ex", vec![data]).await {
             Ok(v) => outcome(&v, Mechanism::ApiKeyPlain),
             Err(e) if is_method_missing(&e) => {
                 let ok = self
@@ -342,8 +347,9 @@ impl Connection {
                     .await?;
                 bool_outcome(&ok, Mechanism::ApiKeyPlain)
             }
-            Err(e) => Err(e),
-        }
+            Err(e) => return Err(e),
+        };
+        outcome.map_err(|e| explain_plain_ws_key(e, &self.url))
     }
 
     /// Refuse to send an API key in plain to a server nobody verified
