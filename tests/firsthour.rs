@@ -536,3 +536,27 @@ fn the_man_page_is_generated_from_the_command_line() {
     assert!(page.contains(".TH midscript 1"), "{page}");
     assert!(page.contains("midscript\\-compose(1)"), "{page}");
 }
+
+#[test]
+fn watch_apps_counts_one_app_in_the_singular() {
+    let (_mock, flags) = plain_mock();
+    let create = r#"{"app_name":"web","custom_app":true,"custom_compose_config":{"services":{"web":{"image":"nginx:1.27"}}}}"#;
+    let sb = Sandbox::new();
+    let o = sb.run(&with(&flags, &["-q", "call", "-j", "app.create", create]));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/watch-apps.rhai");
+    let mut args: Vec<&str> = flags.iter().map(String::as_str).collect();
+    args.extend(["run", script.to_str().unwrap()]);
+    let child = sb
+        .command(&args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut child = Killed(child);
+    let mut out = BufReader::new(child.0.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line, "watching 1 app for state changes (Ctrl-C to stop)\n");
+}
