@@ -173,7 +173,9 @@ b.close();
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(!out.contains(SECRET) && !err.contains(SECRET));
     assert_eq!(agent.clients(), 2);
-    assert!(agent.requests() >= 4);
+    // The three answered requests reached the agent; the one that timed out at once may still
+    // be on its way when the script has ended.
+    assert!(agent.requests() >= 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
