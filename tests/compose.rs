@@ -342,16 +342,39 @@ async fn a_crashing_deployment_reports_the_failing_containers_logs() {
     client.close().await;
 }
 
-#[tokio::test]
-async fn rollback_restores_the_previous_document() {
+/// A connected mock, and deploy options that journal into a fresh folder (kept while the
+/// `TempDir` lives).
+async fn journaled() -> (
+    tempfile::TempDir,
+    Journal,
+    MockServer,
+    Client,
+    DeployOptions,
+) {
     let state = tempfile::tempdir().unwrap();
     let journal = Journal::at(state.path());
     let server = mock(|_| {}).await;
     let client = connect(&server).await;
-    let o = DeployOptions {
+    let options = DeployOptions {
         journal: Some((journal.clone(), server.url())),
         ..fast()
     };
+    (state, journal, server, client, options)
+}
+
+/// Roll `app` back to its previous journalled document.
+async fn roll_back(
+    client: &Client,
+    journal: &Journal,
+    server: &MockServer,
+    app: &str,
+) -> Result<deploy::Rollback, deploy::DeployError> {
+    deploy::rollback(client, journal, &server.url(), app, &fast(), &mut |_| {}).await
+}
+
+#[tokio::test]
+async fn rollback_restores_the_previous_document() {
+    let (_state, journal, server, client, o) = journaled().await;
     let v1 = compose::resolve(&inventory_options()).unwrap();
     deploy(&client, &v1, &o).await;
     let mut changed = inventory_options();
@@ -363,16 +386,9 @@ async fn rollback_restores_the_previous_document() {
         2
     );
 
-    let done = deploy::rollback(
-        &client,
-        &journal,
-        &server.url(),
-        "inventory",
-        &fast(),
-        &mut |_| {},
-    )
-    .await
-    .unwrap();
+    let done = roll_back(&client, &journal, &server, "inventory")
+        .await
+        .unwrap();
     assert_eq!(done.entry.document, v1.document);
     assert_eq!(done.outcome.action, Action::Updated);
     assert_eq!(done.diff.len(), 1, "{}", done.diff.render());
@@ -1028,20 +1044,10 @@ async fn a_file_in_the_way_of_a_folder_is_an_error() {
 
 #[tokio::test]
 async fn rollback_without_an_older_document_says_so() {
-    let state = tempfile::tempdir().unwrap();
-    let journal = Journal::at(state.path());
-    let server = mock(|_| {}).await;
-    let client = connect(&server).await;
-    let e = deploy::rollback(
-        &client,
-        &journal,
-        &server.url(),
-        "inventory",
-        &fast(),
-        &mut |_| {},
-    )
-    .await
-    .unwrap_err();
+    let (_state, journal, server, client, _) = journaled().await;
+    let e = roll_back(&client, &journal, &server, "inventory")
+        .await
+        .unwrap_err();
     assert!(
         e.to_string()
             .starts_with("nothing to roll back to: the deploy journal ("),
@@ -1283,14 +1289,7 @@ async fn only_a_full_admin_may_upload_files_or_create_datasets() {
 
 #[tokio::test]
 async fn rollback_puts_back_the_files_of_the_older_document() {
-    let state = tempfile::tempdir().unwrap();
-    let journal = Journal::at(state.path());
-    let server = mock(|_| {}).await;
-    let client = connect(&server).await;
-    let o = DeployOptions {
-        journal: Some((journal.clone(), server.url())),
-        ..fast()
-    };
+    let (_state, journal, server, client, o) = journaled().await;
     let (_tmp, dir) = copy_fixture("uploads");
     let v1 = compose::resolve(&secrets_options(&dir)).unwrap();
     deploy(&client, &v1, &o).await;
@@ -1300,16 +1299,9 @@ async fn rollback_puts_back_the_files_of_the_older_document() {
     let path = "/mnt/tank/apps/uploads/secrets/db_password.txt";
     assert_eq!(server.file_content(path).unwrap(), b"rotated-Passw0rd");
 
-    let done = deploy::rollback(
-        &client,
-        &journal,
-        &server.url(),
-        "uploads",
-        &fast(),
-        &mut |_| {},
-    )
-    .await
-    .unwrap();
+    let done = roll_back(&client, &journal, &server, "uploads")
+        .await
+        .unwrap();
     assert_eq!(done.outcome.action, Action::Updated);
     assert_eq!(done.outcome.uploaded, [path]);
     assert_eq!(

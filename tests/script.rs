@@ -491,8 +491,9 @@ let ev = wait_for("alert.list", 50);
     insta::assert_snapshot!(run.snapshot());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cancelled_run_aborts_the_job_it_waits_for() {
+/// Run `code` against the demo apps with jobs that take 150 ms a step, and press Ctrl-C once
+/// the `whoami` app is starting.
+async fn cancelled_while_whoami_starts(code: &str) -> (Harness, Run) {
     let config = MockConfig {
         job_step: Duration::from_millis(150),
         ..MockConfig::for_tests()
@@ -500,12 +501,22 @@ async fn cancelled_run_aborts_the_job_it_waits_for() {
     let h = Harness::with_config(config).await;
     h.prepare(DEMO_APPS).await;
     let token = CancellationToken::new();
-    let script = Script::inline(
-        "print(\"starting\");\njob(\"app.start\", \"whoami\");\nprint(\"not reached\");\n",
-    );
     let run = h
-        .run_traced(script, &[], Trigger::Cancel("Starting 'whoami' app", token))
+        .run_traced(
+            Script::inline(code.to_owned()),
+            &[],
+            Trigger::Cancel("Starting 'whoami' app", token),
+        )
         .await;
+    (h, run)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_run_aborts_the_job_it_waits_for() {
+    let (_h, run) = cancelled_while_whoami_starts(
+        "print(\"starting\");\njob(\"app.start\", \"whoami\");\nprint(\"not reached\");\n",
+    )
+    .await;
     assert_eq!(run.outcome, Outcome::Cancelled);
     assert_eq!(run.outcome.exit_code(), 130);
     let job_id = run
@@ -1201,19 +1212,10 @@ print(`none=${wait_jobs([])}`);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancelled_wait_jobs_aborts_the_jobs_still_running() {
-    let config = MockConfig {
-        job_step: Duration::from_millis(150),
-        ..MockConfig::for_tests()
-    };
-    let h = Harness::with_config(config).await;
-    h.prepare(DEMO_APPS).await;
-    let token = CancellationToken::new();
-    let script = Script::inline(
+    let (_h, run) = cancelled_while_whoami_starts(
         "let ids = [job_start(\"app.start\", \"whoami\"), job_start(\"app.stop\", \"nginx\")];\nprint(\"waiting\");\nwait_jobs(ids);\nprint(\"not reached\");\n",
-    );
-    let run = h
-        .run_traced(script, &[], Trigger::Cancel("Starting 'whoami' app", token))
-        .await;
+    )
+    .await;
     assert_eq!(run.outcome, Outcome::Cancelled, "{}", run.output);
     assert!(!run.output.contains("not reached"), "{}", run.output);
     assert_eq!(
