@@ -9,10 +9,12 @@
 //! - [`dirs`]: where midscript keeps its files (XDG config, state and cache folders).
 //! - [`machine`]: the machine interface (one JSON request in, one JSON result out).
 //! - [`mock`]: the built-in mock middleware, a simulated TrueNAS.
+//! - [`monitor`]: live monitoring (`midscript top`, `midscript check`) fed by events.
 //! - [`output`]: how results, progress and errors are printed.
 //! - [`protocol`]: wire types shared by the client and the mock.
 //! - [`repl`]: the interactive REPL (`midscript repl`) over the script engine.
 //! - [`script`]: the Rhai script runner (`midscript run`), its bindings and embedded stdlib.
+//! - [`ws`]: a WebSocket JSON client for services that are not TrueNAS (the scripts' `ws::`).
 
 pub mod catalog;
 pub mod cli;

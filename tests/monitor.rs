@@ -320,3 +320,36 @@ fn top_on_a_terminal_shows_every_pane_updating() {
     p.flush().unwrap();
     p.exp_eof().unwrap();
 }
+
+/// A plugin answers at once: a connection lost during the check is UNKNOWN, never a minute of
+/// reconnecting (the CLI reconnects by default, `check` must not).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_does_not_reconnect_when_the_connection_drops() {
+    let server = in_process::mock(|c| {
+        c.demo = true;
+        c.faults.close_1011_at = Some(3);
+    })
+    .await;
+    let url = server.url();
+    let out = tokio::task::spawn_blocking(move || {
+        run(&[
+            "check",
+            "--url",
+            &url,
+            "-U",
+            "truenas_admin",
+            "-P",
+            TEST_PASSWORD,
+        ])
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", stdout(&out));
+    assert!(
+        stdout(&out).starts_with("TRUENAS UNKNOWN - "),
+        "{}",
+        stdout(&out)
+    );
+    assert!(!stderr(&out).contains("reconnect"), "{}", stderr(&out));
+    assert_eq!(server.logins(), 1);
+}

@@ -65,19 +65,16 @@ pub enum CatalogError {
 
 /// Is `method` a read that is safe to send again when its reply was lost: a `query`,
 /// `get_instance`, `get_*`, `config` or `info` method (those are allowed to the read-only admin
-/// role on the server), or `core.ping`. Where the bundled catalog is already loaded, a method
-/// it marks as a job is not a read (one read-only method, `ipmi.sel.info`, is a job, and
-/// sending a job method again would start a second job).
+/// role on the server), or `core.ping`. A method the bundled catalog marks as a job is not a
+/// read (one read-only method, `ipmi.sel.info`, is a job, and sending a job method again would
+/// start a second job).
 pub fn is_read_method(method: &str) -> bool {
     let Some((_, last)) = method.rsplit_once('.') else {
         return false;
     };
     let by_name = matches!(last, "query" | "get_instance" | "config" | "info" | "ping")
         || last.starts_with("get_");
-    by_name
-        && !Catalog::loaded_bundled()
-            .and_then(|c| c.get(method))
-            .is_some_and(|m| m.job)
+    by_name && !Catalog::bundled().get(method).is_some_and(|m| m.job)
 }
 
 static BUNDLED: OnceLock<Catalog> = OnceLock::new();
@@ -162,11 +159,6 @@ impl Catalog {
             .values()
             .filter(|s| s.info.get().is_some())
             .count()
-    }
-
-    /// The bundled catalog if something loaded it already (never loads it).
-    pub fn loaded_bundled() -> Option<&'static Catalog> {
-        BUNDLED.get()
     }
 
     /// Build from gzip-compressed `core.get_methods` JSON.

@@ -79,7 +79,7 @@ const EVENT_SOURCES: &[&str] = &[
 /// method of the catalog count, and the usual event sources that are not methods.
 pub fn event_known(catalog: &Catalog, name: &str) -> bool {
     let base = name.split(':').next().unwrap_or(name);
-    catalog.get(base).is_some() || EVENT_SOURCES.contains(&base)
+    catalog.contains(base) || EVENT_SOURCES.contains(&base)
 }
 
 #[cfg(test)]

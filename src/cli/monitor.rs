@@ -109,7 +109,9 @@ pub async fn check(
     outer: &ConnArgs,
     format: Format,
 ) -> Result<ExitCode, CliError> {
-    let conn = args.conn.or(outer);
+    let mut conn = args.conn.or(outer);
+    // A plugin answers at once: a lost connection is UNKNOWN, not a minute of reconnecting.
+    conn.settings.no_reconnect = true;
     let scope = match args.what {
         What::Alerts => Scope::Alerts,
         What::Pools => Scope::Pools,

@@ -70,6 +70,9 @@ impl Connector for ProfileConnector {
                 profile: Some(profile.to_owned()),
                 timeout: self.base.settings.timeout,
                 trace: self.base.settings.trace.clone(),
+                no_reconnect: self.base.settings.no_reconnect,
+                no_channel_binding: self.base.settings.no_channel_binding,
+                send_key_unverified: self.base.settings.send_key_unverified,
                 ..Settings::default()
             },
             verbose: self.base.verbose,

@@ -18,7 +18,9 @@
 //! # let _ = (info, app); Ok(()) }
 //! ```
 //!
-//! One [`Client`] is one connection and one login; clone it freely (handles share the socket).
+//! One [`Client`] is one session: one connection and one login, replaced by a new connection and
+//! login when [`ConnectOptions::reconnect`] is set and the old one drops. Clone it freely
+//! (clones share the session).
 
 mod auth;
 mod error;

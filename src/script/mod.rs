@@ -33,8 +33,10 @@
 //!   when the caller asks for a dry run) and `changed()` / `changed(flag)`, which report to the
 //!   machine interface that the script changed something; the script's last expression is
 //!   its returned value ([`run_to_end`]);
-//! - `compose_resolve(dir, opts)`, `compose_diff(dir, opts)`, `compose_up(dir, opts)`: the
-//!   compose pipeline of `midscript compose` (wrapped by `import "compose" as compose;`);
+//! - `compose_resolve(dir, opts)`, `compose_diff(dir, opts)`, `compose_up(dir, opts)`,
+//!   `compose_rollback(app, opts)`: the compose pipeline of `midscript compose` (wrapped by
+//!   `import "compose" as compose;`);
+//! - `ws::connect(url, opts)`: any WebSocket JSON service (send, request, next, on, wait);
 //! - errors as maps with the same keys everywhere: `kind`, `summary`, `code`, `message`,
 //!   `errno`, `errname`, `reason`, `extra`, `trace`, `method`, `job_id`, `validation`,
 //!   `outcome` (`"unknown"` for a call that was in flight when the connection dropped: kind
@@ -48,7 +50,8 @@
 //! callbacks run between those waits, never inside one.
 //!
 //! Layout: `engine.rs` (Engine set-up, limits, the `call` custom syntax), `bindings.rs` (call,
-//! job, subscribe, events, wait_for, sleep), `compose.rs` (the `compose_*` bindings),
+//! job, subscribe, events, wait_for, sleep), `compose.rs` (the `compose_*` bindings), `ws.rs`
+//! (the `ws::` module),
 //! `helpers.rs` (json, yaml, env, files, log, time), `values.rs` (JSON ↔ Dynamic), `report.rs` (errors with `file:line:col` and a caret),
 //! `stdlib.rs` (the embedded `stdlib/*.rhai` modules and the module resolver).
 

@@ -142,11 +142,6 @@ fn scrub(secrets: &[String], text: &str) -> String {
     t
 }
 
-/// `url` with its secrets replaced by `********`.
-pub fn redact_url(url: &str) -> String {
-    scrub(&secrets_of(url, &[]), url)
-}
-
 fn close_text(frame: Option<&CloseFrame>) -> String {
     match frame {
         Some(f) if f.reason.is_empty() => format!("closed by the peer ({})", u16::from(f.code)),
