@@ -485,18 +485,25 @@ pub async fn missing_dirs(client: &Client, mounts: &[BindMount]) -> Result<Vec<S
     Ok(out)
 }
 
-/// Upload the files whose copy on the NAS is missing, of another size, or not the one the
-/// running document's fingerprint describes (`filesystem.file_receive`, base64 in one
-/// message). Returns the paths uploaded.
+/// Upload the files whose copy on the NAS is missing, of another size, or not the one that
+/// `document` (what is about to be deployed) fingerprints: the running document's fingerprint
+/// of a file differs from `document`'s unless the file is unchanged, since [`plan`] carries an
+/// unchanged file's fingerprint over (a secret's is salted, so comparing the strings is enough
+/// and no fingerprint is derived again). `filesystem.file_receive`, base64 in one message.
+/// Returns the paths uploaded.
 pub async fn upload_files(
     client: &Client,
     files: &[Upload],
+    document: &Value,
     running: Option<&Value>,
 ) -> Result<Vec<String>, Error> {
     let deployed = running.map(fingerprints).unwrap_or_default();
+    let wanted = fingerprints(document);
     let mut sent = Vec::new();
     for u in files {
-        let current = deployed.get(&u.remote).is_some_and(|fp| u.matches(fp));
+        let current = deployed
+            .get(&u.remote)
+            .is_some_and(|fp| wanted.get(&u.remote) == Some(fp));
         if current
             && let Some(st) = stat(client, &u.remote).await?
             && st.get("type").and_then(Value::as_str) == Some("FILE")
@@ -595,7 +602,13 @@ pub async fn apply(
     } else {
         (Vec::new(), missing_dirs(client, &project.mounts).await?)
     };
-    let uploaded = upload_files(client, &project.uploads, plan.remote.config.as_ref()).await?;
+    let uploaded = upload_files(
+        client,
+        &project.uploads,
+        &plan.document,
+        plan.remote.config.as_ref(),
+    )
+    .await?;
     let mut outcome = up(
         client,
         &project.name,
@@ -653,7 +666,7 @@ pub async fn rollback(
         ..options.clone()
     };
     let files = entry.uploads(journal, server, app)?;
-    let uploaded = upload_files(client, &files, remote.config.as_ref()).await?;
+    let uploaded = upload_files(client, &files, &entry.document, remote.config.as_ref()).await?;
     let mut outcome = up(
         client,
         app,
