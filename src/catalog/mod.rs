@@ -223,17 +223,23 @@ impl Catalog {
     /// Methods whose name matches `pattern`, sorted by name: a glob if it contains `*` (which
     /// matches any run of characters, dots included: `app.*`, `*.query`), else a substring.
     pub fn matching<'a>(&'a self, pattern: &'a str) -> impl Iterator<Item = &'a MethodInfo> {
+        self.matching_names(pattern)
+            .map(|name| self.methods[name].info(name))
+    }
+
+    /// The names [`Catalog::matching`] gives, without reading their entries (for completion).
+    pub fn matching_names<'a>(&'a self, pattern: &'a str) -> impl Iterator<Item = &'a str> {
         let glob = pattern.contains('*');
         self.methods
-            .iter()
-            .filter(move |(name, _)| {
+            .keys()
+            .filter(move |name| {
                 if glob {
                     glob_match(pattern, name)
                 } else {
                     name.contains(pattern)
                 }
             })
-            .map(|(name, slot)| slot.info(name))
+            .map(String::as_str)
     }
 
     /// The catalog in `core.get_methods`'s shape: an object keyed by method name (sorted).

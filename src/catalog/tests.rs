@@ -46,7 +46,13 @@ fn the_bundled_catalog_parses_only_what_is_looked_up() {
     assert!(c.contains("app.create") && !c.contains("app.creat"));
     assert_eq!(c.names().filter(|n| n.starts_with("app.")).count(), 40);
     assert_eq!(suggestions(&c, "app.creat"), ["app.create"]);
-    assert_eq!(c.parsed(), 0, "names and suggestions parse nothing");
+    assert_eq!(c.matching_names("app.*").count(), 40);
+    assert!(super::suggest::event_known(&c, "app.query:{\"x\": 1}"));
+    assert_eq!(
+        c.parsed(),
+        0,
+        "names, suggestions, completion and event names parse nothing"
+    );
     let m = c.get("app.create").expect("app.create");
     assert!(m.job && !m.accepts.is_empty());
     assert_eq!(c.get("app.create"), Some(m));

@@ -150,8 +150,8 @@ pub fn names(pattern: Option<&str>) -> Exit {
         .and_then(|dir| crate::catalog::cache::newest_cache(&dir));
     let catalog = cached.as_ref().unwrap_or_else(|| Catalog::bundled());
     let mut out = String::new();
-    for m in catalog.matching(pattern.unwrap_or("")) {
-        out.push_str(&m.name);
+    for name in catalog.matching_names(pattern.unwrap_or("")) {
+        out.push_str(name);
         out.push('\n');
     }
     output::emit(&out);
