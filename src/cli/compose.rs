@@ -248,13 +248,10 @@ fn journal() -> Result<Journal, CliError> {
     Journal::default_location().map_err(compose_err)
 }
 
-/// The journal's key for the server: `mock` for `--mock` (a new in-process mock each time).
+/// The journal's key for the server: its URL, or [`ConnArgs::journal_server`].
 fn server_of(conn: &ConnArgs, client: &Client) -> String {
-    if conn.settings.mock {
-        "mock".into()
-    } else {
-        client.url().to_owned()
-    }
+    conn.journal_server()
+        .unwrap_or_else(|| client.url().to_owned())
 }
 
 /// Run a compose subcommand.

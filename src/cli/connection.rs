@@ -85,6 +85,13 @@ impl ConnArgs {
         self.settings.is_empty()
     }
 
+    /// The deploy journal's name for the server when it is not the URL: `mock` for `--mock`
+    /// (a new in-process mock on a new port each time: one name keeps `compose --mock` and
+    /// `run --mock` entries together instead of a journal folder per port).
+    pub(super) fn journal_server(&self) -> Option<String> {
+        self.settings.mock.then(|| "mock".to_owned())
+    }
+
     /// Is a server given (by a flag, the environment or the profile)? Ask after
     /// [`ConnArgs::resolve`].
     pub(super) fn names_a_server(&self) -> bool {

@@ -77,7 +77,7 @@ pub async fn run(args: RunArgs, outer: &ConnArgs, verbose: bool) -> Result<ExitC
     // environment, profile), it opens on the script's first call, so a script that only
     // talks to other services (`ws::connect`) runs with nothing configured.
     let resolved = args.conn.or(outer).resolve()?;
-    let mock = resolved.settings.mock;
+    let server_key = resolved.journal_server();
     let (session, connector) = if resolved.names_a_server() {
         let s = resolved.connect_resolved().await?;
         let c = script::Connector::Ready(s.client.clone());
@@ -119,9 +119,7 @@ pub async fn run(args: RunArgs, outer: &ConnArgs, verbose: bool) -> Result<ExitC
     options.cancel = cancel;
     options.verbose = verbose;
     options.catalog = Some(Arc::new(RwLock::new(MethodCatalog::Bundled)));
-    if mock {
-        options.server_key = Some("mock".into());
-    }
+    options.server_key = server_key;
     let outcome = script::run_with(connector, script, options).await;
     on_ctrl_c.abort();
     if let Some(session) = session {
