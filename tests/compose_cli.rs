@@ -21,22 +21,38 @@ fn mock(extra: &[&str]) -> StandaloneMock {
     StandaloneMock::start(&args)
 }
 
-/// Run `midscript compose ARGS` in `dir` with a clean environment and state directory `state`.
-fn compose(mock: Option<&StandaloneMock>, state: &Path, dir: &Path, args: &[&str]) -> Output {
+/// The binary, started in `dir` with a clean environment (the mock's password in
+/// `MIDSCRIPT_PASSWORD`), state directory `state`, no colour and no stdin.
+fn command(dir: &Path, state: &Path) -> Command {
     let mut c = Command::new(BIN);
-    c.arg("compose").args(args);
-    if let Some(m) = mock {
-        c.args(["--url", &m.value("URL"), "-U", "admin"]);
-    }
     c.current_dir(dir)
         .env_clear()
         .env("MIDSCRIPT_PASSWORD", "pw")
         .env("XDG_STATE_HOME", state)
         .env("HOME", state)
         .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .output()
-        .expect("the binary runs")
+        .stdin(Stdio::null());
+    c
+}
+
+/// `--url` and `-U` for `mock`.
+fn login(mock: &StandaloneMock) -> [String; 4] {
+    [
+        "--url".into(),
+        mock.value("URL"),
+        "-U".into(),
+        "admin".into(),
+    ]
+}
+
+/// Run `midscript compose ARGS` in `dir` with a clean environment and state directory `state`.
+fn compose(mock: Option<&StandaloneMock>, state: &Path, dir: &Path, args: &[&str]) -> Output {
+    let mut c = command(dir, state);
+    c.arg("compose").args(args);
+    if let Some(m) = mock {
+        c.args(login(m));
+    }
+    c.output().expect("the binary runs")
 }
 
 fn code(o: &Output) -> i32 {
@@ -314,15 +330,9 @@ fn logs_follow_into_a_closed_pipe_ends_quietly() {
         &["up", "--progress", "none"],
     );
     assert_eq!(code(&o), 0, "{}", stderr(&o));
-    let mut child = Command::new(BIN)
+    let mut child = command(&dir, state.path())
         .args(["compose", "logs", "-f", "--tail", "2"])
-        .args(["--url", &mock.value("URL"), "-U", "admin"])
-        .current_dir(&dir)
-        .env_clear()
-        .env("MIDSCRIPT_PASSWORD", "pw")
-        .env("XDG_STATE_HOME", state.path())
-        .env("HOME", state.path())
-        .stdin(Stdio::null())
+        .args(login(&mock))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -348,15 +358,8 @@ fn logs_follow_into_a_closed_pipe_ends_quietly() {
 
 /// Run `midscript ARGS` (connection arguments included) with a clean environment and state directory `state`.
 fn midscript(state: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
+    command(Path::new(env!("CARGO_MANIFEST_DIR")), state)
         .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env_clear()
-        .env("MIDSCRIPT_PASSWORD", "pw")
-        .env("XDG_STATE_HOME", state)
-        .env("HOME", state)
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
         .output()
         .expect("the binary runs")
 }
